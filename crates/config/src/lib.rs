@@ -1,0 +1,21 @@
+//! Switchyard configuration: the YAML schema, loading with `${ENV}`
+//! interpolation, strict parsing (unknown keys are errors), a validation pass
+//! that collects every problem with its place in the file, and a redacting
+//! [`Secret`] type.
+//!
+//! Public contract (used by the router, worker and CLI):
+//! - [`Config::load`] reads a file and returns a validated config or every
+//!   problem found ([`ConfigErrors`]), each naming the file, the key path and
+//!   what is wrong.
+//! - [`Config::from_yaml_str`] does the same for text (tests, embedded default).
+//! - [`Config::embedded_default`] is what `switchyard serve` uses without a
+//!   config file: the offline `demo` provider plus every provider whose API key
+//!   is in the environment.
+//! - [`Config::apply_env_overrides`] applies `SWITCHYARD_HTTP_ADDR`,
+//!   `SWITCHYARD_GRPC_ADDR` and `SWITCHYARD_NATS_URL`.
+
+mod schema;
+mod secret;
+
+pub use schema::*;
+pub use secret::Secret;

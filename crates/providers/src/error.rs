@@ -1,0 +1,49 @@
+//! The typed classification of every upstream failure.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    /// 429 or quota exhausted. `retry_after` from the upstream's headers.
+    #[error("rate limited by upstream: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The provider says it is overloaded (503, 529, "overloaded_error").
+    #[error("upstream overloaded: {message}")]
+    Overloaded {
+        message: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// 400/422 that is not a context-length problem.
+    #[error("upstream rejected the request: {message}")]
+    BadRequest {
+        message: String,
+        status: u16,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    /// 401/403.
+    #[error("upstream rejected the credentials: {message}")]
+    Auth { message: String, status: u16 },
+    /// The prompt is longer than the model's context window.
+    #[error("prompt exceeds the model's context window: {message}")]
+    ContextTooLong { message: String },
+    /// 404 for the model.
+    #[error("upstream does not know the model: {message}")]
+    NotFound { message: String },
+    /// No answer (or no first byte, when streaming) within the deadline.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// DNS, connect, TLS or reset before an answer.
+    #[error("could not reach upstream: {0}")]
+    Connection(String),
+    /// Any other non-success status (5xx and the unexpected).
+    #[error("upstream failed with status {status}: {message}")]
+    Upstream { status: u16, message: String },
+    /// The upstream answered 2xx with a body we could not decode.
+    #[error("undecodable upstream answer: {0}")]
+    InvalidResponse(String),
+}

@@ -1,0 +1,56 @@
+//! Provider wire formats. One [`Provider`] trait; each wire format is one
+//! module of the same shape (wire structs with a flattened `extra` map for
+//! pass-through, converters to and from the canonical protobuf model, a
+//! stream adapter, `classify_error`, tests at the bottom). [`registry`] maps a
+//! configured provider kind to its implementation.
+//!
+//! This crate knows nothing of NATS or of the router: it turns a canonical
+//! [`ChatCall`] into an upstream HTTP call and the answer back into canonical
+//! results, and classifies every failure into a typed [`ProviderError`].
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec};
+
+pub mod demo;
+pub mod error;
+pub mod openai;
+pub mod registry;
+
+pub use error::ProviderError;
+pub use registry::{build_provider, BuildError};
+
+/// One upstream call: the canonical request and the model name to send.
+#[derive(Debug, Clone)]
+pub struct ChatCall {
+    pub spec: ChatSpec,
+    /// The model name the upstream knows (the route's `model`).
+    pub upstream_model: String,
+    /// Gateway request id, forwarded upstream as `x-request-id` where the
+    /// format allows, and used in logs.
+    pub request_id: String,
+    /// Overrides the provider's configured timeout when shorter (the router's
+    /// remaining deadline).
+    pub timeout: Option<Duration>,
+}
+
+/// Chunks of a streamed answer, in order. The stream ends after the last
+/// chunk; when the upstream reports usage it is on the last chunk (with no
+/// choices). Dropping the stream closes the upstream connection: that is how
+/// cancellation reaches the provider.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The configured kind this implementation serves (for logs and tests).
+    fn kind(&self) -> &'static str;
+
+    /// A complete answer. Fails with a classified [`ProviderError`].
+    async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError>;
+
+    /// A streamed answer. Errors before the first chunk come back as `Err`
+    /// here; errors mid-stream as an `Err` item.
+    async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError>;
+}

@@ -1,0 +1,1 @@
+//! Route tables: which provider targets serve a requested model

@@ -1,0 +1,1 @@
+//! The router: HTTP (OpenAI shape) and gRPC front ends over one gateway core

@@ -1,0 +1,1 @@
+//! The worker: consumes a provider's work from the bus and calls the upstream

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use switchyard_proto::bus::v1::{work_event, WorkRequest};
+use switchyard_proto::bus::v1::{WorkRequest, work_event};
 use tokio_util::sync::CancellationToken;
 
 pub mod inproc;
@@ -51,6 +51,17 @@ pub enum BusError {
 /// A content event of a call; see `switchyard.bus.v1.WorkEvent`.
 pub type Event = work_event::Event;
 
+/// Whether `event` ends a call (`result`, `end` or `error`).
+pub fn is_terminal(event: &Event) -> bool {
+    matches!(event, Event::Result(_) | Event::End(_) | Event::Error(_))
+}
+
+/// Whether `event` belongs to the transport (`accepted`, `heartbeat`) rather
+/// than to the call's content. Implementations produce these themselves.
+pub fn is_transport(event: &Event) -> bool {
+    matches!(event, Event::Accepted(_) | Event::Heartbeat(_))
+}
+
 /// The router's side of one request: a stream of content events. Ends after
 /// a terminal event (`result`, `end` or `error`). Dropping it early cancels
 /// the work.
@@ -74,7 +85,9 @@ impl Stream for Call {
 /// Where a worker sends a job's events.
 #[async_trait::async_trait]
 pub trait EventSink: Send + Sync {
-    /// Sends one content event. Fails when the caller is gone.
+    /// Sends one content event. Fails when the caller is gone, and after a
+    /// terminal event was sent. Transport events (`accepted`, `heartbeat`)
+    /// are ignored: the bus sends those itself.
     async fn send(&self, event: Event) -> Result<(), BusError>;
 }
 
@@ -87,17 +100,19 @@ pub struct Job {
     pub cancelled: CancellationToken,
 }
 
+/// What [`JobStream::stop_receiving`] awaits.
+pub type StopFuture = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// Starts stopping a [`JobStream`]; called at most once.
+pub type StopFn = Box<dyn FnOnce() -> StopFuture + Send>;
+
 /// Jobs for one provider, as a worker receives them.
 pub struct JobStream {
     inner: Pin<Box<dyn Stream<Item = Job> + Send>>,
-    stop: Option<Box<dyn FnOnce() -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>>,
+    stop: Option<StopFn>,
 }
 
 impl JobStream {
-    pub fn new(
-        inner: Pin<Box<dyn Stream<Item = Job> + Send>>,
-        stop: Box<dyn FnOnce() -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>,
-    ) -> Self {
+    pub fn new(inner: Pin<Box<dyn Stream<Item = Job> + Send>>, stop: StopFn) -> Self {
         Self {
             inner,
             stop: Some(stop),
@@ -124,7 +139,10 @@ impl Stream for JobStream {
 #[async_trait::async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Sends work to the provider named in `request.provider` and returns
-    /// its events.
+    /// its events. Returns once a worker has taken the request (over NATS:
+    /// its `accepted`); fails with [`BusError::NoResponders`] at once when no
+    /// worker serves the provider, and with [`BusError::WorkerLost`] when
+    /// none accepts within the ack timeout.
     async fn call(&self, request: WorkRequest, headers: Headers) -> Result<Call, BusError>;
 
     /// Starts receiving `provider`'s work. Every worker of one provider

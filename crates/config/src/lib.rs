@@ -13,9 +13,23 @@
 //!   is in the environment.
 //! - [`Config::apply_env_overrides`] applies `SWITCHYARD_HTTP_ADDR`,
 //!   `SWITCHYARD_GRPC_ADDR` and `SWITCHYARD_NATS_URL`.
+//!
+//! The reference for every key is docs/configuration.md.
 
+mod defaults;
+mod env;
+mod error;
+mod interpolate;
+mod keypath;
+mod load;
+mod locate;
 mod schema;
 mod secret;
+mod validate;
 
+pub use defaults::{OPENAI_BASE_URL_ENV, WELL_KNOWN_PROVIDERS, WellKnownProvider};
+pub use env::{ENV_CONFIG, ENV_GRPC_ADDR, ENV_HTTP_ADDR, ENV_NATS_URL};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::EMBEDDED_ORIGIN;
 pub use schema::*;
 pub use secret::Secret;

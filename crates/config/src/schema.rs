@@ -2,14 +2,15 @@
 //! an error, not a silently ignored key.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::Secret;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -41,10 +42,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
-    /// e.g. nats://127.0.0.1:4222
+    /// e.g. nats://127.0.0.1:4222, or several comma-separated. May carry
+    /// credentials (`nats://user:pass@host`), so Debug and Serialize redact
+    /// them.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub nats_url: String,
     /// Subjects are `<prefix>.work.<provider>` and `<prefix>.ctl.<worker-id>`;
     /// lets several gateways share one NATS.
@@ -78,6 +82,9 @@ pub enum ProviderKind {
     Demo,
 }
 
+/// Where a provider of kind `openai` is sent when it names no `base_url`.
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
 impl ProviderKind {
     pub const ALL: &'static [&'static str] = &["openai", "demo"];
 
@@ -89,7 +96,7 @@ impl ProviderKind {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Referenced by routes and by `switchyard worker --provider`.
@@ -114,8 +121,14 @@ pub struct ProviderConfig {
     /// "overloaded" at once so the route can pick another target.
     #[serde(default = "default_max_queue")]
     pub max_queue: usize,
-    /// Extra HTTP headers sent upstream with every request.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Extra HTTP headers sent upstream with every request. Values may be
+    /// credentials (`api-key`, `x-api-key`), so Debug and Serialize redact
+    /// them.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "serialize_redacted_headers"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Upstream models this provider exposes directly, listed by
     /// `GET /v1/models` as `<provider>/<model>`. Any `<provider>/<model>` may
@@ -125,6 +138,23 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
+    /// A provider with every optional key at its default (`base_url` is left
+    /// unset; loading fills in the kind's default).
+    pub fn new(name: impl Into<String>, kind: ProviderKind) -> Self {
+        ProviderConfig {
+            name: name.into(),
+            kind,
+            base_url: None,
+            api_key: None,
+            api_key_env: None,
+            timeout: default_provider_timeout(),
+            max_concurrency: default_max_concurrency(),
+            max_queue: default_max_queue(),
+            headers: BTreeMap::new(),
+            models: Vec::new(),
+        }
+    }
+
     /// The key the worker sends upstream: `api_key`, else `api_key_env`'s
     /// variable. `None` when neither gives one.
     pub fn resolve_api_key(&self) -> Option<Secret> {
@@ -132,7 +162,10 @@ impl ProviderConfig {
             return Some(k.clone());
         }
         let var = self.api_key_env.as_ref()?;
-        std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new)
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
     }
 }
 
@@ -161,6 +194,110 @@ pub struct RouteConfig {
     pub provider: String,
     /// The model name sent upstream.
     pub model: String,
+}
+
+impl Config {
+    /// The provider named `name`.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The `models[]` entry named `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+impl BusConfig {
+    /// A NATS bus at `nats_url` with every other key at its default.
+    pub fn new(nats_url: impl Into<String>) -> Self {
+        BusConfig {
+            nats_url: nats_url.into(),
+            subject_prefix: default_subject_prefix(),
+            ack_timeout: default_ack_timeout(),
+            heartbeat_interval: default_heartbeat_interval(),
+            token: None,
+            user: None,
+            password: None,
+        }
+    }
+}
+
+impl fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusConfig")
+            .field("nats_url", &redact_url_credentials(&self.nats_url))
+            .field("subject_prefix", &self.subject_prefix)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("token", &self.token)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), REDACTED))
+            .collect();
+        f.debug_struct("ProviderConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .field("api_key_env", &self.api_key_env)
+            .field("timeout", &self.timeout)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_queue", &self.max_queue)
+            .field("headers", &headers)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+const REDACTED: &str = "[redacted]";
+
+/// Replaces the user-info of each comma-separated URL: a password, or a
+/// bare token (`nats://token@host`).
+pub(crate) fn redact_url_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| {
+            let Some(scheme_end) = u.find("://").map(|p| p + 3) else {
+                return u.to_owned();
+            };
+            let authority_end = u[scheme_end..]
+                .find('/')
+                .map_or(u.len(), |p| scheme_end + p);
+            let Some(at) = u[scheme_end..authority_end]
+                .rfind('@')
+                .map(|p| scheme_end + p)
+            else {
+                return u.to_owned();
+            };
+            let userinfo = &u[scheme_end..at];
+            let redacted = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}"),
+                None => REDACTED.to_owned(),
+            };
+            format!("{}{redacted}{}", &u[..scheme_end], &u[at..])
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url_credentials(url))
+}
+
+fn serialize_redacted_headers<S: Serializer>(
+    headers: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.keys().map(|k| (k, REDACTED)))
 }
 
 impl Default for ServerConfig {

@@ -8,13 +8,19 @@ use serde_json::{Map, Number, Value as Json};
 /// A JSON object as a protobuf `Struct`.
 pub fn struct_from_map(map: Map<String, Json>) -> Struct {
     Struct {
-        fields: map.into_iter().map(|(k, v)| (k, value_from_json(v))).collect(),
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, value_from_json(v)))
+            .collect(),
     }
 }
 
 /// A protobuf `Struct` as a JSON object.
 pub fn map_from_struct(s: Struct) -> Map<String, Json> {
-    s.fields.into_iter().map(|(k, v)| (k, json_from_value(v))).collect()
+    s.fields
+        .into_iter()
+        .map(|(k, v)| (k, json_from_value(v)))
+        .collect()
 }
 
 /// Borrowing variant of [`map_from_struct`].
@@ -47,7 +53,9 @@ pub fn json_from_value(v: Value) -> Json {
         Some(Kind::BoolValue(b)) => Json::Bool(b),
         Some(Kind::NumberValue(n)) => number(n),
         Some(Kind::StringValue(s)) => Json::String(s),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.into_iter().map(json_from_value).collect()),
+        Some(Kind::ListValue(l)) => {
+            Json::Array(l.values.into_iter().map(json_from_value).collect())
+        }
         Some(Kind::StructValue(s)) => Json::Object(map_from_struct(s)),
     }
 }
@@ -70,7 +78,9 @@ mod tests {
     #[test]
     fn round_trips_nested_json() {
         let v = json!({"a": 1, "b": [true, null, "x", 2.5], "c": {"d": -3}});
-        let Json::Object(map) = v.clone() else { panic!() };
+        let Json::Object(map) = v.clone() else {
+            panic!()
+        };
         let back = Json::Object(map_from_struct(struct_from_map(map)));
         assert_eq!(back, v);
     }

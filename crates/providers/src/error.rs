@@ -47,3 +47,57 @@ pub enum ProviderError {
     #[error("undecodable upstream answer: {0}")]
     InvalidResponse(String),
 }
+
+impl ProviderError {
+    /// The same error with its message text passed through `f` (to scrub
+    /// secrets an upstream echoed, for instance).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        use ProviderError::*;
+        match self {
+            RateLimited {
+                message,
+                retry_after,
+            } => RateLimited {
+                message: f(message),
+                retry_after,
+            },
+            Overloaded {
+                message,
+                status,
+                retry_after,
+            } => Overloaded {
+                message: f(message),
+                status,
+                retry_after,
+            },
+            BadRequest {
+                message,
+                status,
+                param,
+                code,
+            } => BadRequest {
+                message: f(message),
+                status,
+                param,
+                code,
+            },
+            Auth { message, status } => Auth {
+                message: f(message),
+                status,
+            },
+            ContextTooLong { message } => ContextTooLong {
+                message: f(message),
+            },
+            NotFound { message } => NotFound {
+                message: f(message),
+            },
+            Timeout(d) => Timeout(d),
+            Connection(message) => Connection(f(message)),
+            Upstream { status, message } => Upstream {
+                status,
+                message: f(message),
+            },
+            InvalidResponse(message) => InvalidResponse(f(message)),
+        }
+    }
+}

@@ -2,7 +2,9 @@
 //! module of the same shape (wire structs with a flattened `extra` map for
 //! pass-through, converters to and from the canonical protobuf model, a
 //! stream adapter, `classify_error`, tests at the bottom). [`registry`] maps a
-//! configured provider kind to its implementation.
+//! configured provider kind to its implementation, [`demo`] is the offline
+//! built-in provider, and `conformance` (this crate's tests, or the
+//! `conformance` feature) is the suite every provider passes.
 //!
 //! This crate knows nothing of NATS or of the router: it turns a canonical
 //! [`ChatCall`] into an upstream HTTP call and the answer back into canonical
@@ -14,13 +16,17 @@ use std::time::Duration;
 use futures_util::Stream;
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec};
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod demo;
 pub mod error;
 pub mod openai;
 pub mod registry;
+mod upstream;
 
 pub use error::ProviderError;
-pub use registry::{build_provider, BuildError};
+pub use registry::{BuildError, build_provider, http_client};
+pub use upstream::{parse_go_duration, retry_after};
 
 /// One upstream call: the canonical request and the model name to send.
 #[derive(Debug, Clone)]
@@ -28,8 +34,8 @@ pub struct ChatCall {
     pub spec: ChatSpec,
     /// The model name the upstream knows (the route's `model`).
     pub upstream_model: String,
-    /// Gateway request id, forwarded upstream as `x-request-id` where the
-    /// format allows, and used in logs.
+    /// Gateway request id, for logs. Not sent upstream: no wire format here
+    /// has a vendor-neutral header for it.
     pub request_id: String,
     /// Overrides the provider's configured timeout when shorter (the router's
     /// remaining deadline).

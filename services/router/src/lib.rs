@@ -1,1 +1,167 @@
 //! The router: HTTP (OpenAI shape) and gRPC front ends over one gateway core
+//! that resolves models to routes and sends work to provider workers over the
+//! bus. Stateless apart from its route table: scale it horizontally.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchyard_bus::Bus;
+use switchyard_config::Config;
+use switchyard_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
+use switchyard_routing::RouteTable;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod core;
+pub mod error;
+pub mod grpc;
+pub mod http;
+
+pub use crate::core::Gateway;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("{what} server failed: {message}")]
+    Serve { what: &'static str, message: String },
+}
+
+/// A started router: where it listens, and its server tasks.
+pub struct RunningRouter {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    tasks: Vec<JoinHandle<Result<(), RouterError>>>,
+}
+
+impl RunningRouter {
+    /// Waits until both servers stopped (after `shutdown` fired and their
+    /// in-flight requests finished).
+    pub async fn wait(self) -> Result<(), RouterError> {
+        for t in self.tasks {
+            match t.await {
+                Ok(r) => r?,
+                Err(e) => {
+                    return Err(RouterError::Serve {
+                        what: "router",
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds the HTTP and gRPC listeners and serves until `shutdown` fires. On
+/// shutdown, readiness and gRPC health turn to not-serving at once, new
+/// connections are refused and in-flight requests (streams included) run to
+/// their end.
+pub async fn start(
+    config: &Config,
+    bus: Arc<dyn Bus>,
+    shutdown: CancellationToken,
+) -> Result<RunningRouter, RouterError> {
+    let gateway = Arc::new(Gateway::new(
+        RouteTable::from_config(config),
+        bus,
+        config.server.request_timeout,
+    ));
+
+    let http_listener = bind("HTTP", config.server.http_addr).await?;
+    let grpc_listener = bind("gRPC", config.server.grpc_addr).await?;
+    let http_addr = local_addr("HTTP", &http_listener, config.server.http_addr)?;
+    let grpc_addr = local_addr("gRPC", &grpc_listener, config.server.grpc_addr)?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<GatewayServiceServer<grpc::GrpcGateway>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RouterError::Reflection(e.to_string()))?;
+    // grpcurl and older tools speak only v1alpha reflection.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| RouterError::Reflection(e.to_string()))?;
+
+    // Flip readiness before the listeners close so load balancers drain us.
+    {
+        let gateway = gateway.clone();
+        let shutdown = shutdown.clone();
+        let health = health_reporter.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            gateway.begin_shutdown();
+            health
+                .set_not_serving::<GatewayServiceServer<grpc::GrpcGateway>>()
+                .await;
+        });
+    }
+
+    let app = http::app(gateway.clone(), config.server.max_body_bytes);
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+            .map_err(|e| RouterError::Serve {
+                what: "HTTP",
+                message: e.to_string(),
+            })
+    });
+
+    let grpc_service = GatewayServiceServer::new(grpc::GrpcGateway::new(gateway.clone()));
+    let grpc_shutdown = shutdown.clone();
+    let grpc_task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                grpc_shutdown.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| RouterError::Serve {
+                what: "gRPC",
+                message: e.to_string(),
+            })
+    });
+
+    tracing::info!(%http_addr, %grpc_addr, "router listening");
+    Ok(RunningRouter {
+        http_addr,
+        grpc_addr,
+        gateway,
+        tasks: vec![http_task, grpc_task],
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RouterError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RouterError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, RouterError> {
+    l.local_addr()
+        .map_err(|source| RouterError::Bind { what, addr, source })
+}

@@ -1,1 +1,289 @@
-fn main() {}
+//! `switchyard`: the one binary for every role.
+//!
+//! - `serve`: router and every configured provider's worker in one process
+//!   (in-process bus unless the config names a NATS URL).
+//! - `router`: the router alone, sending work over NATS.
+//! - `worker --provider NAME`: one provider's worker, taking work from NATS.
+//! - `check`: validates a config file and prints every problem.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use switchyard_bus::Bus;
+use switchyard_bus::inproc::InProcessBus;
+use switchyard_bus::nats::{NatsBus, NatsOptions};
+use switchyard_config::Config;
+use switchyard_worker::Worker;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "AI API gateway: one endpoint in front of many model providers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Router and all providers' workers in one process. Without a config,
+    /// serves the offline `demo` provider plus every provider whose API key
+    /// is in the environment.
+    Serve {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The router alone; workers run as separate processes over NATS.
+    Router {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// One provider's worker, taking that provider's work from NATS.
+    Worker {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// A `providers[].name` from the config.
+        #[arg(long, short)]
+        provider: String,
+    },
+    /// Validate a config file; print every problem with its place; exit 1 on any.
+    Check {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Check { config } = &cli.command {
+        return check(config);
+    }
+    switchyard_telemetry::init_logging();
+    // reqwest and async-nats both use rustls; one process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            let _ = writeln!(std::io::stderr(), "switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}: OK ({} providers, {} models)",
+                path.display(),
+                c.providers.len(),
+                c.models.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{errors}");
+            let _ = writeln!(
+                err,
+                "{}: {} problem(s) found",
+                path.display(),
+                errors.errors.len()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config> {
+    let origin = path.map_or_else(
+        || switchyard_config::EMBEDDED_ORIGIN.to_owned(),
+        |p| p.display().to_string(),
+    );
+    let mut config = match path {
+        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?,
+        None => {
+            tracing::info!(
+                "no config file given: serving the embedded default (demo provider + providers from environment keys)"
+            );
+            Config::embedded_default()
+        }
+    };
+    config
+        .apply_env_overrides(|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid environment override:\n{e}"))?;
+    // Overrides and the environment-built default are checked like a file.
+    config
+        .validate(&origin)
+        .map_err(|e| anyhow::anyhow!("invalid config after environment overrides:\n{e}"))?;
+    Ok(config)
+}
+
+async fn connect_bus(config: &Config, role: &str, require_nats: bool) -> Result<Arc<dyn Bus>> {
+    match &config.bus {
+        Some(b) => {
+            let bus = NatsBus::connect(NatsOptions::from_config(b, format!("switchyard-{role}")))
+                .await
+                .with_context(|| format!("cannot connect to NATS at {}", b.nats_url))?;
+            tracing::info!(url = %b.nats_url, "bus: NATS");
+            Ok(Arc::new(bus))
+        }
+        None if require_nats => {
+            bail!(
+                "`switchyard {role}` needs a NATS bus: set bus.nats_url in the config or SWITCHYARD_NATS_URL"
+            )
+        }
+        None => {
+            tracing::info!("bus: in-process");
+            Ok(Arc::new(InProcessBus::new()))
+        }
+    }
+}
+
+fn worker_id(provider: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{provider}-{}-{nanos:08x}", std::process::id())
+}
+
+async fn spawn_worker(
+    config: &Config,
+    name: &str,
+    bus: Arc<dyn Bus>,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), switchyard_worker::WorkerError>>> {
+    let pc = config
+        .provider(name)
+        .with_context(|| {
+            let known: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "no provider named `{name}` in the config (known: {})",
+                known.join(", ")
+            )
+        })?
+        .clone();
+    let provider = switchyard_providers::build_provider(&pc, http)
+        .with_context(|| format!("cannot set up provider `{name}`"))?;
+    let worker = Worker::new(&pc, provider, worker_id(name));
+    let grace = config.server.shutdown_grace;
+    Ok(tokio::spawn(async move {
+        worker.run(bus, shutdown, grace).await
+    }))
+}
+
+async fn run(command: Command) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    match command {
+        // Handled in main before the runtime starts.
+        Command::Check { .. } => {}
+        Command::Serve { config } => {
+            let config = load(config.as_ref())?;
+            let bus = connect_bus(&config, "serve", false).await?;
+            let http = switchyard_providers::registry::http_client();
+            let mut workers = Vec::new();
+            for p in &config.providers {
+                workers.push(
+                    spawn_worker(
+                        &config,
+                        &p.name,
+                        bus.clone(),
+                        http.clone(),
+                        shutdown.clone(),
+                    )
+                    .await?,
+                );
+            }
+            let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
+            if config.bus.is_none() && !router.http_addr.ip().is_loopback() {
+                tracing::warn!(addr = %router.http_addr, "listening beyond localhost with no client authentication configured");
+            }
+            wait_router(router, &shutdown, config.server.shutdown_grace).await?;
+            for w in workers {
+                w.await??;
+            }
+        }
+        Command::Router { config } => {
+            let config = load(Some(&config))?;
+            let bus = connect_bus(&config, "router", true).await?;
+            let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
+            wait_router(router, &shutdown, config.server.shutdown_grace).await?;
+        }
+        Command::Worker { config, provider } => {
+            let config = load(Some(&config))?;
+            let bus = connect_bus(&config, "worker", true).await?;
+            let http = switchyard_providers::registry::http_client();
+            spawn_worker(&config, &provider, bus, http, shutdown.clone())
+                .await?
+                .await??;
+        }
+    }
+    Ok(())
+}
+
+/// Serves until shutdown, then gives in-flight requests `grace` to finish.
+async fn wait_router(
+    router: switchyard_router::RunningRouter,
+    shutdown: &CancellationToken,
+    grace: std::time::Duration,
+) -> Result<()> {
+    let done = router.wait();
+    tokio::pin!(done);
+    tokio::select! {
+        r = &mut done => return Ok(r?),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, done).await {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            tracing::warn!(?grace, "grace period over: closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal: draining");
+    token.cancel();
+}

@@ -1,1 +1,257 @@
-//! The worker: consumes a provider's work from the bus and calls the upstream
+//! The worker: takes one provider's work from the bus, calls the upstream
+//! through that provider's wire format with a pooled HTTP client, and sends
+//! events back as they arrive (chunks are forwarded one by one, never
+//! buffered into a whole answer).
+//!
+//! - Concurrency is bounded by `max_concurrency` in-flight upstream calls;
+//!   up to `max_queue` more wait for a slot. Past that the worker answers
+//!   "overloaded" at once so the router can pick another target instead of
+//!   waiting behind a full queue.
+//! - A cancelled job (client gone, router gave up) drops its upstream call,
+//!   which closes the upstream connection: no tokens paid for nobody.
+//! - On shutdown the worker stops taking work (other replicas get it), lets
+//!   in-flight jobs finish within the grace period, then cancels the rest.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use switchyard_bus::{Bus, BusError, Event, Job};
+use switchyard_config::ProviderConfig;
+use switchyard_proto::bus::v1::{ErrorKind, StreamEnd, UpstreamError};
+use switchyard_proto::gateway::v1::Usage;
+use switchyard_providers::{ChatCall, Provider, ProviderError};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker for provider `{provider}` cannot subscribe to the bus: {source}")]
+    Subscribe { provider: String, source: BusError },
+}
+
+pub struct Worker {
+    provider_name: String,
+    worker_id: String,
+    provider: Arc<dyn Provider>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_queue: usize,
+}
+
+impl Worker {
+    pub fn new(config: &ProviderConfig, provider: Arc<dyn Provider>, worker_id: String) -> Self {
+        Self {
+            provider_name: config.name.clone(),
+            worker_id,
+            provider,
+            slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_queue: config.max_queue,
+        }
+    }
+
+    /// Serves jobs until `shutdown` fires, then drains within `grace`.
+    pub async fn run(
+        self,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), WorkerError> {
+        let mut jobs = bus
+            .serve(&self.provider_name, &self.worker_id)
+            .await
+            .map_err(|source| WorkerError::Subscribe {
+                provider: self.provider_name.clone(),
+                source,
+            })?;
+        tracing::info!(provider = %self.provider_name, worker_id = %self.worker_id, kind = self.provider.kind(), "worker serving");
+        let tracker = TaskTracker::new();
+        // Fired when the grace period is over: in-flight jobs give up.
+        let hard_stop = CancellationToken::new();
+        let mut stopping = false;
+        loop {
+            let job = tokio::select! {
+                job = jobs.next() => job,
+                _ = shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    tracing::info!(provider = %self.provider_name, "worker stopping: no new work, finishing in-flight jobs");
+                    jobs.stop_receiving().await;
+                    continue;
+                }
+            };
+            let Some(job) = job else { break };
+            self.dispatch(job, &tracker, hard_stop.clone());
+        }
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(provider = %self.provider_name, remaining = tracker.len(), "grace period over: cancelling in-flight jobs");
+            hard_stop.cancel();
+            tracker.wait().await;
+        }
+        tracing::info!(provider = %self.provider_name, "worker stopped");
+        Ok(())
+    }
+
+    fn dispatch(&self, job: Job, tracker: &TaskTracker, hard_stop: CancellationToken) {
+        let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if self.slots.available_permits() == 0 && waiting >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            tracker.spawn(async move {
+                let e = UpstreamError {
+                    kind: ErrorKind::Overloaded as i32,
+                    message: "worker at capacity (max_concurrency and max_queue reached)".into(),
+                    ..Default::default()
+                };
+                let _ = job.reply.send(Event::Error(e)).await;
+            });
+            return;
+        }
+        let slots = self.slots.clone();
+        let queued = self.waiting.clone();
+        let provider = self.provider.clone();
+        tracker.spawn(async move {
+            let cancelled = job.cancelled.clone();
+            let permit = tokio::select! {
+                p = slots.acquire_owned() => p,
+                _ = cancelled.cancelled() => { queued.fetch_sub(1, Ordering::AcqRel); return; }
+                _ = hard_stop.cancelled() => { queued.fetch_sub(1, Ordering::AcqRel); return; }
+            };
+            queued.fetch_sub(1, Ordering::AcqRel);
+            let Ok(_permit) = permit else { return };
+            tokio::select! {
+                _ = run_job(&*provider, &job) => {}
+                _ = cancelled.cancelled() => {
+                    tracing::debug!(request_id = %job.request.request_id, "job cancelled: upstream call dropped");
+                }
+                _ = hard_stop.cancelled() => {
+                    let e = UpstreamError { kind: ErrorKind::Internal as i32, message: "worker shut down before the answer finished".into(), ..Default::default() };
+                    let _ = job.reply.send(Event::Error(e)).await;
+                }
+            }
+        });
+    }
+}
+
+async fn run_job(provider: &dyn Provider, job: &Job) {
+    let req = &job.request;
+    let Some(spec) = req.spec.clone() else {
+        let e = UpstreamError {
+            kind: ErrorKind::Internal as i32,
+            message: "work request without a spec".into(),
+            ..Default::default()
+        };
+        let _ = job.reply.send(Event::Error(e)).await;
+        return;
+    };
+    let call = ChatCall {
+        spec,
+        upstream_model: req.upstream_model.clone(),
+        request_id: req.request_id.clone(),
+        timeout: (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)),
+    };
+    if !req.stream {
+        let event = match provider.chat(&call).await {
+            Ok(result) => Event::Result(result),
+            Err(e) => Event::Error(upstream_error(&e)),
+        };
+        let _ = job.reply.send(event).await;
+        return;
+    }
+    let mut chunks = match provider.chat_stream(&call).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = job.reply.send(Event::Error(upstream_error(&e))).await;
+            return;
+        }
+    };
+    // Usage rides on its own event at the end, so the router decides whether
+    // the client sees a usage chunk; the gateway always learns it.
+    let mut usage: Option<Usage> = None;
+    while let Some(item) = chunks.next().await {
+        match item {
+            Ok(mut chunk) => {
+                if let Some(u) = chunk.usage.take() {
+                    usage = Some(u);
+                }
+                if chunk.choices.is_empty() {
+                    continue;
+                }
+                if job.reply.send(Event::Chunk(chunk)).await.is_err() {
+                    // The caller is gone: dropping `chunks` closes the upstream.
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = job.reply.send(Event::Error(upstream_error(&e))).await;
+                return;
+            }
+        }
+    }
+    let _ = job.reply.send(Event::End(StreamEnd { usage })).await;
+}
+
+fn millis(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The one mapping from a provider's classified failure to the bus's.
+pub fn upstream_error(e: &ProviderError) -> UpstreamError {
+    let message = match e {
+        ProviderError::RateLimited { message, .. }
+        | ProviderError::Overloaded { message, .. }
+        | ProviderError::BadRequest { message, .. }
+        | ProviderError::Auth { message, .. }
+        | ProviderError::ContextTooLong { message }
+        | ProviderError::NotFound { message }
+        | ProviderError::Upstream { message, .. } => message.clone(),
+        ProviderError::Timeout(_)
+        | ProviderError::Connection(_)
+        | ProviderError::InvalidResponse(_) => e.to_string(),
+    };
+    let (kind, status, retry_after, code, param) = match e {
+        ProviderError::RateLimited { retry_after, .. } => {
+            (ErrorKind::RateLimited, 429, *retry_after, None, None)
+        }
+        ProviderError::Overloaded {
+            status,
+            retry_after,
+            ..
+        } => (ErrorKind::Overloaded, *status, *retry_after, None, None),
+        ProviderError::BadRequest {
+            status,
+            param,
+            code,
+            ..
+        } => (
+            ErrorKind::BadRequest,
+            *status,
+            None,
+            code.clone(),
+            param.clone(),
+        ),
+        ProviderError::Auth { status, .. } => (ErrorKind::Auth, *status, None, None, None),
+        ProviderError::ContextTooLong { .. } => (
+            ErrorKind::ContextTooLong,
+            400,
+            None,
+            Some("context_length_exceeded".to_owned()),
+            None,
+        ),
+        ProviderError::NotFound { .. } => (ErrorKind::NotFound, 404, None, None, None),
+        ProviderError::Timeout(_) => (ErrorKind::Timeout, 0, None, None, None),
+        ProviderError::Connection(_) => (ErrorKind::Connection, 0, None, None, None),
+        ProviderError::Upstream { status, .. } => (ErrorKind::Upstream, *status, None, None, None),
+        ProviderError::InvalidResponse(_) => (ErrorKind::Upstream, 0, None, None, None),
+    };
+    UpstreamError {
+        kind: kind as i32,
+        message,
+        upstream_status: u32::from(status),
+        retry_after_ms: millis(retry_after),
+        code: code.unwrap_or_default(),
+        param: param.unwrap_or_default(),
+    }
+}

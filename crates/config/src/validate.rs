@@ -1,0 +1,419 @@
+//! Normalization (defaults that depend on other keys) and the validation
+//! pass, which reports every problem rather than stopping at the first.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::keypath::KeyPath;
+use crate::{Config, DEFAULT_OPENAI_BASE_URL, ProviderConfig, ProviderKind};
+
+pub(crate) type Problem = (KeyPath, String);
+
+/// Fills in what serde's per-field defaults cannot express.
+pub(crate) fn normalize(config: &mut Config) {
+    for p in &mut config.providers {
+        if p.base_url.is_none() && p.kind == ProviderKind::Openai {
+            p.base_url = Some(DEFAULT_OPENAI_BASE_URL.to_owned());
+        }
+        // Workers append endpoint paths (`/chat/completions`); a trailing
+        // slash would double up.
+        if let Some(url) = &mut p.base_url {
+            let trimmed = url.trim_end_matches('/');
+            if trimmed.len() != url.len() && trimmed.contains("://") && !trimmed.ends_with(':') {
+                *url = trimmed.to_owned();
+            }
+        }
+        // `api_key: ${KEY:-}` means "no key when KEY is unset".
+        if p.api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
+            p.api_key = None;
+        }
+    }
+}
+
+pub(crate) fn validate(config: &Config) -> Vec<Problem> {
+    let mut v = Validator::default();
+    v.server(config);
+    if let Some(bus) = &config.bus {
+        let path = KeyPath::root().key("bus");
+        if let Err(m) = check_nats_urls(&bus.nats_url) {
+            v.push(path.key("nats_url"), m);
+        }
+        if let Err(m) = check_subject_prefix(&bus.subject_prefix) {
+            v.push(path.key("subject_prefix"), m);
+        }
+        v.nonzero_duration(path.key("ack_timeout"), bus.ack_timeout);
+        v.nonzero_duration(path.key("heartbeat_interval"), bus.heartbeat_interval);
+        if bus.token.is_some() && (bus.user.is_some() || bus.password.is_some()) {
+            v.push(
+                path.key("token"),
+                "set either `token` or `user` and `password`, not both",
+            );
+        }
+        match (&bus.user, &bus.password) {
+            (Some(_), None) => v.push(path.key("user"), "`user` needs `password`"),
+            (None, Some(_)) => v.push(path.key("password"), "`password` needs `user`"),
+            _ => {}
+        }
+    }
+    v.providers(config);
+    v.models(config);
+    v.problems
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.problems.push((path, message.into()));
+    }
+
+    fn nonzero_duration(&mut self, path: KeyPath, d: Duration) {
+        if d.is_zero() {
+            self.push(path, "must be greater than zero");
+        }
+    }
+
+    fn server(&mut self, config: &Config) {
+        let s = &config.server;
+        let path = KeyPath::root().key("server");
+        if s.max_body_bytes == 0 {
+            self.push(path.key("max_body_bytes"), "must be greater than zero");
+        }
+        self.nonzero_duration(path.key("request_timeout"), s.request_timeout);
+        if s.http_addr == s.grpc_addr && s.http_addr.port() != 0 {
+            self.push(
+                path.key("grpc_addr"),
+                format!(
+                    "`{}` is also `server.http_addr`; the two listeners need different addresses",
+                    s.grpc_addr
+                ),
+            );
+        }
+    }
+
+    fn providers(&mut self, config: &Config) {
+        let root = KeyPath::root().key("providers");
+        if config.providers.is_empty() {
+            self.push(
+                root.clone(),
+                "no providers are configured; add at least one (kind `demo` needs no key)",
+            );
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let path = root.index(i);
+            match check_provider_name(&p.name) {
+                Err(m) => self.push(path.key("name"), m),
+                Ok(()) => {
+                    if let Some(first) = seen.get(p.name.as_str()) {
+                        self.push(
+                            path.key("name"),
+                            format!("duplicate provider name `{}` (first defined at providers[{first}])", p.name),
+                        );
+                    } else {
+                        seen.insert(&p.name, i);
+                    }
+                }
+            }
+            self.provider(&path, p);
+        }
+    }
+
+    fn provider(&mut self, path: &KeyPath, p: &ProviderConfig) {
+        if let Some(url) = &p.base_url
+            && let Err(m) = check_base_url(url)
+        {
+            self.push(path.key("base_url"), m);
+        }
+        if p.api_key.is_some() && p.api_key_env.is_some() {
+            self.push(
+                path.key("api_key_env"),
+                "both `api_key` and `api_key_env` are set; keep one",
+            );
+        }
+        if let Some(var) = &p.api_key_env
+            && !is_env_var_name(var)
+        {
+            self.push(
+                path.key("api_key_env"),
+                format!(
+                    "`{var}` is not an environment variable name \
+                     (letters, digits and `_`, not starting with a digit)"
+                ),
+            );
+        }
+        self.nonzero_duration(path.key("timeout"), p.timeout);
+        if p.max_concurrency == 0 {
+            self.push(path.key("max_concurrency"), "must be greater than zero");
+        }
+        for (name, value) in &p.headers {
+            let hpath = path.key("headers").key(name.as_str());
+            if !is_header_name(name) {
+                self.push(
+                    hpath.clone(),
+                    format!("`{name}` is not a valid HTTP header name"),
+                );
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                self.push(
+                    hpath,
+                    "header value contains control characters (a line break?)",
+                );
+            }
+        }
+        let mut listed: HashMap<&str, usize> = HashMap::new();
+        for (j, m) in p.models.iter().enumerate() {
+            let mpath = path.key("models").index(j);
+            if let Err(msg) = check_model_name(m) {
+                self.push(mpath, msg);
+            } else if let Some(first) = listed.get(m.as_str()) {
+                self.push(
+                    mpath,
+                    format!("`{m}` is listed twice (first at models[{first}])"),
+                );
+            } else {
+                listed.insert(m, j);
+            }
+        }
+    }
+
+    fn models(&mut self, config: &Config) {
+        let root = KeyPath::root().key("models");
+        let mut known: Vec<&str> = Vec::new();
+        for p in &config.providers {
+            if !p.name.is_empty() && !known.contains(&p.name.as_str()) {
+                known.push(&p.name);
+            }
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, m) in config.models.iter().enumerate() {
+            let path = root.index(i);
+            match check_model_name(&m.name) {
+                Err(msg) => self.push(path.key("name"), msg),
+                Ok(()) => {
+                    if let Some(first) = seen.get(m.name.as_str()) {
+                        self.push(
+                            path.key("name"),
+                            format!(
+                                "duplicate model name `{}` (first defined at models[{first}])",
+                                m.name
+                            ),
+                        );
+                    } else {
+                        seen.insert(&m.name, i);
+                    }
+                    // `<provider>/<model>` addresses a provider directly; a
+                    // configured name of that form would silently take it
+                    // over, so the request would not go where its name says.
+                    if let Some((prefix, _)) = m.name.split_once('/')
+                        && known.contains(&prefix)
+                    {
+                        self.push(
+                            path.key("name"),
+                            format!(
+                                "`{}` has the form `<provider>/<model>` of the configured provider \
+                                 `{prefix}`, which already addresses that provider directly; \
+                                 choose another name",
+                                m.name
+                            ),
+                        );
+                    }
+                }
+            }
+            if m.routes.is_empty() {
+                self.push(
+                    path.key("routes"),
+                    format!("model `{}` has no routes", m.name),
+                );
+            }
+            for (j, r) in m.routes.iter().enumerate() {
+                let rpath = path.key("routes").index(j);
+                if r.provider.is_empty() {
+                    self.push(rpath.key("provider"), "must not be empty");
+                } else if !known.contains(&r.provider.as_str()) {
+                    let known_list = if known.is_empty() {
+                        "no providers are configured".to_owned()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    };
+                    self.push(
+                        rpath.key("provider"),
+                        format!("unknown provider `{}` ({known_list})", r.provider),
+                    );
+                }
+                if let Err(msg) = check_model_name(&r.model) {
+                    self.push(rpath.key("model"), msg);
+                }
+            }
+        }
+    }
+}
+
+/// Provider names become NATS subject tokens (`<prefix>.work.<provider>`).
+fn check_provider_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "`{name}` may contain only letters, digits, `_` and `-` (it is part of NATS subjects)"
+        ));
+    }
+    Ok(())
+}
+
+/// Model names go into HTTP bodies and headers, never into subjects, so only
+/// what would break those (or be invisible in a log) is refused.
+fn check_model_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{name}` must not contain whitespace or control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn check_base_url(raw: &str) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{raw}` must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{raw}` has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{raw}` must not have a query or fragment (endpoint paths are appended to it)"
+        ));
+    }
+    Ok(())
+}
+
+/// `nats://` or `tls://` URLs, comma-separated for a cluster.
+pub(crate) fn check_nats_urls(raw: &str) -> Result<(), String> {
+    if raw.trim().is_empty() {
+        return Err("must not be empty (remove `bus` for the in-process bus)".to_owned());
+    }
+    for part in raw.split(',').map(str::trim) {
+        let shown = crate::schema::redact_url_credentials(part);
+        if !(part.starts_with("nats://") || part.starts_with("tls://")) {
+            return Err(format!(
+                "`{shown}` must start with nats:// or tls:// (several servers: comma-separated)"
+            ));
+        }
+        let url =
+            url::Url::parse(part).map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{shown}` has no host"));
+        }
+    }
+    Ok(())
+}
+
+/// Dot-separated tokens of `[A-Za-z0-9_-]`: no wildcards (`*`, `>`), no
+/// empty tokens, nothing a NATS server or another client could misread.
+fn check_subject_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.split('.').all(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{prefix}` is not a valid subject prefix: dot-separated tokens of letters, digits, `_` and `-`"
+        ))
+    }
+}
+
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// RFC 9110 token characters.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_urls() {
+        assert!(check_nats_urls("nats://127.0.0.1:4222").is_ok());
+        assert!(check_nats_urls("nats://a:4222, tls://b:4222").is_ok());
+        assert!(check_nats_urls("http://a:4222").is_err());
+        assert!(check_nats_urls("nats://a:4222,").is_err());
+        assert!(check_nats_urls("").is_err());
+        let e = check_nats_urls("http://user:hunter2@a:4222").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn subject_prefixes() {
+        assert!(check_subject_prefix("switchyard").is_ok());
+        assert!(check_subject_prefix("acme.prod-1.sy").is_ok());
+        for bad in ["", "a..b", "a.", "a.*", "a.>", "a b"] {
+            assert!(check_subject_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_urls() {
+        assert!(check_base_url("http://127.0.0.1:8000/v1").is_ok());
+        assert!(check_base_url("https://api.openai.com/v1").is_ok());
+        assert!(check_base_url("ftp://x/v1").is_err());
+        assert!(check_base_url("api.openai.com/v1").is_err());
+        assert!(check_base_url("https://x/v1?a=b").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_provider_name("open-ai_2").is_ok());
+        assert!(check_provider_name("open.ai").is_err());
+        assert!(check_provider_name("").is_err());
+        assert!(check_model_name("meta-llama/Llama-3.3-70B:free").is_ok());
+        assert!(check_model_name("gpt 4").is_err());
+    }
+
+    #[test]
+    fn normalize_defaults_and_trims() {
+        let mut c = Config::default();
+        c.providers
+            .push(ProviderConfig::new("openai", ProviderKind::Openai));
+        let mut local = ProviderConfig::new("local", ProviderKind::Openai);
+        local.base_url = Some("http://127.0.0.1:8000/v1/".to_owned());
+        local.api_key = Some(crate::Secret::new(""));
+        c.providers.push(local);
+        c.providers
+            .push(ProviderConfig::new("demo", ProviderKind::Demo));
+        normalize(&mut c);
+        assert_eq!(
+            c.providers[0].base_url.as_deref(),
+            Some(DEFAULT_OPENAI_BASE_URL)
+        );
+        assert_eq!(
+            c.providers[1].base_url.as_deref(),
+            Some("http://127.0.0.1:8000/v1")
+        );
+        assert_eq!(c.providers[1].api_key, None);
+        assert_eq!(c.providers[2].base_url, None);
+    }
+}

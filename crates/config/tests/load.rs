@@ -1,0 +1,350 @@
+//! Loading end to end: parse errors, validation errors, interpolation,
+//! redaction, files.
+
+use std::time::Duration;
+
+use switchyard_config::{Config, ConfigErrors, ProviderKind, Secret};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_yaml_str_with_env(text, "config.yaml", no_env)
+}
+
+fn load_err(text: &str) -> ConfigErrors {
+    match load(text) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+const GOOD: &str = "\
+server:
+  http_addr: 0.0.0.0:8080
+providers:
+  - name: openai
+    kind: openai
+    api_key_env: OPENAI_API_KEY
+    timeout: 1m 30s
+  - name: demo
+    kind: demo
+models:
+  - name: chat
+    routes:
+      - { provider: openai, model: gpt-4o-mini }
+      - { provider: demo, model: echo }
+";
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.server.http_addr, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.server.grpc_addr, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(c.server.max_body_bytes, 32 * 1024 * 1024);
+    let openai = c.provider("openai").unwrap();
+    assert_eq!(openai.kind, ProviderKind::Openai);
+    assert_eq!(openai.timeout, Duration::from_secs(90));
+    assert_eq!(
+        openai.base_url.as_deref(),
+        Some("https://api.openai.com/v1")
+    );
+    assert_eq!(openai.max_concurrency, 256);
+    assert_eq!(c.provider("demo").unwrap().timeout, Duration::from_secs(60));
+    assert!(c.provider("nope").is_none());
+    assert_eq!(c.models[0].routes.len(), 2);
+    assert!(c.bus.is_none());
+}
+
+#[test]
+fn unknown_key_names_its_path_and_line() {
+    let errs = load_err(&GOOD.replace(
+        "    timeout: 1m 30s\n",
+        "    timeout: 1m 30s\n    tiemout: 5s\n",
+    ));
+    assert_eq!(errs.len(), 1);
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "providers[0].tiemout");
+    assert_eq!((e.line, e.column), (Some(8), Some(5)));
+    assert!(
+        e.message
+            .starts_with("unknown field `tiemout`, expected one of"),
+        "{}",
+        e.message
+    );
+    assert!(
+        errs.to_string()
+            .starts_with("config.yaml:8:5: providers[0].tiemout: unknown field `tiemout`")
+    );
+
+    let errs = load_err("servr:\n  http_addr: 0.0.0.0:1\n");
+    assert_eq!(errs.errors[0].path, "servr");
+}
+
+#[test]
+fn bad_enum_names_the_variant() {
+    let errs = load_err(&GOOD.replace("kind: openai", "kind: opnai"));
+    assert_eq!(
+        errs.to_string(),
+        "config.yaml:5:11: providers[0].kind: unknown variant `opnai`, expected `openai` or `demo`"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let errs = load_err(&GOOD.replace("1m 30s", "90 sekunden"));
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "providers[0].timeout");
+    assert_eq!(e.line, Some(7));
+    assert!(
+        e.message.contains("expected a duration such as `60s`"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn missing_required_field() {
+    let errs = load_err("providers:\n  - name: demo\n    kind: demo\nmodels:\n  - name: chat\n");
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "models[0]");
+    assert_eq!(e.message, "missing field `routes`");
+    assert_eq!(e.line, Some(5));
+}
+
+#[test]
+fn wrong_type_and_bad_address() {
+    let errs = load_err(&GOOD.replace("0.0.0.0:8080", "localhost"));
+    assert_eq!(errs.errors[0].path, "server.http_addr");
+    assert!(errs.errors[0].message.contains("expected IP:PORT"));
+    let errs = load_err(&GOOD.replace("timeout: 1m 30s", "max_concurrency: lots"));
+    assert_eq!(errs.errors[0].path, "providers[0].max_concurrency");
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let errs = load_err("providers:\n  - name: demo\n    kind: demo\n  bad: [\n");
+    let e = &errs.errors[0];
+    assert!(e.line.is_some(), "{e}");
+    assert!(!e.message.contains(" at line "), "{e}");
+}
+
+const MANY_PROBLEMS: &str = "\
+server:
+  max_body_bytes: 0
+bus:
+  nats_url: http://nats:4222
+  subject_prefix: a..b
+  ack_timeout: 0s
+providers:
+  - name: openai
+    kind: openai
+    base_url: not a url
+    api_key: sk-literal
+    api_key_env: OPENAI_API_KEY
+    max_concurrency: 0
+    timeout: 0s
+  - name: openai
+    kind: demo
+  - name: bad.name
+    kind: demo
+  - name: ''
+    kind: demo
+models:
+  - name: chat
+    routes:
+      - provider: opena
+        model: gpt-4o-mini
+  - name: chat
+    routes: []
+  - name: openai/gpt-4o
+    routes:
+      - { provider: openai, model: gpt-4o }
+  - name: 'has space'
+    routes:
+      - { provider: openai, model: '' }
+";
+
+#[test]
+fn every_validation_problem_is_reported() {
+    let errs = load_err(MANY_PROBLEMS);
+    let found: Vec<(String, Option<usize>)> =
+        errs.iter().map(|e| (e.path.clone(), e.line)).collect();
+    let expected: &[(&str, usize)] = &[
+        ("server.max_body_bytes", 2),
+        ("bus.nats_url", 4),
+        ("bus.subject_prefix", 5),
+        ("bus.ack_timeout", 6),
+        ("providers[0].base_url", 10),
+        ("providers[0].api_key_env", 12),
+        ("providers[0].max_concurrency", 13),
+        ("providers[0].timeout", 14),
+        ("providers[1].name", 15),
+        ("providers[2].name", 17),
+        ("providers[3].name", 19),
+        ("models[0].routes[0].provider", 24),
+        ("models[1].name", 26),
+        ("models[1].routes", 27),
+        ("models[2].name", 28),
+        ("models[3].name", 31),
+        ("models[3].routes[0].model", 33),
+    ];
+    for (path, line) in expected {
+        assert!(
+            found.contains(&(path.to_string(), Some(*line))),
+            "missing {path} at line {line}; got:\n{errs}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs}");
+    // Reported in file order.
+    let lines: Vec<usize> = errs.iter().filter_map(|e| e.line).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{errs}");
+
+    let text = errs.to_string();
+    assert!(
+        text.contains("config.yaml:24:19: models[0].routes[0].provider: unknown provider `opena` (known: openai, bad.name)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("duplicate provider name `openai` (first defined at providers[0])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("duplicate model name `chat` (first defined at models[0])"),
+        "{text}"
+    );
+    assert!(text.contains("model `chat` has no routes"), "{text}");
+    // The key itself never shows in errors.
+    assert!(!text.contains("sk-literal"));
+}
+
+#[test]
+fn unknown_provider_lists_known_ones() {
+    let errs = load_err(&GOOD.replace("{ provider: demo,", "{ provider: dmeo,"));
+    assert_eq!(
+        errs.to_string(),
+        "config.yaml:14:21: models[0].routes[1].provider: unknown provider `dmeo` (known: openai, demo)"
+    );
+}
+
+#[test]
+fn interpolation_defined_default_and_escape() {
+    let text = "\
+providers:
+  - name: ${NAME}
+    kind: openai
+    base_url: ${BASE:-http://127.0.0.1:8000/v1}
+    max_concurrency: ${CONC:-8}
+    headers:
+      x-literal: \"$${NOT_A_VAR}\"
+";
+    let c = Config::from_yaml_str_with_env(text, "c.yaml", |name| match name {
+        "NAME" => Some("local".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let p = c.provider("local").unwrap();
+    assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:8000/v1"));
+    assert_eq!(p.max_concurrency, 8);
+    assert_eq!(p.headers["x-literal"], "${NOT_A_VAR}");
+}
+
+#[test]
+fn interpolation_missing_variable_names_it_and_the_line() {
+    let text = "providers:\n  - name: x\n    kind: openai\n    api_key: ${MISSING_KEY}\n";
+    let errs = Config::from_yaml_str_with_env(text, "c.yaml", no_env).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        errs.to_string(),
+        "c.yaml:4:14: environment variable `MISSING_KEY` is not set (write `${MISSING_KEY:-default}` to give a default)"
+    );
+}
+
+#[test]
+fn positions_are_in_the_file_as_written() {
+    // The substituted value is longer than the reference, and the bad key
+    // follows it on the same line.
+    let text = "providers:\n  - { name: ${N}, kind: demo, max_concurrency: 0 }\n";
+    let errs =
+        Config::from_yaml_str_with_env(text, "c.yaml", |_| Some("a-much-longer-name".to_owned()))
+            .unwrap_err();
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "providers[0].max_concurrency");
+    assert_eq!((e.line, e.column), (Some(2), Some(48)));
+}
+
+#[test]
+fn empty_api_key_means_none() {
+    let text = "providers:\n  - name: local\n    kind: openai\n    api_key: \"${LOCAL_KEY:-}\"\n";
+    let c = Config::from_yaml_str_with_env(text, "c.yaml", no_env).unwrap();
+    assert!(c.providers[0].api_key.is_none());
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_serialized_output() {
+    let text = "\
+bus:
+  nats_url: nats://natsuser:nats-pass-1@nats:4222
+  token: nats-token-2
+providers:
+  - name: openai
+    kind: openai
+    api_key: ${KEY}
+    headers:
+      api-key: header-secret-3
+";
+    let secrets = [
+        "nats-pass-1",
+        "nats-token-2",
+        "header-secret-3",
+        "sk-live-4",
+    ];
+    let c =
+        Config::from_yaml_str_with_env(text, "c.yaml", |_| Some("sk-live-4".to_owned())).unwrap();
+    assert_eq!(c.providers[0].api_key, Some(Secret::new("sk-live-4")));
+    assert_eq!(c.providers[0].headers["api-key"], "header-secret-3");
+    let debug = format!("{c:?} {c:#?}");
+    let yaml = serde_norway::to_string(&c).unwrap();
+    for out in [&debug, &yaml] {
+        for secret in secrets {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+    }
+    assert!(debug.contains("natsuser"), "{debug}");
+
+    // Error messages quote values; credentials in them are redacted too.
+    let bad = text.replace("nats://", "http://");
+    let errs = Config::from_yaml_str_with_env(&bad, "c.yaml", |_| Some("sk-live-4".to_owned()))
+        .unwrap_err();
+    assert_eq!(errs.errors[0].path, "bus.nats_url");
+    let shown = format!("{errs}{errs:?}");
+    for secret in secrets {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[test]
+fn load_from_file_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.providers.len(), 2);
+
+    std::fs::write(&path, GOOD.replace("kind: demo", "kind: dmo")).unwrap();
+    let errs = Config::load(&path).unwrap_err();
+    assert!(
+        errs.to_string()
+            .starts_with(&format!("{}:9:11: providers[1].kind:", path.display()))
+    );
+
+    let missing = dir.path().join("nope.yaml");
+    let errs = Config::load(&missing).unwrap_err();
+    assert_eq!(errs.errors[0].origin, missing.display().to_string());
+    assert!(
+        errs.errors[0]
+            .message
+            .starts_with("cannot read the config file")
+    );
+}

@@ -1,0 +1,343 @@
+//! The conformance suite every [`Provider`] passes: the behaviour the worker
+//! and the router rely on, whatever the wire format.
+//!
+//! A provider's tests implement [`Harness`]: given an [`Upstream`] behaviour,
+//! start the provider under test against an upstream that behaves so (an HTTP
+//! double on 127.0.0.1, or magic messages for an offline provider), and hand
+//! back a [`Target`]. Then [`provider_conformance!`](crate::provider_conformance)
+//! generates one `#[tokio::test]` per case, all of them or a named subset:
+//!
+//! ```ignore
+//! mod conformance {
+//!     switchyard_providers::provider_conformance!(super::MyHarness);
+//!     // or only what applies:
+//!     switchyard_providers::provider_conformance!(super::MyHarness => chat_returns_content_and_usage, rate_limited_carries_retry_after);
+//! }
+//! ```
+//!
+//! Compiled for this crate's tests and with the `conformance` feature.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a failed expectation is a test failure"
+)]
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use switchyard_proto::gateway::v1::{ChatResult, FinishReason, Role, content_part::Part};
+
+use crate::{ChatCall, ChunkStream, Provider, ProviderError};
+
+/// How the upstream should behave for one test.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upstream {
+    /// Answer normally, streamed or not, with content and usage. Streamed
+    /// answers come in several content chunks.
+    Answer,
+    /// 429 with this retry-after.
+    RateLimited { retry_after: Duration },
+    /// 500.
+    ServerError,
+    /// The provider's "overloaded" answer (503, 529, ...).
+    Overloaded,
+    /// 400 with this message.
+    BadRequest { message: String },
+    /// The provider's "prompt too long" answer.
+    ContextTooLong,
+    /// Accept the request and never answer.
+    Hang,
+    /// Answer a stream request with success headers, then send nothing.
+    StallAfterHeaders,
+    /// Nothing listens where the provider connects.
+    Refused,
+    /// Stream content until the client goes away, then resolve
+    /// [`Target::upstream_closed`].
+    EndlessStream,
+}
+
+/// A provider under test, wired to an upstream.
+pub struct Target {
+    pub provider: Arc<dyn Provider>,
+    /// The call the cases make (a harness may put magic words in it). Cases
+    /// may shorten its `timeout`.
+    pub call: ChatCall,
+    /// For [`Upstream::EndlessStream`]: resolves once the upstream has seen
+    /// the client's connection close.
+    pub upstream_closed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Whatever must live as long as the test (the double's server).
+    pub guard: Box<dyn Any + Send>,
+}
+
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    async fn start(&self, upstream: Upstream) -> Target;
+}
+
+/// All cases, in the order [`provider_conformance!`](crate::provider_conformance) generates them.
+pub const ALL_CASES: &[&str] = &[
+    "chat_returns_content_and_usage",
+    "stream_yields_incremental_chunks_then_usage",
+    "rate_limited_carries_retry_after",
+    "server_error_is_upstream",
+    "overloaded_is_overloaded",
+    "bad_request_carries_upstream_message",
+    "context_too_long",
+    "chat_times_out",
+    "stream_times_out_before_first_event",
+    "connection_refused",
+    "dropping_stream_closes_upstream",
+];
+
+/// Generates one `#[tokio::test]` per conformance case for a [`Harness`]
+/// expression: `provider_conformance!(MyHarness)` for every case, or
+/// `provider_conformance!(MyHarness => case_a, case_b)` for a subset. The
+/// calling crate needs tokio with `macros` and `rt`.
+#[macro_export]
+macro_rules! provider_conformance {
+    ($harness:expr) => {
+        $crate::provider_conformance!($harness =>
+            chat_returns_content_and_usage,
+            stream_yields_incremental_chunks_then_usage,
+            rate_limited_carries_retry_after,
+            server_error_is_upstream,
+            overloaded_is_overloaded,
+            bad_request_carries_upstream_message,
+            context_too_long,
+            chat_times_out,
+            stream_times_out_before_first_event,
+            connection_refused,
+            dropping_stream_closes_upstream,
+        );
+    };
+    ($harness:expr => $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::conformance::cases::$case(&$harness).await;
+            }
+        )+
+    };
+}
+
+/// A deadline that only a broken test reaches: waiting on an explicit signal
+/// must not hang the suite forever.
+const GUARD: Duration = Duration::from_secs(20);
+
+fn text(r: &ChatResult) -> String {
+    r.choices
+        .iter()
+        .flat_map(|c| c.message.iter())
+        .flat_map(|m| m.content.iter())
+        .filter_map(|p| match &p.part {
+            Some(Part::Text(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn both(t: &Target) -> (ProviderError, ProviderError) {
+    let chat = t
+        .provider
+        .chat(&t.call)
+        .await
+        .expect_err("chat should fail");
+    let stream = stream_err(t.provider.chat_stream(&t.call).await);
+    (chat, stream)
+}
+
+fn stream_err(r: Result<ChunkStream, ProviderError>) -> ProviderError {
+    match r {
+        Ok(_) => panic!("chat_stream should fail before the first chunk"),
+        Err(e) => e,
+    }
+}
+
+pub mod cases {
+    use super::*;
+
+    /// A complete answer has text, a finish reason and consistent usage.
+    pub async fn chat_returns_content_and_usage(h: &dyn Harness) {
+        let t = h.start(Upstream::Answer).await;
+        let r = t.provider.chat(&t.call).await.expect("chat");
+        assert!(!r.choices.is_empty(), "no choices");
+        assert!(!text(&r).is_empty(), "no content");
+        let m = r.choices[0].message.as_ref().expect("message");
+        assert_eq!(m.role(), Role::Assistant);
+        assert_eq!(r.choices[0].finish_reason(), FinishReason::Stop);
+        let u = r.usage.expect("usage");
+        assert!(
+            u.prompt_tokens > 0 && u.completion_tokens > 0,
+            "usage {u:?}"
+        );
+        assert_eq!(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+    }
+
+    /// A stream delivers the same text as the complete answer, in several
+    /// chunks, then exactly one usage chunk with no choices, last.
+    pub async fn stream_yields_incremental_chunks_then_usage(h: &dyn Harness) {
+        let t = h.start(Upstream::Answer).await;
+        let whole = t.provider.chat(&t.call).await.expect("chat");
+        let items: Vec<_> = t
+            .provider
+            .chat_stream(&t.call)
+            .await
+            .expect("chat_stream")
+            .collect()
+            .await;
+        let chunks: Vec<_> = items.into_iter().map(|i| i.expect("stream item")).collect();
+        let (last, body) = chunks.split_last().expect("no chunks");
+
+        assert!(last.choices.is_empty(), "the last chunk has choices");
+        let usage = last.usage.expect("the last chunk has no usage");
+        assert_eq!(
+            Some(usage),
+            whole.usage,
+            "streamed usage differs from the complete answer's"
+        );
+        assert!(
+            body.iter().all(|c| c.usage.is_none()),
+            "usage before the last chunk"
+        );
+
+        let first = body
+            .iter()
+            .find(|c| !c.choices.is_empty())
+            .expect("no choice chunks");
+        assert_eq!(
+            first.choices[0].role(),
+            Role::Assistant,
+            "the first chunk names the role"
+        );
+        let pieces: Vec<&str> = body
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .filter_map(|d| d.content.as_deref())
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(pieces.len() >= 2, "content is not incremental: {pieces:?}");
+        assert_eq!(pieces.concat(), text(&whole));
+        let finish = body
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .map(|d| d.finish_reason())
+            .next_back();
+        assert_eq!(
+            finish,
+            Some(FinishReason::Stop),
+            "the last choice chunk carries the finish reason"
+        );
+    }
+
+    pub async fn rate_limited_carries_retry_after(h: &dyn Harness) {
+        let retry = Duration::from_secs(1);
+        let t = h.start(Upstream::RateLimited { retry_after: retry }).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(
+                matches!(&e, ProviderError::RateLimited { retry_after: Some(r), .. } if *r == retry),
+                "{e:?}"
+            );
+        }
+    }
+
+    pub async fn server_error_is_upstream(h: &dyn Harness) {
+        let t = h.start(Upstream::ServerError).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(
+                matches!(e, ProviderError::Upstream { status: 500, .. }),
+                "{e:?}"
+            );
+        }
+    }
+
+    pub async fn overloaded_is_overloaded(h: &dyn Harness) {
+        let t = h.start(Upstream::Overloaded).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(matches!(e, ProviderError::Overloaded { .. }), "{e:?}");
+        }
+    }
+
+    pub async fn bad_request_carries_upstream_message(h: &dyn Harness) {
+        let message = "Invalid 'temperature': decimal above maximum value.".to_owned();
+        let t = h
+            .start(Upstream::BadRequest {
+                message: message.clone(),
+            })
+            .await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(
+                matches!(&e, ProviderError::BadRequest { message: m, status: 400, .. } if m.contains(&message)),
+                "{e:?}"
+            );
+        }
+    }
+
+    pub async fn context_too_long(h: &dyn Harness) {
+        let t = h.start(Upstream::ContextTooLong).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(matches!(e, ProviderError::ContextTooLong { .. }), "{e:?}");
+        }
+    }
+
+    /// An upstream that never answers fails the call at the call's deadline,
+    /// not later.
+    pub async fn chat_times_out(h: &dyn Harness) {
+        let t = h.start(Upstream::Hang).await;
+        let deadline = Duration::from_millis(200);
+        let mut call = t.call.clone();
+        call.timeout = Some(deadline);
+        let start = tokio::time::Instant::now();
+        let e = tokio::time::timeout(GUARD, t.provider.chat(&call))
+            .await
+            .expect("the deadline was not kept");
+        assert_eq!(e.err(), Some(ProviderError::Timeout(deadline)));
+        assert!(start.elapsed() >= deadline);
+    }
+
+    /// Streamed, the deadline covers the time to the first event: success
+    /// headers alone do not count.
+    pub async fn stream_times_out_before_first_event(h: &dyn Harness) {
+        let t = h.start(Upstream::StallAfterHeaders).await;
+        let deadline = Duration::from_millis(200);
+        let mut call = t.call.clone();
+        call.timeout = Some(deadline);
+        let r = tokio::time::timeout(GUARD, t.provider.chat_stream(&call))
+            .await
+            .expect("the deadline was not kept");
+        assert_eq!(stream_err(r), ProviderError::Timeout(deadline));
+    }
+
+    pub async fn connection_refused(h: &dyn Harness) {
+        let t = h.start(Upstream::Refused).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(matches!(e, ProviderError::Connection(_)), "{e:?}");
+        }
+    }
+
+    /// Dropping the stream is how the gateway cancels: the upstream must see
+    /// its connection closed.
+    pub async fn dropping_stream_closes_upstream(h: &dyn Harness) {
+        let t = h.start(Upstream::EndlessStream).await;
+        let mut closed = t
+            .upstream_closed
+            .expect("the harness gives an upstream_closed signal for EndlessStream");
+        let mut s = t.provider.chat_stream(&t.call).await.expect("chat_stream");
+        s.next()
+            .await
+            .expect("a first chunk")
+            .expect("an ok first chunk");
+        assert!(
+            (&mut closed).now_or_never().is_none(),
+            "the upstream saw a close while the stream was alive"
+        );
+        drop(s);
+        tokio::time::timeout(GUARD, closed)
+            .await
+            .expect("the upstream never saw its connection close");
+    }
+}

@@ -1,0 +1,277 @@
+//! An OpenAI upstream double: a real HTTP server on 127.0.0.1 (port 0)
+//! speaking OpenAI's wire format (JSON answers, SSE streams ending in
+//! `data: [DONE]`, OpenAI's error bodies), scripted per test, recording what
+//! it received.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Response, StatusCode};
+use axum::routing::post;
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The answer's text, streamed in these pieces.
+pub const PIECES: &[&str] = &[
+    "Hello", " there,", " friend!", " How", " can", " I", " help?",
+];
+
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// OpenAI's answer: JSON, or SSE when the request says `stream: true`
+    /// (with the usage chunk when `stream_options.include_usage`).
+    Answer,
+    /// This status, these headers, this JSON body.
+    Status {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Value,
+    },
+    /// Read the request, never answer.
+    Hang,
+    /// 200 with SSE headers, then nothing.
+    StallAfterHeaders,
+    /// A role chunk and a content chunk, then nothing until the client goes
+    /// away, which resolves the receiver [`Double::start`] returned.
+    Endless,
+    /// 200 `text/event-stream` with these raw event payloads, each sent as
+    /// `data: <payload>\n\n` in its own write.
+    Sse(Vec<String>),
+    /// 200 `application/json` with this body.
+    Json(Value),
+}
+
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+struct Shared {
+    script: Script,
+    requests: Mutex<Vec<Captured>>,
+    closed: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+pub struct Double {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Double {
+    /// The server, and a receiver that resolves when an [`Script::Endless`]
+    /// stream's client has gone.
+    pub async fn start(script: Script) -> (Self, oneshot::Receiver<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            script,
+            requests: Mutex::new(Vec::new()),
+            closed: Mutex::new(Some(tx)),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(handle))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (Self { addr, shared, task }, rx)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+}
+
+/// Sends on drop: the body stream holding it is dropped when hyper sees the
+/// client's connection close.
+struct SignalOnDrop(Option<oneshot::Sender<()>>);
+
+impl Drop for SignalOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streamed = body["stream"] == true;
+    let include_usage = body["stream_options"]["include_usage"] == true;
+    let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
+    s.requests.lock().unwrap().push(Captured { headers, body });
+
+    match &s.script {
+        Script::Answer if streamed => sse(answer_events(&model, include_usage)),
+        Script::Answer => json(200, &[], &answer_json(&model)),
+        Script::Status {
+            status,
+            headers,
+            body,
+        } => json(*status, headers, body),
+        Script::Hang => futures_util::future::pending().await,
+        Script::StallAfterHeaders => sse_body(Body::from_stream(stream::pending::<
+            Result<Bytes, Infallible>,
+        >())),
+        Script::Endless => {
+            let guard = SignalOnDrop(s.closed.lock().unwrap().take());
+            let first = [
+                role_chunk(&model, false),
+                content_chunk(&model, "tick", false),
+            ];
+            let head = stream::iter(first.map(|v| Ok::<_, Infallible>(event(&v.to_string()))));
+            let tail = stream::unfold(guard, |g| async move {
+                futures_util::future::pending::<()>().await;
+                Some((Ok(Bytes::new()), g))
+            });
+            sse_body(Body::from_stream(head.chain(tail)))
+        }
+        Script::Sse(events) => sse(events.clone()),
+        Script::Json(v) => json(200, &[], v),
+    }
+}
+
+fn event(payload: &str) -> Bytes {
+    Bytes::from(format!("data: {payload}\n\n"))
+}
+
+fn sse(events: Vec<String>) -> Response<Body> {
+    sse_body(Body::from_stream(stream::iter(
+        events.into_iter().map(|e| Ok::<_, Infallible>(event(&e))),
+    )))
+}
+
+fn sse_body(body: Body) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .header("x-request-id", "req_double")
+        .body(body)
+        .unwrap()
+}
+
+fn json(status: u16, headers: &[(&'static str, String)], body: &Value) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_double");
+    for (k, v) in headers {
+        b = b.header(*k, v);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+pub fn answer_text() -> String {
+    PIECES.concat()
+}
+
+pub fn usage_json() -> Value {
+    json!({
+        "prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    })
+}
+
+pub fn answer_json(model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-double",
+        "object": "chat.completion",
+        "created": 1741570283,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer_text(), "refusal": null, "annotations": []},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": usage_json(),
+        "service_tier": "default",
+        "system_fingerprint": "fp_double"
+    })
+}
+
+fn chunk(model: &str, choices: Value, usage: Option<Value>, include_usage: bool) -> Value {
+    let mut c = json!({
+        "id": "chatcmpl-double",
+        "object": "chat.completion.chunk",
+        "created": 1741570283,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_double",
+        "choices": choices,
+        "obfuscation": "q9R"
+    });
+    if include_usage {
+        c["usage"] = usage.unwrap_or(Value::Null);
+    }
+    c
+}
+
+pub fn role_chunk(model: &str, include_usage: bool) -> Value {
+    chunk(
+        model,
+        json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+        None,
+        include_usage,
+    )
+}
+
+pub fn content_chunk(model: &str, text: &str, include_usage: bool) -> Value {
+    chunk(
+        model,
+        json!([{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]),
+        None,
+        include_usage,
+    )
+}
+
+pub fn finish_chunk(model: &str, include_usage: bool) -> Value {
+    chunk(
+        model,
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+        None,
+        include_usage,
+    )
+}
+
+pub fn answer_events(model: &str, include_usage: bool) -> Vec<String> {
+    let mut out = vec![role_chunk(model, include_usage).to_string()];
+    out.extend(
+        PIECES
+            .iter()
+            .map(|p| content_chunk(model, p, include_usage).to_string()),
+    );
+    out.push(finish_chunk(model, include_usage).to_string());
+    if include_usage {
+        out.push(chunk(model, json!([]), Some(usage_json()), true).to_string());
+    }
+    out.push("[DONE]".into());
+    out
+}
+
+/// OpenAI's error body.
+pub fn error_json(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}

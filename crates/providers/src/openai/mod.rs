@@ -1,0 +1,293 @@
+//! OpenAI chat completions (`POST {base_url}/chat/completions`), which also
+//! serves every OpenAI-compatible vendor by `base_url`: vLLM, Ollama,
+//! Mistral, DeepSeek, Groq, Together, xAI, Azure OpenAI (with an `api-key`
+//! header in `headers`), ...
+//!
+//! [`wire`] holds the wire structs (also used by the router for its
+//! OpenAI-compatible HTTP API), [`convert`] the translations to and from the
+//! canonical model, [`stream`] the SSE adapter, [`error`] the failure
+//! classification.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use switchyard_config::{ProviderConfig, Secret};
+use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
+use url::Url;
+
+use crate::registry::BuildError;
+use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited};
+use crate::{ChatCall, ChunkStream, Provider, ProviderError};
+
+pub mod convert;
+pub mod error;
+pub mod stream;
+pub mod wire;
+
+pub use convert::{ConvertError, MaxTokensField};
+pub use error::{classify_error, classify_error_body};
+
+/// Where `kind: openai` goes when the config names no `base_url`.
+pub const DEFAULT_BASE_URL: &str = switchyard_config::DEFAULT_OPENAI_BASE_URL;
+
+pub struct OpenAiProvider {
+    name: String,
+    endpoint: Url,
+    /// Authorization (marked sensitive) and the configured extra headers.
+    headers: HeaderMap,
+    /// Kept only to scrub it from upstream error messages that echo it.
+    api_key: Option<Secret>,
+    timeout: Duration,
+    max_tokens_field: MaxTokensField,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiProvider {
+    pub fn new(cfg: &ProviderConfig, http: reqwest::Client) -> Result<Self, BuildError> {
+        let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let invalid_url = |reason: String| BuildError::InvalidBaseUrl {
+            provider: cfg.name.clone(),
+            url: base.to_owned(),
+            reason,
+        };
+        let mut endpoint = Url::parse(base).map_err(|e| invalid_url(e.to_string()))?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(invalid_url("the scheme must be http or https".into()));
+        }
+        endpoint
+            .path_segments_mut()
+            .map_err(|()| invalid_url("the URL cannot have a path".into()))?
+            .pop_if_empty()
+            .extend(["chat", "completions"]);
+
+        let mut headers = HeaderMap::new();
+        let api_key = cfg.resolve_api_key();
+        match &api_key {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                    .map_err(|_| BuildError::InvalidApiKey {
+                        provider: cfg.name.clone(),
+                    })?;
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+            None => {
+                if let Some(var) = &cfg.api_key_env {
+                    tracing::warn!(provider = %cfg.name, env = %var, "no API key: the environment variable is unset or empty; calling upstream without one");
+                }
+            }
+        }
+        // Configured headers come last so they can replace Authorization
+        // (e.g. a proxy with its own scheme).
+        for (name, value) in &cfg.headers {
+            let invalid = |reason: String| BuildError::InvalidHeader {
+                provider: cfg.name.clone(),
+                name: name.clone(),
+                reason,
+            };
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+            let mut v = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+            // Configured headers often carry credentials (`api-key`).
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+
+        Ok(Self {
+            name: cfg.name.clone(),
+            max_tokens_field: MaxTokensField::for_base_url(&endpoint),
+            endpoint,
+            headers,
+            api_key,
+            timeout: cfg.timeout,
+            http,
+        })
+    }
+
+    /// The deadline of one call: the configured timeout, or the caller's
+    /// when shorter.
+    fn deadline(&self, call: &ChatCall) -> Duration {
+        call.timeout.map_or(self.timeout, |t| t.min(self.timeout))
+    }
+
+    /// Sends the request; a non-2xx answer comes back classified.
+    async fn send(
+        &self,
+        call: &ChatCall,
+        stream: bool,
+        deadline: Duration,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let body = convert::spec_to_request_with(
+            &call.spec,
+            &call.upstream_model,
+            stream,
+            self.max_tokens_field,
+        );
+        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::BadRequest {
+            message: format!("could not encode the upstream request: {e}"),
+            status: 400,
+            param: None,
+            code: None,
+        })?;
+        tracing::debug!(provider = %self.name, request_id = %call.request_id, model = %call.upstream_model, stream, "calling upstream");
+        let resp = self
+            .http
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| from_reqwest(&e, deadline))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+        let err = classify_error(status, &headers, &body);
+        tracing::debug!(provider = %self.name, request_id = %call.request_id, %status, error = %err, "upstream refused");
+        Err(err)
+    }
+
+    /// Upstream messages are quoted in errors; never let one carry our key.
+    fn scrub(&self, e: ProviderError) -> ProviderError {
+        match &self.api_key {
+            Some(key) if !key.expose().is_empty() => {
+                e.map_message(|m| m.replace(key.expose(), "[redacted]"))
+            }
+            _ => e,
+        }
+    }
+
+    async fn chat_inner(
+        &self,
+        call: &ChatCall,
+        deadline: Duration,
+    ) -> Result<ChatResult, ProviderError> {
+        let resp = self.send(call, false, deadline).await?;
+        let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+        parse_response(&body)
+    }
+
+    /// Everything up to the first chunk: the part the deadline covers.
+    async fn open_stream(
+        &self,
+        call: &ChatCall,
+        deadline: Duration,
+    ) -> Result<Opened, ProviderError> {
+        let resp = self.send(call, true, deadline).await?;
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if is_json {
+            // Some OpenAI-compatible servers ignore `stream: true`.
+            let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+            let result = parse_response(&body)?;
+            return Ok(Opened::Complete(convert::result_to_chunks(&result)));
+        }
+        let mut chunks = stream::SseChunks::new(resp.bytes_stream().boxed());
+        let first = chunks.next().await;
+        Ok(Opened::Streaming(first, Box::new(chunks)))
+    }
+}
+
+/// reqwest's body stream type is unnameable; boxed.
+type BodyChunks = stream::SseChunks<
+    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+>;
+
+enum Opened {
+    Complete(Vec<ChatChunk>),
+    Streaming(Option<Result<ChatChunk, ProviderError>>, Box<BodyChunks>),
+}
+
+/// A 2xx body: the answer, or an error object some proxies send with 200.
+fn parse_response(body: &[u8]) -> Result<ChatResult, ProviderError> {
+    match serde_json::from_slice::<wire::ChatCompletionResponse>(body) {
+        Ok(resp) => Ok(convert::response_to_result(resp)),
+        Err(e) => {
+            let is_error = serde_json::from_slice::<serde_json::Value>(body)
+                .is_ok_and(|v| v.get("error").is_some());
+            if is_error {
+                Err(classify_error_body(body))
+            } else {
+                Err(ProviderError::InvalidResponse(format!(
+                    "{e}: {}",
+                    body_excerpt(body)
+                )))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for OpenAiProvider {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
+        let deadline = self.deadline(call);
+        match tokio::time::timeout(deadline, self.chat_inner(call, deadline)).await {
+            Ok(r) => r.map_err(|e| self.scrub(e)),
+            Err(_) => Err(ProviderError::Timeout(deadline)),
+        }
+    }
+
+    async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
+        let deadline = self.deadline(call);
+        let opened = match tokio::time::timeout(deadline, self.open_stream(call, deadline)).await {
+            Ok(r) => r.map_err(|e| self.scrub(e))?,
+            Err(_) => return Err(ProviderError::Timeout(deadline)),
+        };
+        match opened {
+            Opened::Complete(chunks) => Ok(Box::pin(futures_util::stream::iter(
+                chunks.into_iter().map(Ok),
+            ))),
+            Opened::Streaming(None, _) => Ok(Box::pin(futures_util::stream::empty())),
+            Opened::Streaming(Some(Err(e)), _) => Err(self.scrub(e)),
+            Opened::Streaming(Some(Ok(first)), rest) => {
+                let key = self.api_key.clone();
+                let rest = rest.map(move |item| {
+                    item.map_err(|e| match &key {
+                        Some(k) if !k.expose().is_empty() => {
+                            e.map_message(|m| m.replace(k.expose(), "[redacted]"))
+                        }
+                        _ => e,
+                    })
+                });
+                Ok(Box::pin(
+                    futures_util::stream::once(async { Ok(first) }).chain(rest),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod double;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+//! Every way a gateway request can fail, with one exhaustive mapping to the
+//! HTTP status, the OpenAI error `type`/`code`, and the gRPC status code.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use switchyard_bus::BusError;
+use switchyard_proto::bus::v1::{ErrorKind, UpstreamError};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum GatewayError {
+    /// The body is not valid JSON.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// A field is missing or invalid; `param` names it.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// No configured model or provider serves the requested model.
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("Request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: u64 },
+    /// No path or method here.
+    #[error("Unknown request URL: {method} {path}. Please check the URL for typos.")]
+    UnknownRoute { method: String, path: String },
+    /// No live worker for the provider(s) that would serve the model.
+    #[error(
+        "no live worker for provider `{provider}`; start `switchyard worker --provider {provider}`"
+    )]
+    NoWorker { provider: String },
+    /// Every target failed with an upstream error; this is the last one.
+    #[error("{}", upstream_message(.provider, .error))]
+    Upstream {
+        provider: String,
+        error: UpstreamError,
+    },
+    /// The gateway's own deadline (`server.request_timeout`) passed.
+    #[error("the request did not complete within {0:?}")]
+    DeadlineExceeded(Duration),
+    /// The router is shutting down and takes no new work.
+    #[error("the gateway is shutting down; retry on another instance")]
+    ShuttingDown,
+    /// A bug or a broken bus; never the client's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn upstream_message(provider: &str, e: &UpstreamError) -> String {
+    if e.upstream_status == 0 {
+        format!("provider `{provider}`: {}", e.message)
+    } else {
+        format!(
+            "provider `{provider}` answered {}: {}",
+            e.upstream_status, e.message
+        )
+    }
+}
+
+/// Where an error is sent: HTTP status, OpenAI `type`, OpenAI `code`, gRPC code.
+pub struct ErrorClass {
+    pub status: StatusCode,
+    pub openai_type: &'static str,
+    pub code: Option<&'static str>,
+    pub grpc: tonic::Code,
+}
+
+impl GatewayError {
+    pub fn class(&self) -> ErrorClass {
+        use tonic::Code;
+        let c = |status, openai_type, code, grpc| ErrorClass {
+            status,
+            openai_type,
+            code,
+            grpc,
+        };
+        match self {
+            GatewayError::MalformedJson(_) => c(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invalid_json"),
+                Code::InvalidArgument,
+            ),
+            GatewayError::InvalidRequest { .. } => c(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                Code::InvalidArgument,
+            ),
+            GatewayError::ModelNotFound(_) => c(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+                Code::NotFound,
+            ),
+            GatewayError::PayloadTooLarge { .. } => c(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_too_large"),
+                Code::ResourceExhausted,
+            ),
+            GatewayError::UnknownRoute { .. } => c(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("unknown_url"),
+                Code::Unimplemented,
+            ),
+            GatewayError::NoWorker { .. } => c(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some("no_live_worker"),
+                Code::Unavailable,
+            ),
+            GatewayError::Upstream { error, .. } => upstream_class(error),
+            GatewayError::DeadlineExceeded(_) => c(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                Some("deadline_exceeded"),
+                Code::DeadlineExceeded,
+            ),
+            GatewayError::ShuttingDown => c(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some("shutting_down"),
+                Code::Unavailable,
+            ),
+            GatewayError::Internal(_) => c(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                Code::Internal,
+            ),
+        }
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } => param.as_deref(),
+            GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::Upstream { error, .. } if !error.param.is_empty() => Some(&error.param),
+            _ => None,
+        }
+    }
+
+    /// The upstream's own error code passes through when it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GatewayError::Upstream { error, .. } if !error.code.is_empty() => Some(&error.code),
+            _ => self.class().code,
+        }
+    }
+
+    /// `provider` is the one the call went to (some bus errors do not name it).
+    pub fn from_bus(e: BusError, provider: &str) -> Self {
+        match e {
+            BusError::NoResponders(provider) => GatewayError::NoWorker { provider },
+            BusError::WorkerLost { provider, reason } => GatewayError::Upstream {
+                provider,
+                error: UpstreamError {
+                    kind: ErrorKind::Connection as i32,
+                    message: format!("worker lost: {reason}"),
+                    ..Default::default()
+                },
+            },
+            BusError::Connection(m) => {
+                GatewayError::Internal(format!("bus connection failed: {m}"))
+            }
+            // A sequence gap means events were lost in transit: the worker's
+            // answer is incomplete, which is the same as losing the worker.
+            BusError::Decode(m) => GatewayError::Upstream {
+                provider: provider.to_owned(),
+                error: UpstreamError {
+                    kind: ErrorKind::Connection as i32,
+                    message: format!("worker lost: malformed bus message: {m}"),
+                    ..Default::default()
+                },
+            },
+            BusError::Closed => GatewayError::ShuttingDown,
+        }
+    }
+}
+
+/// Upstream failures keep the status class the client would have seen
+/// upstream where that is meaningful (429 stays 429, a 400 the provider
+/// rejected stays 400), and become 502/504 where the provider broke.
+fn upstream_class(e: &UpstreamError) -> ErrorClass {
+    use tonic::Code;
+    let c = |status, openai_type, code, grpc| ErrorClass {
+        status,
+        openai_type,
+        code,
+        grpc,
+    };
+    let kind = ErrorKind::try_from(e.kind).unwrap_or(ErrorKind::Unspecified);
+    match kind {
+        ErrorKind::RateLimited => c(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            Some("rate_limit_exceeded"),
+            Code::ResourceExhausted,
+        ),
+        ErrorKind::Overloaded => c(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded_error",
+            Some("upstream_overloaded"),
+            Code::Unavailable,
+        ),
+        ErrorKind::BadRequest => c(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            Code::InvalidArgument,
+        ),
+        ErrorKind::ContextTooLong => c(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+            Code::InvalidArgument,
+        ),
+        // The provider refused the gateway's credentials: a gateway
+        // misconfiguration, not the client's key, so not 401.
+        ErrorKind::Auth => c(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some("upstream_auth_failed"),
+            Code::Unavailable,
+        ),
+        ErrorKind::NotFound => c(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            Code::NotFound,
+        ),
+        ErrorKind::Timeout => c(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            Some("upstream_timeout"),
+            Code::DeadlineExceeded,
+        ),
+        ErrorKind::Connection => c(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some("upstream_unreachable"),
+            Code::Unavailable,
+        ),
+        ErrorKind::Upstream => c(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some("upstream_error"),
+            Code::Unavailable,
+        ),
+        ErrorKind::Internal | ErrorKind::Unspecified => c(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some("worker_error"),
+            Code::Internal,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(kind: ErrorKind, status: u32) -> GatewayError {
+        GatewayError::Upstream {
+            provider: "p".into(),
+            error: UpstreamError {
+                kind: kind as i32,
+                message: "m".into(),
+                upstream_status: status,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn statuses_match_the_contract() {
+        assert_eq!(GatewayError::MalformedJson("x".into()).class().status, 400);
+        assert_eq!(GatewayError::ModelNotFound("x".into()).class().status, 404);
+        assert_eq!(
+            GatewayError::PayloadTooLarge { limit: 1 }.class().status,
+            413
+        );
+        assert_eq!(
+            GatewayError::NoWorker {
+                provider: "p".into()
+            }
+            .class()
+            .status,
+            503
+        );
+        assert_eq!(upstream(ErrorKind::Upstream, 500).class().status, 502);
+        assert_eq!(upstream(ErrorKind::Timeout, 0).class().status, 504);
+        assert_eq!(upstream(ErrorKind::RateLimited, 429).class().status, 429);
+        assert_eq!(
+            GatewayError::DeadlineExceeded(Duration::from_secs(1))
+                .class()
+                .status,
+            504
+        );
+    }
+
+    #[test]
+    fn upstream_message_names_provider_and_status() {
+        assert_eq!(
+            upstream(ErrorKind::Upstream, 500).to_string(),
+            "provider `p` answered 500: m"
+        );
+        assert_eq!(
+            upstream(ErrorKind::Connection, 0).to_string(),
+            "provider `p`: m"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The OpenAI-compatible HTTP front end (axum), so
+//! `OpenAI(base_url="http://host:8080/v1")` just works. Every error is
+//! OpenAI's `{"error": {"message", "type", "param", "code"}}` with the
+//! matching status; every response carries `x-request-id`, and answers name
+//! the provider and upstream model in `x-switchyard-provider` /
+//! `x-switchyard-model`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use switchyard_proto::gateway::v1::{ChatChunk, ChatSpec};
+use switchyard_providers::openai::{convert, wire};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::core::{ChatStream, Gateway, RequestContext, ServedBy, StreamItem};
+use crate::error::GatewayError;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
+pub const MODEL_HEADER: &str = "x-switchyard-model";
+
+/// Trace context headers forwarded to workers.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+#[derive(Clone)]
+struct AppState {
+    gateway: Arc<Gateway>,
+    max_body_bytes: u64,
+}
+
+/// The HTTP application with its middleware, outermost first:
+///
+/// 1. `SetRequestId`: keeps the client's `x-request-id` or mints a UUID, so
+///    every later layer and the handler see one id.
+/// 2. `PropagateRequestId`: copies it onto every response, errors included.
+/// 3. `Trace`: one span per request with method, path and request id.
+/// 4. `CatchPanic`: a panicking handler becomes a 500 in OpenAI's error
+///    shape instead of a dropped connection.
+/// 5. `DefaultBodyLimit` (per route): a body over `server.max_body_bytes`
+///    is refused with 413 before it is read whole (Content-Length is
+///    checked first, streamed bodies are cut at the limit).
+pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64) -> Router {
+    let state = AppState {
+        gateway,
+        max_body_bytes,
+    };
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(&GatewayError::Internal("the gateway hit a bug handling this request".into()))
+        }));
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(retrieve_model))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware)
+        .with_state(state)
+}
+
+/// OpenAI's error JSON with the mapped status.
+pub fn error_response(e: &GatewayError) -> Response {
+    let class = e.class();
+    let body = serde_json::json!({
+        "error": {
+            "message": e.to_string(),
+            "type": class.openai_type,
+            "param": e.param(),
+            "code": e.code(),
+        }
+    });
+    (
+        class.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn context(headers: &HeaderMap) -> RequestContext {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let headers = TRACE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), v.to_owned()))
+        })
+        .collect();
+    RequestContext {
+        request_id,
+        headers,
+    }
+}
+
+fn served_headers(res: &mut Response, served: &ServedBy) {
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&served.provider) {
+        h.insert(PROVIDER_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&served.upstream_model) {
+        h.insert(MODEL_HEADER, v);
+    }
+}
+
+/// Decodes the body into OpenAI's request shape, naming the offending field.
+fn parse_request(body: &[u8]) -> Result<(ChatSpec, bool), GatewayError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let req: wire::ChatCompletionRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            GatewayError::MalformedJson(format!(
+                "We could not parse the JSON body of your request: {inner}. The API expects a JSON payload."
+            ))
+        } else {
+            // serde reports a missing field at the parent path and names the
+            // field in the message; lift it into `param`.
+            let msg = inner.to_string();
+            let param = missing_field(&msg)
+                .map(|f| if path == "." { f.to_owned() } else { format!("{path}.{f}") })
+                .unwrap_or(path);
+            GatewayError::InvalidRequest {
+                message: format!("Invalid value for '{param}': {msg}"),
+                param: Some(param),
+            }
+        }
+    })?;
+    convert::request_to_spec(req).map_err(|e| GatewayError::InvalidRequest {
+        message: e.message.clone(),
+        param: e.param.clone(),
+    })
+}
+
+fn missing_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(&GatewayError::PayloadTooLarge {
+                limit: state.max_body_bytes,
+            });
+        }
+        Err(rejection) => {
+            return error_response(&GatewayError::InvalidRequest {
+                message: rejection.body_text(),
+                param: None,
+            });
+        }
+    };
+    let (spec, stream) = match parse_request(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(&e),
+    };
+    let ctx = context(&headers);
+    if stream {
+        let include_usage = spec.include_usage;
+        match state.gateway.chat_stream(spec, &ctx).await {
+            Ok((served, events)) => {
+                let mut res = sse_response(events, include_usage);
+                served_headers(&mut res, &served);
+                res
+            }
+            Err(e) => error_response(&e),
+        }
+    } else {
+        match state.gateway.chat(spec, &ctx).await {
+            Ok((served, result)) => {
+                let body = convert::result_to_response(&result);
+                let mut res = json_response(StatusCode::OK, &body);
+                served_headers(&mut res, &served);
+                res
+            }
+            Err(e) => error_response(&e),
+        }
+    }
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => error_response(&GatewayError::Internal(format!(
+            "could not encode the answer: {e}"
+        ))),
+    }
+}
+
+fn sse_event<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // Serializing our own wire structs cannot fail; an empty object keeps the
+    // stream well-formed if it ever did.
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// OpenAI's SSE framing: one `data:` line per chunk, the usage chunk (no
+/// choices) when the client asked for it, then `data: [DONE]`. A failure
+/// after the stream began is sent as an `error` event, which the OpenAI SDKs
+/// raise as an APIError, and no `[DONE]` follows.
+fn sse_response(events: ChatStream, include_usage: bool) -> Response {
+    let mut last: Option<ChatChunk> = None;
+    let body = events.flat_map(move |item| {
+        let out: Vec<Bytes> = match item {
+            StreamItem::Chunk(chunk) => {
+                let bytes = sse_event(&convert::chunk_to_wire(&chunk));
+                last = Some(ChatChunk { choices: Vec::new(), usage: None, ..chunk });
+                vec![bytes]
+            }
+            StreamItem::Done(usage) => {
+                let mut out = Vec::with_capacity(2);
+                if include_usage {
+                    let base = last.take().unwrap_or_default();
+                    let usage_chunk = ChatChunk { usage: Some(usage.unwrap_or_default()), ..base };
+                    out.push(sse_event(&convert::chunk_to_wire(&usage_chunk)));
+                }
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                out
+            }
+            StreamItem::Failed(e) => {
+                tracing::warn!(error = %e, "stream failed after it started");
+                let class = e.class();
+                let body = serde_json::json!({
+                    "error": {"message": e.to_string(), "type": class.openai_type, "param": e.param(), "code": e.code()}
+                });
+                vec![sse_event(&body)]
+            }
+        };
+        futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| error_response(&GatewayError::Internal(e.to_string())))
+}
+
+fn model_json(m: &switchyard_routing::ListedModel) -> serde_json::Value {
+    serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by})
+}
+
+async fn list_models(State(state): State<AppState>) -> Response {
+    let data: Vec<_> = state.gateway.list_models().iter().map(model_json).collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({"object": "list", "data": data}),
+    )
+}
+
+async fn retrieve_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.gateway.list_models().iter().find(|m| m.id == id) {
+        Some(m) => json_response(StatusCode::OK, &model_json(m)),
+        None => error_response(&GatewayError::ModelNotFound(id)),
+    }
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.gateway.is_ready() {
+        json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        error_response(&GatewayError::ShuttingDown)
+    }
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    error_response(&GatewayError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    })
+}

@@ -1,0 +1,364 @@
+//! An upstream double that speaks OpenAI's chat-completions wire format
+//! (JSON and SSE with `data: [DONE]`) on a real socket, scripted by the
+//! `model` the request names:
+//!
+//! | model prefix    | behaviour |
+//! |-----------------|-----------|
+//! | (anything else) | answers `echo: <last user text>`; streams it word by word |
+//! | `slow-<ms>`     | as above, `<ms>` between streamed chunks (and before a JSON answer) |
+//! | `error-429`     | 429 with `retry-after: 2` and OpenAI's rate-limit error body |
+//! | `error-500`     | 500 with an OpenAI server_error body |
+//! | `error-400`     | 400 invalid_request_error naming `temperature` |
+//! | `context-long`  | 400 `context_length_exceeded` |
+//! | `hang`          | never answers (JSON), or sends one chunk then stalls (SSE) |
+//!
+//! `GET /_double/stats` reports how many chat requests arrived, how many
+//! answers were cut off by the client going away, and the last
+//! `authorization` header seen, so tests in any language can check them.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    /// Answers (streamed or not) whose client went away before the end.
+    pub disconnects: AtomicU64,
+    pub last_authorization: std::sync::Mutex<String>,
+    pub last_body: std::sync::Mutex<Value>,
+    /// Notified on every disconnect.
+    pub disconnected: Notify,
+    /// Notified on every chat request received.
+    pub received: Notify,
+}
+
+pub struct Double {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Double {
+    /// Starts on 127.0.0.1, port 0.
+    pub async fn start() -> std::io::Result<Double> {
+        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Double> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(Stats::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/_double/stats", get(stats_handler))
+            .with_state(stats.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Double { addr, stats, task })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn disconnects(&self) -> u64 {
+        self.stats.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// Runs until the process ends (the standalone binary).
+    pub async fn serve_forever(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn stats_handler(State(stats): State<Arc<Stats>>) -> Response {
+    let auth = stats
+        .last_authorization
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    let body = stats
+        .last_body
+        .lock()
+        .map(|b| b.clone())
+        .unwrap_or_default();
+    axum::Json(json!({
+        "requests": stats.requests.load(Ordering::SeqCst),
+        "disconnects": stats.disconnects.load(Ordering::SeqCst),
+        "last_authorization": auth,
+        "last_body": body,
+    }))
+    .into_response()
+}
+
+/// Counts a disconnect if dropped before `finish`.
+struct CutGuard {
+    stats: Arc<Stats>,
+    finished: bool,
+}
+
+impl CutGuard {
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CutGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.stats.disconnects.fetch_add(1, Ordering::SeqCst);
+            self.stats.disconnected.notify_waiters();
+        }
+    }
+}
+
+fn error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn last_user_text(body: &Value) -> String {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return String::new();
+    };
+    for m in messages.iter().rev() {
+        if m.get("role").and_then(Value::as_str) != Some("user") {
+            continue;
+        }
+        return match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        };
+    }
+    String::new()
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    stats.received.notify_waiters();
+    if let Ok(mut a) = stats.last_authorization.lock() {
+        *a = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+    }
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+                "invalid_request_error",
+                None,
+                None,
+            );
+        }
+    };
+    if let Ok(mut b) = stats.last_body.lock() {
+        *b = body.clone();
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut guard = CutGuard {
+        stats: stats.clone(),
+        finished: false,
+    };
+    let delay = model
+        .strip_prefix("slow-")
+        .and_then(|ms| ms.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    match model.as_str() {
+        "error-429" => {
+            guard.finish();
+            let mut res = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached for requests",
+                "requests",
+                None,
+                Some("rate_limit_exceeded"),
+            );
+            res.headers_mut()
+                .insert("retry-after", header::HeaderValue::from_static("2"));
+            return res;
+        }
+        "error-500" => {
+            guard.finish();
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upstream exploded",
+                "server_error",
+                None,
+                None,
+            );
+        }
+        "error-400" => {
+            guard.finish();
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid value for 'temperature': upstream says no",
+                "invalid_request_error",
+                Some("temperature"),
+                None,
+            );
+        }
+        "context-long" => {
+            guard.finish();
+            return error(
+                StatusCode::BAD_REQUEST,
+                "This model's maximum context length is 8 tokens.",
+                "invalid_request_error",
+                Some("messages"),
+                Some("context_length_exceeded"),
+            );
+        }
+        "hang" if !stream => {
+            // Held until the client goes away; the guard counts that.
+            std::future::pending::<()>().await;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        _ => {}
+    }
+    let text = format!("echo: {}", last_user_text(&body));
+    let prompt_tokens = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |ms| {
+            ms.iter()
+                .map(|m| words(&m.get("content").map(|c| c.to_string()).unwrap_or_default()))
+                .sum()
+        });
+    let completion_tokens = words(&text);
+    let usage = json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0}
+    });
+    let id = format!("chatcmpl-double-{}", stats.requests.load(Ordering::SeqCst));
+    if !stream {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        guard.finish();
+        let body = json!({
+            "id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "system_fingerprint": "fp_double",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
+                         "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let hang = model == "hang";
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+               "system_fingerprint": "fp_double",
+               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+    };
+    let mut events: Vec<Value> = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    let pieces: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    for p in pieces {
+        events.push(chunk(json!({"content": p}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        events.push(json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
+                           "system_fingerprint": "fp_double", "choices": [], "usage": usage}));
+    }
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), guard, 0usize),
+        move |(mut it, mut guard, n)| async move {
+            if n > 0 {
+                if hang && n >= 2 {
+                    std::future::pending::<()>().await;
+                }
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            match it.next() {
+                Some(ev) => Some((
+                    Ok::<_, Infallible>(Bytes::from(format!("data: {ev}\n\n"))),
+                    (it, guard, n + 1),
+                )),
+                None if n < usize::MAX => {
+                    guard.finish();
+                    Some((
+                        Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+                        (it, guard, usize::MAX),
+                    ))
+                }
+                None => None,
+            }
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

@@ -1,0 +1,156 @@
+//! `switchyard` processes for end-to-end tests. Addresses come from the
+//! process's own log ("router listening" / "worker serving"), so every test
+//! binds port 0 and nothing collides.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// `target/<profile>/switchyard`, next to the test binary's `deps/` folder.
+/// The test script builds it before the tests run.
+pub fn switchyard_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SWITCHYARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let bin = dir.join("switchyard");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p switchyard` first (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub http_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    /// Every log line after the ready line, for assertions.
+    pub lines: mpsc::Receiver<String>,
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn field(line: &str, name: &str) -> Option<SocketAddr> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    line[start..]
+        .split_whitespace()
+        .next()?
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+impl Proc {
+    /// Starts `switchyard ARGS` and waits (at most 60 s) for a log line
+    /// containing `ready`.
+    pub fn start(args: &[&str], ready: &str) -> Proc {
+        let mut child = Command::new(switchyard_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if std::env::var_os("SWITCHYARD_TEST_LOGS").is_some() {
+                    eprintln!("[switchyard] {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let hit = line.contains(ready);
+                    seen.push(line.clone());
+                    if hit {
+                        return Proc {
+                            child,
+                            http_addr: field(&line, "http_addr"),
+                            grpc_addr: field(&line, "grpc_addr"),
+                            lines: rx,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "switchyard {args:?} never logged `{ready}`; its log:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn http(&self) -> String {
+        format!(
+            "http://{}",
+            self.http_addr.expect("process has no HTTP address")
+        )
+    }
+
+    /// SIGKILL: the process gets no chance to drain.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("switchyard.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}

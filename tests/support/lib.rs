@@ -13,3 +13,10 @@
 pub mod double;
 pub mod nats;
 pub mod process;
+
+/// A reqwest client for tests. reqwest is built without a default crypto
+/// provider (the binary installs ring at start), so tests install it too.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -87,7 +87,7 @@ async fn load_with_failure(
     concurrency: usize,
     midway: impl FnOnce() + Send + 'static,
 ) -> Vec<(u16, Value)> {
-    let client = reqwest::Client::new();
+    let client = switchyard_e2e::http_client();
     let done = Arc::new(AtomicUsize::new(0));
     let (trigger_tx, trigger_rx) = tokio::sync::oneshot::channel::<()>();
     let trigger_tx = Arc::new(std::sync::Mutex::new(Some(trigger_tx)));
@@ -147,7 +147,9 @@ async fn killing_one_of_two_workers_loses_no_request() {
         "requests failed after a worker was killed: {failures:?}"
     );
     // The survivor still serves.
-    let (status, body) = chat(&reqwest::Client::new(), &base, "chat").await.unwrap();
+    let (status, body) = chat(&switchyard_e2e::http_client(), &base, "chat")
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(double.requests() >= 61);
 }
@@ -176,7 +178,7 @@ async fn answers_name_the_serving_provider_and_model() {
     let nats = NatsServer::start().unwrap();
     let double = Double::start().await.unwrap();
     let c = cluster(&nats, &double, 1);
-    let res = reqwest::Client::new()
+    let res = switchyard_e2e::http_client()
         .post(format!("{}/v1/chat/completions", c.router.http()))
         .header("x-request-id", "req-123")
         .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hello"}]}))
@@ -190,7 +192,9 @@ async fn answers_name_the_serving_provider_and_model() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], "echo: hello");
     // The worker, not the router, holds the provider key.
-    let stats: Value = reqwest::get(format!("http://{}/_double/stats", double.addr))
+    let stats: Value = switchyard_e2e::http_client()
+        .get(format!("http://{}/_double/stats", double.addr))
+        .send()
         .await
         .unwrap()
         .json()
@@ -205,9 +209,13 @@ async fn no_live_worker_is_503_at_once() {
     let double = Double::start().await.unwrap();
     let c = cluster(&nats, &double, 1);
     let started = std::time::Instant::now();
-    let (status, body) = chat(&reqwest::Client::new(), &c.router.http(), "ghost/gpt-4o")
-        .await
-        .unwrap();
+    let (status, body) = chat(
+        &switchyard_e2e::http_client(),
+        &c.router.http(),
+        "ghost/gpt-4o",
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "no_live_worker");
     assert!(body["error"]["message"].as_str().unwrap().contains("ghost"));
@@ -234,7 +242,7 @@ async fn crate_disconnect(base: &str, double: &Double) {
     let disconnected = double.stats.disconnected.notified();
     tokio::pin!(disconnected);
     disconnected.as_mut().enable();
-    let res = reqwest::Client::new()
+    let res = switchyard_e2e::http_client()
         .post(format!("{base}/v1/chat/completions"))
         .json(&json!({"model": "up/hang", "stream": true, "messages": [{"role": "user", "content": "never ends"}]}))
         .send()

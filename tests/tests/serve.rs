@@ -61,7 +61,7 @@ async fn post(
     base: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let res = reqwest::Client::new()
+    let res = switchyard_e2e::http_client()
         .post(format!("{base}/v1/chat/completions"))
         .header("content-type", "application/json")
         .body(body)
@@ -160,7 +160,9 @@ async fn http_errors_have_openai_shape_and_status() {
     let (status, _, body) = post(&base, msg("up/hang")).await;
     assert_eq!(status, 504, "{body}");
 
-    let res = reqwest::get(format!("{base}/v1/nothing-here"))
+    let res = switchyard_e2e::http_client()
+        .get(format!("{base}/v1/nothing-here"))
+        .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
@@ -189,7 +191,7 @@ async fn client_disconnect_mid_stream_cancels_upstream_in_process() {
     let disconnected = double.stats.disconnected.notified();
     tokio::pin!(disconnected);
     disconnected.as_mut().enable();
-    let res = reqwest::Client::new()
+    let res = switchyard_e2e::http_client()
         .post(format!("{}/v1/chat/completions", s.proc.http()))
         .json(&json!({"model": "up/hang", "stream": true, "messages": [{"role": "user", "content": "never ends"}]}))
         .send()

@@ -1,8 +1,14 @@
-//! A private `nats-server` per test, on a free port, killed on drop.
+//! A private `nats-server` per test: its own process, with JetStream in its
+//! own store directory, on a port the server picks itself (`-p -1`, read
+//! back from its log, so no other process can take it in between), killed
+//! when dropped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+const START_DEADLINE: Duration = Duration::from_secs(15);
 
 pub struct NatsServer {
     pub addr: SocketAddr,
@@ -11,19 +17,16 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server` (Debian package `nats-server`) with JetStream in
-    /// its own store directory and waits until it accepts connections.
+    /// Starts `nats-server` (Debian package `nats-server`) and waits until it
+    /// accepts connections.
     pub fn start() -> std::io::Result<NatsServer> {
         let store = tempfile::tempdir()?;
-        // Asking the OS for a free port and handing it over has a small race
-        // with other processes; nats-server's own `-p -1` would print the
-        // port only in a log line, which is as fragile.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
             .arg(store.path())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 std::io::Error::new(
@@ -31,27 +34,61 @@ impl NatsServer {
                     format!("cannot start nats-server ({e}); install it with `apt-get install -y nats-server`"),
                 )
             })?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut server = NatsServer {
-            addr,
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr pipe"))?;
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // Keeps reading after the address so the server never blocks on a
+        // full log pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
+                    let _ = addr_tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let reported = match addr_rx.recv_timeout(START_DEADLINE) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::other(format!(
+                    "nats-server did not report its client port within {START_DEADLINE:?}"
+                )));
+            }
+        };
+        let port: u16 = reported
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::other(format!("unexpected nats-server address `{reported}`"))
+            })?;
+        let server = NatsServer {
+            addr: ([127, 0, 0, 1], port).into(),
             child,
             _store: store,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = server.child.try_wait()? {
+        server.wait_until_accepting()?;
+        Ok(server)
+    }
+
+    fn wait_until_accepting(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut pause = Duration::from_millis(5);
+        while TcpStream::connect(self.addr).is_err() {
+            if Instant::now() > deadline {
                 return Err(std::io::Error::other(format!(
-                    "nats-server exited early: {status}"
+                    "nats-server on {} did not accept connections within {START_DEADLINE:?}",
+                    self.addr
                 )));
             }
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other(
-                    "nats-server did not accept connections within 10s",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            // Back-off between polls, not a synchronisation sleep.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
-        Ok(server)
+        Ok(())
     }
 
     pub fn url(&self) -> String {

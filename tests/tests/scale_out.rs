@@ -232,30 +232,5 @@ async fn client_disconnect_mid_stream_cancels_upstream_over_nats() {
     let nats = NatsServer::start().unwrap();
     let double = Double::start().await.unwrap();
     let c = cluster(&nats, &double, 1);
-    crate_disconnect(&c.router.http(), &double).await;
-}
-
-/// Opens a stream the double never finishes, reads the first chunk, hangs
-/// up, and waits for the double to see its own connection closed.
-async fn crate_disconnect(base: &str, double: &Double) {
-    use futures_util::StreamExt;
-    let disconnected = double.stats.disconnected.notified();
-    tokio::pin!(disconnected);
-    disconnected.as_mut().enable();
-    let res = switchyard_e2e::http_client()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({"model": "up/hang", "stream": true, "messages": [{"role": "user", "content": "never ends"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut body = res.bytes_stream();
-    let first = body.next().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "), "{first:?}");
-    assert_eq!(double.disconnects(), 0);
-    drop(body);
-    tokio::time::timeout(Duration::from_secs(10), disconnected)
-        .await
-        .expect("the upstream double never saw its connection closed");
-    assert_eq!(double.disconnects(), 1);
+    switchyard_e2e::assert_disconnect_cancels_upstream(&c.router.http(), &double).await;
 }

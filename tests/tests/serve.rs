@@ -4,9 +4,6 @@
 // Helpers of a test file fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::process::{Proc, write_config};
@@ -167,6 +164,14 @@ async fn http_errors_have_openai_shape_and_status() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_openai_error(&res.json().await.unwrap());
+
+    let res = switchyard_e2e::http_client()
+        .get(format!("{base}/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_openai_error(&res.json().await.unwrap());
 }
 
 #[tokio::test]
@@ -188,23 +193,7 @@ async fn fallback_moves_past_429_and_500_to_the_next_route() {
 async fn client_disconnect_mid_stream_cancels_upstream_in_process() {
     let double = Double::start().await.unwrap();
     let s = serve(&double);
-    let disconnected = double.stats.disconnected.notified();
-    tokio::pin!(disconnected);
-    disconnected.as_mut().enable();
-    let res = switchyard_e2e::http_client()
-        .post(format!("{}/v1/chat/completions", s.proc.http()))
-        .json(&json!({"model": "up/hang", "stream": true, "messages": [{"role": "user", "content": "never ends"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut body = res.bytes_stream();
-    body.next().await.unwrap().unwrap();
-    drop(body);
-    tokio::time::timeout(Duration::from_secs(10), disconnected)
-        .await
-        .expect("the upstream double never saw its connection closed");
-    assert_eq!(double.disconnects(), 1);
+    switchyard_e2e::assert_disconnect_cancels_upstream(&s.proc.http(), &double).await;
 }
 
 fn spec(model: &str, text: &str) -> ChatSpec {

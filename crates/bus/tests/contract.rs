@@ -9,8 +9,6 @@
 // Tests may panic on the impossible: that is how they fail.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +17,10 @@ use std::time::{Duration, Instant};
 use async_nats::Client;
 use futures_util::StreamExt;
 use prost::Message as _;
-use support::NatsServer;
 use switchyard_bus::inproc::InProcessBus;
 use switchyard_bus::nats::{CALL_HEADER, NatsBus, NatsOptions, Subjects};
 use switchyard_bus::{Bus, BusError, Call, Event, Headers, Job, JobStream};
+use switchyard_e2e::nats::NatsServer;
 use switchyard_proto::bus::v1::{CancelRequest, StreamEnd, WorkRequest};
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +46,7 @@ impl Env {
     }
 
     fn nats() -> Self {
-        Env::Nats(NatsServer::start())
+        Env::Nats(NatsServer::start().expect("nats-server"))
     }
 
     /// The bus as one process sees it; on NATS every call gives a separate
@@ -468,7 +466,7 @@ contract!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_worker_that_dies_mid_job_is_lost_within_three_heartbeats() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     within(async {
         let mut worker_process = OtherProcess::new();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -506,7 +504,7 @@ async fn nats_worker_that_dies_mid_job_is_lost_within_three_heartbeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_worker_that_never_accepts_is_lost_after_the_ack_timeout() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     within(async {
         let subjects = Subjects::new("switchyard");
         let raw = raw_client(&server).await;
@@ -550,7 +548,7 @@ async fn nats_worker_that_never_accepts_is_lost_after_the_ack_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_request_cancelled_before_the_worker_took_it_is_not_worked_on() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     within(async {
         let worker = connect(&server, "worker").await;
         // Not polled yet: nothing gets accepted.
@@ -594,7 +592,7 @@ async fn nats_request_cancelled_before_the_worker_took_it_is_not_worked_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_stop_receiving_still_yields_jobs_already_delivered() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     within(async {
         let worker = connect(&server, "worker").await;
         let mut jobs = worker.serve("p", "w1").await.expect("serve");
@@ -629,7 +627,7 @@ async fn nats_stop_receiving_still_yields_jobs_already_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_worker_notices_when_the_router_dies_mid_request() {
-    let server = NatsServer::start();
+    let server = NatsServer::start().expect("nats-server");
     within(async {
         let worker = connect(&server, "worker").await;
         let mut jobs = worker.serve("p", "w1").await.expect("serve");

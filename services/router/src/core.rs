@@ -107,17 +107,8 @@ impl Gateway {
         spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), GatewayError> {
-        let plan = self.plan(&spec)?;
         let deadline = Instant::now() + self.request_timeout;
-        let attempts = self.walk(&plan, deadline, |target, attempt| {
-            let request = self.work_request(&spec, target, ctx, false, attempt, deadline);
-            let headers = ctx.headers.clone();
-            async move { unary_attempt(&*self.bus, request, headers).await }
-        });
-        match tokio::time::timeout_at(deadline, attempts).await {
-            Ok(r) => r,
-            Err(_) => Err(GatewayError::DeadlineExceeded(self.request_timeout)),
-        }
+        self.run(&spec, ctx, false, deadline, unary_attempt).await
     }
 
     /// A streamed answer. Returns once the first chunk arrived (or the stream
@@ -128,22 +119,37 @@ impl Gateway {
         spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), GatewayError> {
-        let plan = self.plan(&spec)?;
         let deadline = Instant::now() + self.request_timeout;
-        let attempts = self.walk(&plan, deadline, |target, attempt| {
-            let request = self.work_request(&spec, target, ctx, true, attempt, deadline);
-            let headers = ctx.headers.clone();
-            async move { stream_attempt(&*self.bus, request, headers).await }
-        });
-        let (served, (first, call)) = match tokio::time::timeout_at(deadline, attempts).await {
-            Ok(r) => r?,
-            Err(_) => return Err(GatewayError::DeadlineExceeded(self.request_timeout)),
-        };
+        let (served, (first, call)) = self.run(&spec, ctx, true, deadline, stream_attempt).await?;
         let provider = served.provider.clone();
         Ok((
             served,
             continue_stream(first, call, provider, deadline, self.request_timeout),
         ))
+    }
+
+    /// Resolves the plan and walks it under the request's deadline, making
+    /// each attempt with `attempt`.
+    async fn run<T, F, Fut>(
+        &self,
+        spec: &ChatSpec,
+        ctx: &RequestContext,
+        stream: bool,
+        deadline: Instant,
+        attempt: F,
+    ) -> Result<(ServedBy, T), GatewayError>
+    where
+        F: Fn(Arc<dyn Bus>, WorkRequest, Headers) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let plan = self.plan(spec)?;
+        let attempts = self.walk(&plan, deadline, |target, n| {
+            let request = self.work_request(spec, target, ctx, stream, n, deadline);
+            attempt(self.bus.clone(), request, ctx.headers.clone())
+        });
+        tokio::time::timeout_at(deadline, attempts)
+            .await
+            .unwrap_or(Err(GatewayError::DeadlineExceeded(self.request_timeout)))
     }
 
     fn work_request(
@@ -257,6 +263,7 @@ fn disposition(e: &GatewayError) -> Disposition {
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }
+        | GatewayError::MethodNotAllowed { .. }
         | GatewayError::DeadlineExceeded(_)
         | GatewayError::ShuttingDown
         | GatewayError::Internal(_) => Disposition::Final,
@@ -293,7 +300,7 @@ fn stream_ended(provider: &str) -> BusError {
 }
 
 async fn unary_attempt(
-    bus: &dyn Bus,
+    bus: Arc<dyn Bus>,
     request: WorkRequest,
     headers: Headers,
 ) -> Result<ChatResult, AttemptError> {
@@ -319,7 +326,7 @@ enum First {
 }
 
 async fn stream_attempt(
-    bus: &dyn Bus,
+    bus: Arc<dyn Bus>,
     request: WorkRequest,
     headers: Headers,
 ) -> Result<(First, Call), AttemptError> {

@@ -27,6 +27,9 @@ pub enum GatewayError {
     /// No path or method here.
     #[error("Unknown request URL: {method} {path}. Please check the URL for typos.")]
     UnknownRoute { method: String, path: String },
+    /// The path exists, the method does not.
+    #[error("{method} is not allowed on {path}.")]
+    MethodNotAllowed { method: String, path: String },
     /// No live worker for the provider(s) that would serve the model.
     #[error(
         "no live worker for provider `{provider}`; start `switchyard worker --provider {provider}`"
@@ -106,6 +109,12 @@ impl GatewayError {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 Some("unknown_url"),
+                Code::Unimplemented,
+            ),
+            GatewayError::MethodNotAllowed { .. } => c(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                Some("method_not_allowed"),
                 Code::Unimplemented,
             ),
             GatewayError::NoWorker { .. } => c(

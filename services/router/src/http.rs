@@ -73,6 +73,7 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware)
         .with_state(state)
@@ -299,6 +300,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         error_response(&GatewayError::ShuttingDown)
     }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(&GatewayError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    })
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> Response {

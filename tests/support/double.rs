@@ -7,6 +7,8 @@
 //! | (anything else) | answers `echo: <last user text>`; streams it word by word |
 //! | `slow-<ms>`     | as above, `<ms>` between streamed chunks (and before a JSON answer) |
 //! | `error-429`     | 429 with `retry-after: 2` and OpenAI's rate-limit error body |
+//! | `error-429-<s>` | the same with `retry-after: <s>` |
+//! | `cut`           | streams two chunks, then breaks the connection (no `[DONE]`) |
 //! | `error-500`     | 500 with an OpenAI server_error body |
 //! | `error-400`     | 400 invalid_request_error naming `temperature` |
 //! | `context-long`  | 400 `context_length_exceeded` |
@@ -16,7 +18,6 @@
 //! answers were cut off by the client going away, and the last
 //! `authorization` header seen, so tests in any language can check them.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,8 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicU64,
+    /// Chat requests per requested model.
+    pub by_model: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Answers (streamed or not) whose client went away before the end.
     pub disconnects: AtomicU64,
     pub last_authorization: std::sync::Mutex<String>,
@@ -80,6 +83,15 @@ impl Double {
         self.stats.requests.load(Ordering::SeqCst)
     }
 
+    /// Chat requests that named `model`.
+    pub fn requests_for(&self, model: &str) -> u64 {
+        self.stats
+            .by_model
+            .lock()
+            .map(|m| m.get(model).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     pub fn disconnects(&self) -> u64 {
         self.stats.disconnects.load(Ordering::SeqCst)
     }
@@ -107,8 +119,10 @@ async fn stats_handler(State(stats): State<Arc<Stats>>) -> Response {
         .lock()
         .map(|b| b.clone())
         .unwrap_or_default();
+    let by_model = stats.by_model.lock().map(|m| json!(*m)).unwrap_or_default();
     axum::Json(json!({
         "requests": stats.requests.load(Ordering::SeqCst),
+        "by_model": by_model,
         "disconnects": stats.disconnects.load(Ordering::SeqCst),
         "last_authorization": auth,
         "last_body": body,
@@ -208,6 +222,9 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    if let Ok(mut m) = stats.by_model.lock() {
+        *m.entry(model.clone()).or_default() += 1;
+    }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut guard = CutGuard {
         stats: stats.clone(),
@@ -218,20 +235,25 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .and_then(|ms| ms.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|ms| ms.parse::<u64>().ok())
         .map(Duration::from_millis);
-    match model.as_str() {
-        "error-429" => {
-            guard.finish();
-            let mut res = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit reached for requests",
-                "requests",
-                None,
-                Some("rate_limit_exceeded"),
-            );
-            res.headers_mut()
-                .insert("retry-after", header::HeaderValue::from_static("2"));
-            return res;
+    let retry_after = match model.as_str() {
+        "error-429" => Some("2"),
+        m => m.strip_prefix("error-429-"),
+    };
+    if let Some(secs) = retry_after {
+        guard.finish();
+        let mut res = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit reached for requests",
+            "requests",
+            None,
+            Some("rate_limit_exceeded"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(secs) {
+            res.headers_mut().insert("retry-after", v);
         }
+        return res;
+    }
+    match model.as_str() {
         "error-500" => {
             guard.finish();
             return error(
@@ -311,6 +333,7 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let hang = model == "hang";
+    let cut = model == "cut";
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
                "system_fingerprint": "fp_double",
@@ -332,9 +355,21 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
     let stream = futures_util::stream::unfold(
         (events.into_iter(), guard, 0usize),
         move |(mut it, mut guard, n)| async move {
+            if n == usize::MAX {
+                return None;
+            }
             if n > 0 {
                 if hang && n >= 2 {
                     std::future::pending::<()>().await;
+                }
+                if cut && n >= 2 {
+                    // Give the client time to read what was sent: a reset
+                    // connection can discard data still unread.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // An error from the body stream makes hyper drop the
+                    // connection mid-body: the client sees a truncated stream.
+                    guard.finish();
+                    return Some((Err(std::io::Error::other("cut")), (it, guard, usize::MAX)));
                 }
                 if let Some(d) = delay {
                     tokio::time::sleep(d).await;
@@ -342,17 +377,16 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
             }
             match it.next() {
                 Some(ev) => Some((
-                    Ok::<_, Infallible>(Bytes::from(format!("data: {ev}\n\n"))),
+                    Ok::<_, std::io::Error>(Bytes::from(format!("data: {ev}\n\n"))),
                     (it, guard, n + 1),
                 )),
-                None if n < usize::MAX => {
+                None => {
                     guard.finish();
                     Some((
                         Ok(Bytes::from_static(b"data: [DONE]\n\n")),
                         (it, guard, usize::MAX),
                     ))
                 }
-                None => None,
             }
         },
     );

@@ -20,9 +20,16 @@ impl NatsServer {
     /// Starts `nats-server` (Debian package `nats-server`) and waits until it
     /// accepts connections.
     pub fn start() -> std::io::Result<NatsServer> {
+        Self::start_on(None)
+    }
+
+    /// Like [`NatsServer::start`], on a given port (to restart a server
+    /// where its clients expect it); `None` lets the server pick.
+    pub fn start_on(port: Option<u16>) -> std::io::Result<NatsServer> {
         let store = tempfile::tempdir()?;
+        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,6 +96,12 @@ impl NatsServer {
             pause = (pause * 2).min(Duration::from_millis(200));
         }
         Ok(())
+    }
+
+    /// Stops the server (SIGKILL), keeping nothing.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self) -> String {

@@ -4,7 +4,6 @@
 
 use crate::{
     Config, DEFAULT_OPENAI_BASE_URL, ModelConfig, ProviderConfig, ProviderKind, RouteConfig,
-    Strategy,
 };
 
 /// A vendor reachable over the OpenAI wire format, enabled by its key's
@@ -115,14 +114,10 @@ impl Config {
         demo.models = vec!["echo".to_owned()];
         let mut config = Config {
             providers: vec![demo],
-            models: vec![ModelConfig {
-                name: "demo".to_owned(),
-                strategy: Strategy::Fallback,
-                routes: vec![RouteConfig {
-                    provider: "demo".to_owned(),
-                    model: "echo".to_owned(),
-                }],
-            }],
+            models: vec![ModelConfig::new(
+                "demo",
+                vec![RouteConfig::new("demo", "echo")],
+            )],
             ..Config::default()
         };
         for wk in WELL_KNOWN_PROVIDERS.iter().filter(|wk| is_set(wk.key_env)) {
@@ -154,13 +149,7 @@ mod tests {
         assert_eq!(demo.models, vec!["echo"]);
         assert_eq!(c.models.len(), 1);
         assert_eq!(c.models[0].name, "demo");
-        assert_eq!(
-            c.models[0].routes[0],
-            RouteConfig {
-                provider: "demo".into(),
-                model: "echo".into()
-            }
-        );
+        assert_eq!(c.models[0].routes, vec![RouteConfig::new("demo", "echo")]);
         assert!(c.bus.is_none());
         c.validate("<embedded>").unwrap();
     }

@@ -29,6 +29,16 @@ impl KeyPath {
         p
     }
 
+    /// The path one level up; `None` at the root.
+    pub(crate) fn parent(&self) -> Option<KeyPath> {
+        let (_, rest) = self.0.split_last()?;
+        Some(KeyPath(rest.to_vec()))
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn segments(&self) -> &[Seg] {
         &self.0
     }

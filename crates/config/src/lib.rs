@@ -13,6 +13,9 @@
 //!   is in the environment.
 //! - [`Config::apply_env_overrides`] applies `SWITCHYARD_HTTP_ADDR`,
 //!   `SWITCHYARD_GRPC_ADDR` and `SWITCHYARD_NATS_URL`.
+//! - [`ConfigWatcher`] notices a changed file (or a SIGHUP through its
+//!   [`ReloadTrigger`]) and loads it again; [`Config::reload_diff`] names
+//!   the changes that need a restart.
 //!
 //! The reference for every key is docs/configuration.md.
 
@@ -26,6 +29,7 @@ mod locate;
 mod schema;
 mod secret;
 mod validate;
+mod watch;
 
 pub use defaults::{OPENAI_BASE_URL_ENV, WELL_KNOWN_PROVIDERS, WellKnownProvider};
 pub use env::{ENV_CONFIG, ENV_GRPC_ADDR, ENV_HTTP_ADDR, ENV_NATS_URL};
@@ -33,3 +37,4 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::EMBEDDED_ORIGIN;
 pub use schema::*;
 pub use secret::Secret;
+pub use watch::{ConfigWatcher, Reload, ReloadTrigger};

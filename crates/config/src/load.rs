@@ -97,9 +97,21 @@ impl Config {
     }
 }
 
+/// Where `path` is written, or else its nearest written ancestor (short of
+/// the document itself): a problem with a key left at its default (say
+/// `retry.backoff_max` when only `backoff_base` was set) then points at the
+/// block it belongs to instead of nowhere.
 fn position_of(path: &KeyPath, text: &str, interpolated: &Interpolated) -> Option<(usize, usize)> {
-    let offset = locate(&interpolated.text, path)?;
-    Some(line_col(text, interpolated.input_offset(offset)))
+    let mut at = path.clone();
+    loop {
+        if at.is_root() {
+            return None;
+        }
+        if let Some(offset) = locate(&interpolated.text, &at) {
+            return Some(line_col(text, interpolated.input_offset(offset)));
+        }
+        at = at.parent()?;
+    }
 }
 
 fn parse_error(

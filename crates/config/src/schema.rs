@@ -22,6 +22,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Target health: circuit breakers, cooldowns, the `fastest` strategy.
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,6 +178,17 @@ pub enum Strategy {
     /// Try routes in order; move to the next on a retryable failure.
     #[default]
     Fallback,
+    /// Pick the first route at random in proportion to `weight`; the rest
+    /// follow in weighted random order as fallbacks.
+    Weighted,
+    /// Lowest estimated cost of this request first (from `price`); routes
+    /// without a price follow in config order.
+    Cheapest,
+    /// Lowest moving average of time to first token first, with some
+    /// exploration so a recovered or unmeasured target is noticed.
+    Fastest,
+    /// Fewest requests in flight first.
+    LeastBusy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -185,6 +199,150 @@ pub struct ModelConfig {
     #[serde(default)]
     pub strategy: Strategy,
     pub routes: Vec<RouteConfig>,
+    /// Retries and backoff across this model's routes.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Opt-in: start the next route when the first is slow to its first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
+    /// An attempt that has produced nothing (no first token, no answer)
+    /// within this long is abandoned and the next route tried. Absent: only
+    /// the provider's own `timeout` applies.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub first_token_timeout: Option<Duration>,
+    /// Deadline for the whole request across every attempt. Absent:
+    /// `server.request_timeout`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per request, all routes together (the first try counts).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Before trying a target again that already failed this request, wait
+    /// `backoff_base * 2^n` (with full jitter), at most `backoff_max`. Moving
+    /// to a different target never waits.
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// Start the next route after this long without a first token: a
+    /// duration (`1500ms`), or `p95` for the first target's observed 95th
+    /// percentile time to first token (this `min_delay` until measured).
+    pub delay: HedgeDelay,
+    /// Lower bound for a `p95` delay, and the delay before any measurement.
+    #[serde(default = "default_hedge_min_delay", with = "humantime_serde")]
+    pub min_delay: Duration,
+    /// Extra attempts started by hedging, at most.
+    #[serde(default = "default_max_hedges")]
+    pub max_hedges: u32,
+}
+
+/// `delay:` of a hedge: a fixed duration or the observed p95.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeDelay {
+    Fixed(Duration),
+    P95,
+}
+
+impl fmt::Display for HedgeDelay {
+    /// The spelling `delay:` accepts, so a value round-trips through YAML.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HedgeDelay::Fixed(d) => write!(f, "{}", humantime::format_duration(*d)),
+            HedgeDelay::P95 => f.write_str("p95"),
+        }
+    }
+}
+
+/// A `delay:` that is neither `p95` nor a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a duration such as `1500ms` or `2s`, nor `p95`")]
+pub struct HedgeDelayParseError {
+    pub text: String,
+}
+
+impl std::str::FromStr for HedgeDelay {
+    type Err = HedgeDelayParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("p95") {
+            return Ok(HedgeDelay::P95);
+        }
+        humantime::parse_duration(t)
+            .map(HedgeDelay::Fixed)
+            .map_err(|_| HedgeDelayParseError {
+                text: text.to_owned(),
+            })
+    }
+}
+
+impl Serialize for HedgeDelay {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HedgeDelay {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Function/tool calling.
+    Tools,
+    /// Image inputs.
+    Vision,
+    /// `response_format: json_schema` (structured output).
+    JsonSchema,
+}
+
+impl Capability {
+    pub const ALL: &'static [Capability] = &[
+        Capability::Tools,
+        Capability::Vision,
+        Capability::JsonSchema,
+    ];
+
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Tools => "tools",
+            Capability::Vision => "vision",
+            Capability::JsonSchema => "json_schema",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -194,6 +352,104 @@ pub struct RouteConfig {
     pub provider: String,
     /// The model name sent upstream.
     pub model: String,
+    /// Share of traffic under the `weighted` strategy.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// The model's context window in tokens. A request whose estimated
+    /// prompt plus `max_tokens` exceeds it is not sent here. Absent: unknown,
+    /// never filtered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// What this target can do. Absent: unknown, never filtered; present: a
+    /// request needing a capability not listed is not sent here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<Capability>>,
+    /// USD per million tokens, for the `cheapest` strategy (until the
+    /// bundled price catalog covers the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<PriceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// How long a target rests after a 429 or "overloaded" answer that gave
+    /// no retry-after.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub default_cooldown: Duration,
+    /// Share of `fastest` requests that try a random target first, so a
+    /// target that recovered (or was never measured) gets noticed.
+    #[serde(default = "default_exploration")]
+    pub exploration: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open a target's breaker.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long an open breaker keeps the target out before one probe
+    /// request is let through (half-open).
+    #[serde(default = "default_open_for", with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerConfig::default(),
+            default_cooldown: default_cooldown(),
+            exploration: default_exploration(),
+        }
+    }
+}
+
+impl RouteConfig {
+    /// A route with every optional key at its default.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            weight: default_weight(),
+            context_window: None,
+            capabilities: None,
+            price: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// A `fallback` model over `routes` with every optional key at its default.
+    pub fn new(name: impl Into<String>, routes: Vec<RouteConfig>) -> Self {
+        Self {
+            name: name.into(),
+            strategy: Strategy::default(),
+            routes,
+            retry: RetryConfig::default(),
+            hedge: None,
+            first_token_timeout: None,
+            timeout: None,
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: default_failure_threshold(),
+            open_for: default_open_for(),
+        }
+    }
 }
 
 impl Config {
@@ -344,4 +600,84 @@ fn default_max_concurrency() -> usize {
 }
 fn default_max_queue() -> usize {
     1024
+}
+
+fn default_max_attempts() -> u32 {
+    4
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_hedge_min_delay() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_hedges() -> u32 {
+    1
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_exploration() -> f64 {
+    0.05
+}
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hedge_delay_parses() {
+        assert_eq!("p95".parse(), Ok(HedgeDelay::P95));
+        assert_eq!(" P95 ".parse(), Ok(HedgeDelay::P95));
+        assert_eq!(
+            "1500ms".parse(),
+            Ok(HedgeDelay::Fixed(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            "1s 500ms".parse(),
+            Ok(HedgeDelay::Fixed(Duration::from_millis(1500)))
+        );
+        for garbage in ["", "p99", "fast", "1500", "-1s", "p95ms"] {
+            let e = garbage.parse::<HedgeDelay>().unwrap_err();
+            assert_eq!(e.text, garbage);
+            assert!(e.to_string().contains("nor `p95`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hedge_delay_round_trips() {
+        for d in [
+            HedgeDelay::P95,
+            HedgeDelay::Fixed(Duration::from_millis(1500)),
+            HedgeDelay::Fixed(Duration::from_secs(90)),
+        ] {
+            assert_eq!(d.to_string().parse(), Ok(d));
+            let yaml = serde_norway::to_string(&d).unwrap();
+            assert_eq!(serde_norway::from_str::<HedgeDelay>(&yaml).unwrap(), d);
+        }
+        assert_eq!(
+            HedgeDelay::Fixed(Duration::from_millis(1500)).to_string(),
+            "1s 500ms"
+        );
+    }
+
+    #[test]
+    fn capability_spelling_matches_serde() {
+        for cap in Capability::ALL {
+            let yaml = serde_norway::to_string(cap).unwrap();
+            assert_eq!(yaml.trim(), cap.as_str());
+        }
+    }
 }

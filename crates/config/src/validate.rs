@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::keypath::KeyPath;
-use crate::{Config, DEFAULT_OPENAI_BASE_URL, ProviderConfig, ProviderKind};
+use crate::{
+    Config, DEFAULT_OPENAI_BASE_URL, HedgeDelay, ModelConfig, ProviderConfig, ProviderKind,
+    RouteConfig, Strategy,
+};
 
 pub(crate) type Problem = (KeyPath, String);
 
@@ -57,6 +60,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     }
     v.providers(config);
     v.models(config);
+    v.routing(config);
     v.problems
 }
 
@@ -247,8 +251,158 @@ impl Validator {
                 if let Err(msg) = check_model_name(&r.model) {
                     self.push(rpath.key("model"), msg);
                 }
+                self.route(&rpath, r);
+            }
+            self.model_resilience(&path, m);
+        }
+    }
+
+    /// What a route states about its target: window, capabilities, price.
+    fn route(&mut self, path: &KeyPath, r: &RouteConfig) {
+        if r.context_window == Some(0) {
+            self.push(
+                path.key("context_window"),
+                "must be greater than zero (remove it when the window is unknown)",
+            );
+        }
+        if let Some(caps) = &r.capabilities {
+            let mut seen = HashMap::new();
+            for (k, cap) in caps.iter().enumerate() {
+                if let Some(first) = seen.get(cap) {
+                    self.push(
+                        path.key("capabilities").index(k),
+                        format!(
+                            "`{}` is listed twice (first at capabilities[{first}])",
+                            cap.as_str()
+                        ),
+                    );
+                } else {
+                    seen.insert(*cap, k);
+                }
             }
         }
+        if let Some(price) = &r.price {
+            let ppath = path.key("price");
+            for (key, value) in [
+                ("input_per_mtok", price.input_per_mtok),
+                ("output_per_mtok", price.output_per_mtok),
+            ] {
+                if !value.is_finite() || value < 0.0 {
+                    self.push(
+                        ppath.key(key),
+                        format!("`{value}` is not a price: expected a finite number, zero or more (USD per million tokens)"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Strategy, retries, hedging and deadlines of one model: settings under
+    /// which a request could never be routed as written (no route to pick,
+    /// no attempt allowed, a deadline already past) are refused at load,
+    /// not discovered one failed request at a time.
+    fn model_resilience(&mut self, path: &KeyPath, m: &ModelConfig) {
+        match m.strategy {
+            // A weight of 0 parks one route; all of them at 0 leaves nothing
+            // to pick from.
+            Strategy::Weighted
+                if !m.routes.is_empty() && m.routes.iter().all(|r| r.weight == 0) =>
+            {
+                self.push(
+                    path.key("routes"),
+                    format!(
+                        "every route of model `{}` has weight 0 under strategy `weighted`; \
+                         give at least one a weight above zero",
+                        m.name
+                    ),
+                );
+            }
+            Strategy::Cheapest
+                if !m.routes.is_empty() && m.routes.iter().all(|r| r.price.is_none()) =>
+            {
+                self.push(
+                    path.key("strategy"),
+                    format!(
+                        "model `{}` uses strategy `cheapest`, which needs prices, but none of its \
+                         routes has a `price`",
+                        m.name
+                    ),
+                );
+            }
+            _ => {}
+        }
+
+        let rpath = path.key("retry");
+        if m.retry.max_attempts == 0 {
+            self.push(
+                rpath.key("max_attempts"),
+                "must be at least 1 (the first try counts)",
+            );
+        }
+        if m.retry.backoff_base > m.retry.backoff_max {
+            self.push(
+                rpath.key("backoff_base"),
+                format!(
+                    "`{}` is more than `backoff_max` (`{}`)",
+                    humantime::format_duration(m.retry.backoff_base),
+                    humantime::format_duration(m.retry.backoff_max)
+                ),
+            );
+        }
+
+        if let Some(hedge) = &m.hedge {
+            let hpath = path.key("hedge");
+            if m.routes.len() == 1 {
+                self.push(
+                    hpath.clone(),
+                    format!(
+                        "model `{}` has a single route: a hedge has nothing to start; \
+                         add a route or remove `hedge`",
+                        m.name
+                    ),
+                );
+            }
+            match hedge.delay {
+                HedgeDelay::Fixed(d) => self.nonzero_duration(hpath.key("delay"), d),
+                // Before the first measurement the delay is `min_delay`: zero
+                // would hedge every request at once, doubling upstream calls.
+                HedgeDelay::P95 => self.nonzero_duration(hpath.key("min_delay"), hedge.min_delay),
+            }
+            if hedge.max_hedges == 0 {
+                self.push(
+                    hpath.key("max_hedges"),
+                    "must be at least 1 (remove `hedge` to turn hedging off)",
+                );
+            }
+        }
+
+        if let Some(d) = m.first_token_timeout {
+            self.nonzero_duration(path.key("first_token_timeout"), d);
+        }
+        if let Some(d) = m.timeout {
+            self.nonzero_duration(path.key("timeout"), d);
+        }
+    }
+
+    fn routing(&mut self, config: &Config) {
+        let r = &config.routing;
+        let path = KeyPath::root().key("routing");
+        self.nonzero_duration(path.key("default_cooldown"), r.default_cooldown);
+        // `!(0..=1).contains` is also true for NaN.
+        if !(0.0..=1.0).contains(&r.exploration) {
+            self.push(
+                path.key("exploration"),
+                format!(
+                    "`{}` is not a share: expected a number from 0 to 1",
+                    r.exploration
+                ),
+            );
+        }
+        let bpath = path.key("breaker");
+        if r.breaker.failure_threshold == 0 {
+            self.push(bpath.key("failure_threshold"), "must be at least 1");
+        }
+        self.nonzero_duration(bpath.key("open_for"), r.breaker.open_for);
     }
 }
 

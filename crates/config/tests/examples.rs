@@ -25,3 +25,20 @@ fn every_example_loads() {
         }
     }
 }
+
+#[test]
+fn resilient_example_shows_every_strategy() {
+    use switchyard_config::Strategy;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/resilient.yaml");
+    let c = Config::load_with_env(&path, |_| None).unwrap();
+    for s in [
+        Strategy::Fallback,
+        Strategy::Weighted,
+        Strategy::Cheapest,
+        Strategy::Fastest,
+        Strategy::LeastBusy,
+    ] {
+        assert!(c.models.iter().any(|m| m.strategy == s), "{s:?} not shown");
+    }
+    assert!(c.models.iter().any(|m| m.hedge.is_some()));
+}

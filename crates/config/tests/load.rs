@@ -348,3 +348,271 @@ fn load_from_file_and_missing_file() {
             .starts_with("cannot read the config file")
     );
 }
+
+const RESILIENT: &str = "\
+providers:
+  - { name: a, kind: demo }
+  - { name: b, kind: demo }
+models:
+  - name: chat
+    strategy: weighted
+    retry: { max_attempts: 3, backoff_base: 100ms, backoff_max: 1s }
+    hedge: { delay: p95, min_delay: 300ms, max_hedges: 2 }
+    first_token_timeout: 10s
+    timeout: 2m
+    routes:
+      - provider: a
+        model: m1
+        weight: 0
+        context_window: 128000
+        capabilities: [tools, vision, json_schema]
+        price: { input_per_mtok: 0.15, output_per_mtok: 0.6 }
+      - { provider: b, model: m2, weight: 3, capabilities: [] }
+  - name: cheap
+    strategy: cheapest
+    routes:
+      - { provider: a, model: m1 }
+      - { provider: b, model: m2, price: { input_per_mtok: 0, output_per_mtok: 0 } }
+  - name: fast
+    strategy: fastest
+    hedge: { delay: 1500ms }
+    routes: [{ provider: a, model: m1 }, { provider: b, model: m2 }]
+  - name: busy
+    strategy: least-busy
+    routes: [{ provider: a, model: m1 }]
+routing:
+  breaker: { failure_threshold: 3, open_for: 10s }
+  default_cooldown: 2s
+  exploration: 0
+";
+
+#[test]
+fn resilience_keys_load() {
+    use switchyard_config::{Capability, HedgeDelay, Strategy};
+    let c = load(RESILIENT).unwrap();
+    let chat = c.model("chat").unwrap();
+    assert_eq!(chat.strategy, Strategy::Weighted);
+    assert_eq!(chat.retry.max_attempts, 3);
+    assert_eq!(chat.retry.backoff_base, Duration::from_millis(100));
+    let hedge = chat.hedge.as_ref().unwrap();
+    assert_eq!(hedge.delay, HedgeDelay::P95);
+    assert_eq!(hedge.min_delay, Duration::from_millis(300));
+    assert_eq!(hedge.max_hedges, 2);
+    assert_eq!(chat.first_token_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(chat.timeout, Some(Duration::from_secs(120)));
+    let r = &chat.routes[0];
+    assert_eq!((r.weight, r.context_window), (0, Some(128_000)));
+    assert_eq!(
+        r.capabilities.as_deref(),
+        Some(
+            &[
+                Capability::Tools,
+                Capability::Vision,
+                Capability::JsonSchema
+            ][..]
+        )
+    );
+    assert_eq!(r.price.unwrap().output_per_mtok, 0.6);
+    assert_eq!(chat.routes[1].capabilities.as_deref(), Some(&[][..]));
+
+    let fast = c.model("fast").unwrap();
+    let hedge = fast.hedge.as_ref().unwrap();
+    assert_eq!(hedge.delay, HedgeDelay::Fixed(Duration::from_millis(1500)));
+    assert_eq!(hedge.min_delay, Duration::from_millis(500));
+    assert_eq!(hedge.max_hedges, 1);
+    // Defaults.
+    assert_eq!(fast.retry.max_attempts, 4);
+    assert_eq!(fast.routes[0].weight, 1);
+    assert_eq!(fast.routes[0].capabilities, None);
+    assert_eq!(c.model("busy").unwrap().strategy, Strategy::LeastBusy);
+    assert_eq!(c.routing.breaker.failure_threshold, 3);
+    assert_eq!(c.routing.exploration, 0.0);
+
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.routing.default_cooldown, Duration::from_secs(5));
+    assert_eq!(c.routing.breaker.open_for, Duration::from_secs(30));
+    assert_eq!(c.routing.exploration, 0.05);
+    assert!(c.models[0].hedge.is_none());
+
+    // What is dumped loads back the same.
+    let c = load(RESILIENT).unwrap();
+    let yaml = serde_norway::to_string(&c).unwrap();
+    assert_eq!(load(&yaml).unwrap(), c);
+}
+
+const RESILIENCE_PROBLEMS: &str = "\
+providers:
+  - { name: a, kind: demo }
+  - { name: b, kind: demo }
+models:
+  - name: all-zero
+    strategy: weighted
+    routes:
+      - { provider: a, model: m1, weight: 0 }
+      - { provider: b, model: m2, weight: 0 }
+  - name: retries
+    retry:
+      max_attempts: 0
+      backoff_base: 5s
+    first_token_timeout: 0s
+    timeout: 0ms
+    routes: [{ provider: a, model: m1 }]
+  - name: lonely-hedge
+    hedge:
+      delay: 0s
+      max_hedges: 0
+    routes: [{ provider: a, model: m1 }]
+  - name: p95-hedge
+    hedge: { delay: p95, min_delay: 0s }
+    routes: [{ provider: a, model: m1 }, { provider: b, model: m2 }]
+  - name: cheap
+    strategy: cheapest
+    routes:
+      - provider: a
+        model: m1
+        context_window: 0
+        capabilities: [tools, vision, tools]
+      - provider: b
+        model: m2
+        price: { input_per_mtok: -1, output_per_mtok: .nan }
+  - name: no-prices
+    strategy: cheapest
+    routes: [{ provider: a, model: m1 }]
+routing:
+  breaker:
+    failure_threshold: 0
+    open_for: 0s
+  default_cooldown: 0s
+  exploration: 1.5
+";
+
+#[test]
+fn every_resilience_problem_is_reported() {
+    let errs = load_err(RESILIENCE_PROBLEMS);
+    let found: Vec<(String, Option<usize>)> =
+        errs.iter().map(|e| (e.path.clone(), e.line)).collect();
+    let expected: &[(&str, usize)] = &[
+        ("models[0].routes", 8),
+        ("models[1].retry.max_attempts", 12),
+        ("models[1].retry.backoff_base", 13),
+        ("models[1].first_token_timeout", 14),
+        ("models[1].timeout", 15),
+        // A block mapping's position is its first key's.
+        ("models[2].hedge", 19),
+        ("models[2].hedge.delay", 19),
+        ("models[2].hedge.max_hedges", 20),
+        ("models[3].hedge.min_delay", 23),
+        ("models[4].routes[0].context_window", 30),
+        ("models[4].routes[0].capabilities[2]", 31),
+        ("models[4].routes[1].price.input_per_mtok", 34),
+        ("models[4].routes[1].price.output_per_mtok", 34),
+        ("models[5].strategy", 36),
+        ("routing.breaker.failure_threshold", 40),
+        ("routing.breaker.open_for", 41),
+        ("routing.default_cooldown", 42),
+        ("routing.exploration", 43),
+    ];
+    for (path, line) in expected {
+        assert!(
+            found.contains(&(path.to_string(), Some(*line))),
+            "missing {path} at line {line}; got:\n{errs}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs}");
+
+    let text = errs.to_string();
+    for needle in [
+        "models[0].routes: every route of model `all-zero` has weight 0 under strategy `weighted`",
+        "models[1].retry.backoff_base: `5s` is more than `backoff_max` (`2s`)",
+        "models[2].hedge: model `lonely-hedge` has a single route: a hedge has nothing to start",
+        "models[4].routes[0].capabilities[2]: `tools` is listed twice (first at capabilities[0])",
+        "models[4].routes[1].price.input_per_mtok: `-1` is not a price",
+        "models[5].strategy: model `no-prices` uses strategy `cheapest`, which needs prices",
+        "routing.exploration: `1.5` is not a share: expected a number from 0 to 1",
+    ] {
+        assert!(text.contains(needle), "{needle}\nnot in:\n{text}");
+    }
+}
+
+#[test]
+fn a_key_left_at_its_default_points_at_its_block() {
+    // Only `backoff_max` is written; the problem is named by `backoff_base`
+    // (at its default) and placed on the `retry` line.
+    let text = "\
+providers: [{ name: a, kind: demo }]
+models:
+  - name: chat
+    retry:
+      backoff_max: 10ms
+    routes: [{ provider: a, model: m }]
+";
+    let errs = load_err(text);
+    assert_eq!(errs.len(), 1, "{errs}");
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "models[0].retry.backoff_base");
+    assert_eq!(e.line, Some(5));
+    assert_eq!(e.message, "`50ms` is more than `backoff_max` (`10ms`)");
+}
+
+#[test]
+fn bad_hedge_delay_and_unknown_capability_or_strategy() {
+    let base = "\
+providers: [{ name: a, kind: demo }, { name: b, kind: demo }]
+models:
+  - name: chat
+    strategy: fastest
+    hedge: { delay: DELAY }
+    routes: [{ provider: a, model: m, capabilities: [CAP] }, { provider: b, model: m }]
+";
+    let good = base.replace("DELAY", "p95").replace("CAP", "vision");
+    load(&good).unwrap();
+
+    let errs = load_err(&base.replace("DELAY", "soon").replace("CAP", "vision"));
+    let e = &errs.errors[0];
+    assert_eq!(e.path, "models[0].hedge.delay");
+    assert_eq!(e.line, Some(5));
+    assert!(
+        e.message
+            .contains("`soon` is not a duration such as `1500ms` or `2s`, nor `p95`"),
+        "{e}"
+    );
+
+    let errs = load_err(&base.replace("DELAY", "p95").replace("CAP", "audio"));
+    assert_eq!(errs.errors[0].path, "models[0].routes[0].capabilities[0]");
+    assert!(
+        errs.errors[0]
+            .message
+            .contains("expected one of `tools`, `vision`, `json_schema`"),
+        "{}",
+        errs.errors[0]
+    );
+
+    let errs = load_err(&good.replace("fastest", "fastest-ever"));
+    assert!(
+        errs.errors[0].message.contains("`least-busy`"),
+        "{}",
+        errs.errors[0]
+    );
+}
+
+#[test]
+fn weighted_with_some_zero_weights_and_cheapest_with_some_prices_are_fine() {
+    let text = "\
+providers: [{ name: a, kind: demo }, { name: b, kind: demo }]
+models:
+  - name: split
+    strategy: weighted
+    routes:
+      - { provider: a, model: m, weight: 0 }
+      - { provider: b, model: m }
+  - name: cheap
+    strategy: cheapest
+    routes:
+      - { provider: a, model: m }
+      - { provider: b, model: m, price: { input_per_mtok: 1, output_per_mtok: 2 } }
+  - name: zero-weights-ignored-by-fallback
+    routes:
+      - { provider: a, model: m, weight: 0 }
+";
+    load(text).unwrap();
+}

@@ -12,18 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt};
 use switchyard_bus::{Bus, BusError, Call, Event, Headers};
-use switchyard_proto::bus::v1::{ErrorKind, UpstreamError, WorkRequest};
+use switchyard_config::Config;
+use switchyard_proto::bus::v1::{UpstreamError, WorkRequest};
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec, Role, Usage};
-use switchyard_routing::{ListedModel, Plan, RouteTable, Target};
+use switchyard_routing::{Health, InFlight, ListedModel, Plan, RequestFacts, RouteTable, Target};
 use tokio::time::Instant;
 
+use crate::attempts::{self, AttemptLog, Won};
 use crate::error::GatewayError;
-
-/// How often a request is sent again to the same provider after its worker
-/// vanished; another replica of the provider usually takes it at once.
-const MAX_REDELIVERIES: u32 = 2;
 
 /// What one request carries besides its body.
 #[derive(Debug, Clone)]
@@ -33,18 +32,26 @@ pub struct RequestContext {
     pub headers: Headers,
 }
 
-/// Which target served a request.
+/// Which target served a request, and every target tried on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedBy {
     pub provider: String,
     pub upstream_model: String,
+    pub attempts: AttemptLog,
 }
 
-impl From<&Target> for ServedBy {
-    fn from(t: &Target) -> Self {
-        ServedBy {
-            provider: t.provider.to_string(),
-            upstream_model: t.upstream_model.to_string(),
+/// A request that failed, and every target tried on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failed {
+    pub error: GatewayError,
+    pub attempts: AttemptLog,
+}
+
+impl From<GatewayError> for Failed {
+    fn from(error: GatewayError) -> Self {
+        Failed {
+            error,
+            attempts: AttemptLog::default(),
         }
     }
 }
@@ -62,24 +69,46 @@ pub enum StreamItem {
 pub type ChatStream = Pin<Box<dyn Stream<Item = StreamItem> + Send>>;
 
 pub struct Gateway {
-    routes: RouteTable,
+    /// Swapped whole on config reload; requests in flight keep the table
+    /// they started with.
+    routes: ArcSwap<RouteTable>,
+    /// Outlives reloads: a target's cooldown and breaker stay as they are
+    /// when the table around it changes.
+    health: Arc<Health>,
     bus: Arc<dyn Bus>,
     request_timeout: Duration,
     shutting_down: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, bus: Arc<dyn Bus>, request_timeout: Duration) -> Self {
+    pub fn new(config: &Config, bus: Arc<dyn Bus>) -> Self {
         Self {
-            routes,
+            routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
+            health: Arc::new(Health::new(&config.routing)),
             bus,
-            request_timeout,
+            request_timeout: config.server.request_timeout,
             shutting_down: AtomicBool::new(false),
         }
     }
 
-    pub fn list_models(&self) -> &[ListedModel] {
-        self.routes.list()
+    /// Applies a new config's models and routing settings. Requests already
+    /// running finish on the old table.
+    pub fn reload(&self, config: &Config) {
+        self.routes.store(Arc::new(RouteTable::from_config(config)));
+        self.health.set_config(&config.routing);
+    }
+
+    pub fn list_models(&self) -> Vec<ListedModel> {
+        self.routes.load().list().to_vec()
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The current route table (for the admin API).
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
     }
 
     /// Readiness: false once shutdown began, so load balancers move away.
@@ -97,6 +126,7 @@ impl Gateway {
         }
         validate_spec(spec)?;
         self.routes
+            .load()
             .resolve(&spec.model)
             .ok_or_else(|| GatewayError::ModelNotFound(spec.model.clone()))
     }
@@ -106,9 +136,9 @@ impl Gateway {
         &self,
         spec: ChatSpec,
         ctx: &RequestContext,
-    ) -> Result<(ServedBy, ChatResult), GatewayError> {
-        let deadline = Instant::now() + self.request_timeout;
-        self.run(&spec, ctx, false, deadline, unary_attempt).await
+    ) -> Result<(ServedBy, ChatResult), Failed> {
+        let (served, won, _deadline) = self.run(&spec, ctx, false, unary_attempt).await?;
+        Ok((served, won.value))
     }
 
     /// A streamed answer. Returns once the first chunk arrived (or the stream
@@ -118,14 +148,17 @@ impl Gateway {
         &self,
         spec: ChatSpec,
         ctx: &RequestContext,
-    ) -> Result<(ServedBy, ChatStream), GatewayError> {
-        let deadline = Instant::now() + self.request_timeout;
-        let (served, (first, call)) = self.run(&spec, ctx, true, deadline, stream_attempt).await?;
-        let provider = served.provider.clone();
-        Ok((
-            served,
-            continue_stream(first, call, provider, deadline, self.request_timeout),
-        ))
+    ) -> Result<(ServedBy, ChatStream), Failed> {
+        let (served, won, deadline) = self.run(&spec, ctx, true, stream_attempt).await?;
+        let (first, call) = won.value;
+        let stream = continue_stream(
+            first,
+            call,
+            won.in_flight,
+            served.provider.clone(),
+            deadline,
+        );
+        Ok((served, stream))
     }
 
     /// Resolves the plan and walks it under the request's deadline, making
@@ -135,21 +168,48 @@ impl Gateway {
         spec: &ChatSpec,
         ctx: &RequestContext,
         stream: bool,
-        deadline: Instant,
         attempt: F,
-    ) -> Result<(ServedBy, T), GatewayError>
+    ) -> Result<(ServedBy, Won<T>, Deadline), Failed>
     where
+        T: Send + 'static,
         F: Fn(Arc<dyn Bus>, WorkRequest, Headers) -> Fut,
-        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+        Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
         let plan = self.plan(spec)?;
-        let attempts = self.walk(&plan, deadline, |target, n| {
-            let request = self.work_request(spec, target, ctx, stream, n, deadline);
-            attempt(self.bus.clone(), request, ctx.headers.clone())
+        let facts = RequestFacts::from_spec(spec);
+        let timeout = plan.timeout.unwrap_or(self.request_timeout);
+        let deadline = Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        };
+        let mut log = AttemptLog::default();
+        let walk = attempts::walk(&self.health, &plan, &facts, &mut log, |route, n| {
+            let request = self.work_request(spec, &route.target, ctx, stream, n, deadline.at);
+            let provider = route.target.provider.to_string();
+            let fut = attempt(self.bus.clone(), request, ctx.headers.clone());
+            async move { fut.await.map_err(|e| e.into_gateway(&provider)) }
         });
-        tokio::time::timeout_at(deadline, attempts)
-            .await
-            .unwrap_or(Err(GatewayError::DeadlineExceeded(self.request_timeout)))
+        let won = match tokio::time::timeout_at(deadline.at, walk).await {
+            Ok(Ok(won)) => won,
+            Ok(Err(error)) => {
+                return Err(Failed {
+                    error,
+                    attempts: log,
+                });
+            }
+            Err(_) => {
+                return Err(Failed {
+                    error: GatewayError::DeadlineExceeded(timeout),
+                    attempts: log,
+                });
+            }
+        };
+        let served = ServedBy {
+            provider: won.route.target.provider.to_string(),
+            upstream_model: won.route.target.upstream_model.to_string(),
+            attempts: log,
+        };
+        Ok((served, won, deadline))
     }
 
     fn work_request(
@@ -174,104 +234,16 @@ impl Gateway {
             attempt,
         }
     }
-
-    /// Tries the plan's targets in order. A lost worker is retried on the
-    /// same provider (another replica); a failure another provider might
-    /// not have moves to the next target; anything else ends the walk.
-    async fn walk<'a, T, F, Fut>(
-        &'a self,
-        plan: &'a Plan,
-        deadline: Instant,
-        mut attempt: F,
-    ) -> Result<(ServedBy, T), GatewayError>
-    where
-        F: FnMut(&'a Target, u32) -> Fut,
-        Fut: std::future::Future<Output = Result<T, AttemptError>>,
-    {
-        let mut last = None;
-        let mut n = 0;
-        for target in plan.targets.iter() {
-            let mut redeliveries = 0;
-            loop {
-                n += 1;
-                if Instant::now() >= deadline {
-                    return Err(GatewayError::DeadlineExceeded(self.request_timeout));
-                }
-                match attempt(target, n).await {
-                    Ok(v) => return Ok((ServedBy::from(target), v)),
-                    Err(e) => {
-                        let e = e.into_gateway(&target.provider);
-                        tracing::warn!(
-                            provider = %target.provider,
-                            model = %target.upstream_model,
-                            attempt = n,
-                            error = %e,
-                            "attempt failed"
-                        );
-                        let disposition = disposition(&e);
-                        last = Some(e);
-                        match disposition {
-                            Disposition::SameProviderAgain if redeliveries < MAX_REDELIVERIES => {
-                                redeliveries += 1;
-                            }
-                            Disposition::SameProviderAgain | Disposition::NextTarget => break,
-                            Disposition::Final => {
-                                return Err(
-                                    last.unwrap_or(GatewayError::Internal("no attempt".into()))
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            GatewayError::Internal(format!("model `{}` has no routes", plan.model))
-        }))
-    }
 }
 
-enum Disposition {
-    SameProviderAgain,
-    NextTarget,
-    Final,
-}
-
-fn disposition(e: &GatewayError) -> Disposition {
-    match e {
-        GatewayError::Upstream { error, .. } => {
-            match ErrorKind::try_from(error.kind).unwrap_or(ErrorKind::Unspecified) {
-                ErrorKind::RateLimited
-                | ErrorKind::Overloaded
-                | ErrorKind::Timeout
-                | ErrorKind::Upstream
-                | ErrorKind::Auth
-                | ErrorKind::NotFound
-                | ErrorKind::Internal
-                | ErrorKind::Unspecified => Disposition::NextTarget,
-                ErrorKind::Connection if error.message.starts_with("worker lost") => {
-                    Disposition::SameProviderAgain
-                }
-                ErrorKind::Connection => Disposition::NextTarget,
-                // Another provider would reject the same request.
-                ErrorKind::BadRequest | ErrorKind::ContextTooLong => Disposition::Final,
-            }
-        }
-        GatewayError::NoWorker { .. } => Disposition::NextTarget,
-        GatewayError::MalformedJson(_)
-        | GatewayError::InvalidRequest { .. }
-        | GatewayError::ModelNotFound(_)
-        | GatewayError::PayloadTooLarge { .. }
-        | GatewayError::UnknownRoute { .. }
-        | GatewayError::MethodNotAllowed { .. }
-        | GatewayError::DeadlineExceeded(_)
-        | GatewayError::ShuttingDown
-        | GatewayError::Internal(_) => Disposition::Final,
-    }
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
 }
 
 /// A failed attempt, before it is attributed to its provider.
-enum AttemptError {
+pub(crate) enum AttemptError {
     Bus(BusError),
     Upstream(UpstreamError),
     Protocol(String),
@@ -349,25 +321,29 @@ async fn stream_attempt(
 
 /// The rest of a stream after its first event. Dropping it drops the call,
 /// which cancels the upstream request.
+/// The rest of a stream after its first event. Dropping it drops the call,
+/// which cancels the upstream request; the in-flight guard lives as long as
+/// the stream, so `least-busy` counts running streams.
 fn continue_stream(
     first: First,
     call: Call,
+    in_flight: InFlight,
     provider: String,
-    deadline: Instant,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> ChatStream {
     let head = match first {
         First::Chunk(c) => StreamItem::Chunk(c),
         First::End(u) => StreamItem::Done(u),
     };
     let done = matches!(head, StreamItem::Done(_));
-    let rest = futures_util::stream::unfold(Some((call, provider)), move |state| async move {
-        let (mut call, provider) = state?;
-        let next = tokio::time::timeout_at(deadline, call.next()).await;
+    let state = Some((call, provider, in_flight));
+    let rest = futures_util::stream::unfold(state, move |state| async move {
+        let (mut call, provider, in_flight) = state?;
+        let next = tokio::time::timeout_at(deadline.at, call.next()).await;
         let item = match next {
-            Err(_) => StreamItem::Failed(GatewayError::DeadlineExceeded(timeout)),
+            Err(_) => StreamItem::Failed(GatewayError::DeadlineExceeded(deadline.timeout)),
             Ok(Some(Ok(Event::Chunk(c)))) => {
-                return Some((StreamItem::Chunk(c), Some((call, provider))));
+                return Some((StreamItem::Chunk(c), Some((call, provider, in_flight))));
             }
             Ok(Some(Ok(Event::End(end)))) => StreamItem::Done(end.usage),
             Ok(Some(Ok(Event::Error(error)))) => {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use switchyard_bus::BusError;
+use switchyard_config::Capability;
 use switchyard_proto::bus::v1::{ErrorKind, UpstreamError};
+use switchyard_routing::Unroutable;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum GatewayError {
@@ -30,6 +32,15 @@ pub enum GatewayError {
     /// The path exists, the method does not.
     #[error("{method} is not allowed on {path}.")]
     MethodNotAllowed { method: String, path: String },
+    /// No route of the model can take this request (too long, a missing
+    /// capability, or every target cooling down / breaker open).
+    #[error("{0}")]
+    Unroutable(Unroutable),
+    /// The admin API refused the caller.
+    #[error(
+        "the admin API needs `Authorization: Bearer <SWITCHYARD_ADMIN_TOKEN>` (or a loopback client when no token is set)"
+    )]
+    AdminForbidden,
     /// No live worker for the provider(s) that would serve the model.
     #[error(
         "no live worker for provider `{provider}`; start `switchyard worker --provider {provider}`"
@@ -117,6 +128,32 @@ impl GatewayError {
                 Some("method_not_allowed"),
                 Code::Unimplemented,
             ),
+            GatewayError::Unroutable(u) => match u {
+                Unroutable::TooLong { .. } => c(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("context_length_exceeded"),
+                    Code::InvalidArgument,
+                ),
+                Unroutable::Missing { .. } => c(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("unsupported_capability"),
+                    Code::InvalidArgument,
+                ),
+                Unroutable::AllUnavailable { .. } => c(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    Some("all_targets_unavailable"),
+                    Code::Unavailable,
+                ),
+            },
+            GatewayError::AdminForbidden => c(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("admin_forbidden"),
+                Code::PermissionDenied,
+            ),
             GatewayError::NoWorker { .. } => c(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -150,6 +187,27 @@ impl GatewayError {
             GatewayError::InvalidRequest { param, .. } => param.as_deref(),
             GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::Upstream { error, .. } if !error.param.is_empty() => Some(&error.param),
+            GatewayError::Unroutable(Unroutable::TooLong { .. }) => Some("messages"),
+            GatewayError::Unroutable(Unroutable::Missing { capability }) => {
+                Some(match capability {
+                    Capability::Tools => "tools",
+                    Capability::Vision => "messages",
+                    Capability::JsonSchema => "response_format",
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// How long the client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::Upstream { error, .. } if error.retry_after_ms > 0 => {
+                Some(Duration::from_millis(error.retry_after_ms))
+            }
+            GatewayError::Unroutable(Unroutable::AllUnavailable { retry_after }) => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

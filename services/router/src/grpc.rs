@@ -14,9 +14,10 @@ use switchyard_proto::gateway::v1::{
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
-use crate::core::{Gateway, RequestContext, ServedBy, StreamItem};
+use crate::attempts::AttemptLog;
+use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem};
 use crate::error::GatewayError;
-use crate::http::{MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID};
+use crate::http::{ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID};
 
 pub struct GrpcGateway {
     gateway: Arc<Gateway>,
@@ -54,11 +55,28 @@ fn context(meta: &MetadataMap) -> RequestContext {
     }
 }
 
+fn attempt_metadata(meta: &mut MetadataMap, log: &AttemptLog) {
+    if log.targets.is_empty() {
+        return;
+    }
+    meta.insert(ATTEMPTS_HEADER, MetadataValue::from(log.targets.len()));
+    if let Ok(v) = MetadataValue::try_from(log.describe()) {
+        meta.insert(ATTEMPTED_HEADER, v);
+    }
+}
+
+fn failed_status(ctx: &RequestContext, f: &Failed) -> Status {
+    let mut s = with_request_id(ctx, &f.error);
+    attempt_metadata(s.metadata_mut(), &f.attempts);
+    s
+}
+
 fn set_metadata(meta: &mut MetadataMap, ctx: &RequestContext, served: Option<&ServedBy>) {
     if let Ok(v) = MetadataValue::try_from(ctx.request_id.as_str()) {
         meta.insert(REQUEST_ID, v);
     }
     if let Some(s) = served {
+        attempt_metadata(meta, &s.attempts);
         if let Ok(v) = MetadataValue::try_from(s.provider.as_str()) {
             meta.insert(PROVIDER_HEADER, v);
         }
@@ -92,7 +110,7 @@ impl GatewayService for GrpcGateway {
             .gateway
             .chat(spec, &ctx)
             .await
-            .map_err(|e| with_request_id(&ctx, &e))?;
+            .map_err(|f| failed_status(&ctx, &f))?;
         let mut res = Response::new(ChatResponse {
             result: Some(result),
             provider: served.provider.clone(),
@@ -114,7 +132,7 @@ impl GatewayService for GrpcGateway {
             .gateway
             .chat_stream(spec, &ctx)
             .await
-            .map_err(|e| with_request_id(&ctx, &e))?;
+            .map_err(|f| failed_status(&ctx, &f))?;
         let provider = served.provider.clone();
         let upstream_model = served.upstream_model.clone();
         let mut last = ChatChunk::default();

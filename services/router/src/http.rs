@@ -23,12 +23,15 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::core::{ChatStream, Gateway, RequestContext, ServedBy, StreamItem};
+use crate::attempts::AttemptLog;
+use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem};
 use crate::error::GatewayError;
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
 pub const MODEL_HEADER: &str = "x-switchyard-model";
+pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
+pub const ATTEMPTED_HEADER: &str = "x-switchyard-attempted";
 
 /// Trace context headers forwarded to workers.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
@@ -50,7 +53,8 @@ struct AppState {
 /// 5. `DefaultBodyLimit` (per route): a body over `server.max_body_bytes`
 ///    is refused with 413 before it is read whole (Content-Length is
 ///    checked first, streamed bodies are cut at the limit).
-pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64) -> Router {
+pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<String>) -> Router {
+    let admin = crate::admin::router(gateway.clone(), admin_token);
     let state = AppState {
         gateway,
         max_body_bytes,
@@ -72,6 +76,7 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64) -> Router {
         .route("/v1/models/{*id}", get(retrieve_model))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/admin/v1", admin)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -90,12 +95,20 @@ pub fn error_response(e: &GatewayError) -> Response {
             "code": e.code(),
         }
     });
-    (
+    let mut res = (
         class.status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if let Some(after) = e.retry_after() {
+        // Whole seconds, rounded up: HTTP's Retry-After has no fractions.
+        let secs = after.as_millis().div_ceil(1000).max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    res
 }
 
 fn context(headers: &HeaderMap) -> RequestContext {
@@ -125,6 +138,26 @@ fn served_headers(res: &mut Response, served: &ServedBy) {
     if let Ok(v) = HeaderValue::from_str(&served.upstream_model) {
         h.insert(MODEL_HEADER, v);
     }
+    attempt_headers(res, &served.attempts);
+}
+
+/// How many attempts a request took and where they went, so a fallback is
+/// visible to the client without a trace.
+fn attempt_headers(res: &mut Response, log: &AttemptLog) {
+    if log.targets.is_empty() {
+        return;
+    }
+    let h = res.headers_mut();
+    h.insert(ATTEMPTS_HEADER, HeaderValue::from(log.targets.len()));
+    if let Ok(v) = HeaderValue::from_str(&log.describe()) {
+        h.insert(ATTEMPTED_HEADER, v);
+    }
+}
+
+fn failed_response(f: &Failed) -> Response {
+    let mut res = error_response(&f.error);
+    attempt_headers(&mut res, &f.attempts);
+    res
 }
 
 /// Decodes the body into OpenAI's request shape, naming the offending field.
@@ -193,7 +226,7 @@ async fn chat_completions(
                 served_headers(&mut res, &served);
                 res
             }
-            Err(e) => error_response(&e),
+            Err(f) => failed_response(&f),
         }
     } else {
         match state.gateway.chat(spec, &ctx).await {
@@ -203,7 +236,7 @@ async fn chat_completions(
                 served_headers(&mut res, &served);
                 res
             }
-            Err(e) => error_response(&e),
+            Err(f) => failed_response(&f),
         }
     }
 }

@@ -8,17 +8,21 @@ use std::sync::Arc;
 use switchyard_bus::Bus;
 use switchyard_config::Config;
 use switchyard_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
-use switchyard_routing::RouteTable;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod admin;
+pub mod attempts;
 pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod http;
 
 pub use crate::core::Gateway;
+
+/// Environment variable holding the admin API's bearer token.
+pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -70,11 +74,7 @@ pub async fn start(
     bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> Result<RunningRouter, RouterError> {
-    let gateway = Arc::new(Gateway::new(
-        RouteTable::from_config(config),
-        bus,
-        config.server.request_timeout,
-    ));
+    let gateway = Arc::new(Gateway::new(config, bus));
 
     let http_listener = bind("HTTP", config.server.http_addr).await?;
     let grpc_listener = bind("gRPC", config.server.grpc_addr).await?;
@@ -111,16 +111,27 @@ pub async fn start(
         });
     }
 
-    let app = http::app(gateway.clone(), config.server.max_body_bytes);
+    let admin_token = std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        tracing::info!(
+            "admin API (/admin/v1) answers loopback clients only: set {ADMIN_TOKEN_ENV} to open it to bearer-token holders"
+        );
+    }
+    let app = http::app(gateway.clone(), config.server.max_body_bytes, admin_token);
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
-            .map_err(|e| RouterError::Serve {
-                what: "HTTP",
-                message: e.to_string(),
-            })
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_shutdown.cancelled_owned())
+        .await
+        .map_err(|e| RouterError::Serve {
+            what: "HTTP",
+            message: e.to_string(),
+        })
     });
 
     let grpc_service = GatewayServiceServer::new(grpc::GrpcGateway::new(gateway.clone()));

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use switchyard_bus::Bus;
 use switchyard_bus::inproc::InProcessBus;
 use switchyard_bus::nats::{NatsBus, NatsOptions};
-use switchyard_config::Config;
+use switchyard_config::{Config, ConfigWatcher};
 use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -199,7 +199,8 @@ async fn run(command: Command) -> Result<()> {
         // Handled in main before the runtime starts.
         Command::Check { .. } => {}
         Command::Serve { config } => {
-            let config = load(config.as_ref())?;
+            let config_path = config;
+            let config = load(config_path.as_ref())?;
             let bus = connect_bus(&config, "serve", false).await?;
             let http = switchyard_providers::registry::http_client();
             let mut workers = Vec::new();
@@ -216,6 +217,14 @@ async fn run(command: Command) -> Result<()> {
                 );
             }
             let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
+            if let Some(path) = &config_path {
+                watch_config(
+                    path.clone(),
+                    config.clone(),
+                    router.gateway.clone(),
+                    shutdown.clone(),
+                );
+            }
             if config.bus.is_none() && !router.http_addr.ip().is_loopback() {
                 tracing::warn!(addr = %router.http_addr, "listening beyond localhost with no client authentication configured");
             }
@@ -224,10 +233,16 @@ async fn run(command: Command) -> Result<()> {
                 w.await??;
             }
         }
-        Command::Router { config } => {
-            let config = load(Some(&config))?;
+        Command::Router { config: path } => {
+            let config = load(Some(&path))?;
             let bus = connect_bus(&config, "router", true).await?;
             let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
+            watch_config(
+                path,
+                config.clone(),
+                router.gateway.clone(),
+                shutdown.clone(),
+            );
             wait_router(router, &shutdown, config.server.shutdown_grace).await?;
         }
         Command::Worker { config, provider } => {
@@ -240,6 +255,65 @@ async fn run(command: Command) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How often the config file is checked for changes.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Applies config changes (file edits, or SIGHUP) to the running router:
+/// models and routing settings change live; a bad config is rejected with
+/// its errors logged and the running one kept; keys that need a restart
+/// are named in a warning.
+fn watch_config(
+    path: PathBuf,
+    current: Config,
+    gateway: Arc<switchyard_router::Gateway>,
+    shutdown: CancellationToken,
+) {
+    let mut watcher = ConfigWatcher::new(path.clone(), CONFIG_POLL);
+    #[cfg(unix)]
+    {
+        let trigger = watcher.trigger_handle();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading the config");
+                        trigger.trigger();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; config reload on file change only")
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let mut current = current;
+        loop {
+            let reload = tokio::select! {
+                r = watcher.changed() => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match reload {
+                Ok(new) => {
+                    let restart = current.reload_diff(&new);
+                    if !restart.is_empty() {
+                        tracing::warn!(keys = %restart.join(", "), "config changes that apply only after a restart were kept at their running values");
+                    }
+                    // What runs now: the new models and routing settings
+                    // over the server, bus and providers started with.
+                    current.models = new.models;
+                    current.routing = new.routing;
+                    gateway.reload(&current);
+                    tracing::info!(path = %path.display(), models = current.models.len(), "config reloaded");
+                }
+                Err(errors) => {
+                    tracing::error!(path = %path.display(), "config reload rejected, the running config stays:\n{errors}");
+                }
+            }
+        }
+    });
 }
 
 /// Serves until shutdown, then gives in-flight requests `grace` to finish.

@@ -4,6 +4,8 @@
 // Helpers of a test file fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::process::{Proc, write_config};
@@ -194,6 +196,56 @@ async fn client_disconnect_mid_stream_cancels_upstream_in_process() {
     let double = Double::start().await.unwrap();
     let s = serve(&double);
     switchyard_e2e::assert_disconnect_cancels_upstream(&s.proc.http(), &double).await;
+}
+
+#[tokio::test]
+async fn client_gone_before_a_unary_answer_cancels_upstream() {
+    let double = Double::start().await.unwrap();
+    let s = serve(&double);
+    let received = double.stats.received.notified();
+    let disconnected = double.stats.disconnected.notified();
+    tokio::pin!(received, disconnected);
+    received.as_mut().enable();
+    disconnected.as_mut().enable();
+    let base = s.proc.http();
+    let request = tokio::spawn(async move {
+        let _ = switchyard_e2e::http_client()
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&json!({"model": "up/hang", "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await;
+    });
+    tokio::time::timeout(Duration::from_secs(10), received)
+        .await
+        .expect("request never reached upstream");
+    request.abort();
+    tokio::time::timeout(Duration::from_secs(10), disconnected)
+        .await
+        .expect("the upstream double never saw its connection closed");
+}
+
+#[tokio::test]
+async fn grpc_cancel_mid_stream_cancels_upstream() {
+    let double = Double::start().await.unwrap();
+    let s = serve(&double);
+    let disconnected = double.stats.disconnected.notified();
+    tokio::pin!(disconnected);
+    disconnected.as_mut().enable();
+    let endpoint = format!("http://{}", s.proc.grpc_addr.unwrap());
+    let mut client = GatewayServiceClient::connect(endpoint).await.unwrap();
+    let mut stream = client
+        .chat_stream(ChatStreamRequest {
+            spec: Some(spec("up/hang", "never ends")),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    drop(stream);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), disconnected)
+        .await
+        .expect("the upstream double never saw its connection closed");
 }
 
 fn spec(model: &str, text: &str) -> ChatSpec {

@@ -149,6 +149,15 @@ models:
   - name: chat
     routes:
       - {{ provider: up, model: gpt-test }}
+  - name: failover
+    routes:
+      - {{ provider: up, model: error-500 }}
+      - {{ provider: demo, model: echo }}
+  - name: hedged
+    hedge: {{ delay: 50ms }}
+    routes:
+      - {{ provider: up, model: slow-500 }}
+      - {{ provider: demo, model: echo }}
 """
 
 

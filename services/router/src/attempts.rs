@@ -41,10 +41,15 @@ use crate::error::GatewayError;
 /// vanished; another replica of the provider usually takes it at once.
 const MAX_REDELIVERIES: u32 = 2;
 
-/// The targets a request was sent to, in order (hedges included).
+/// The targets a request was sent to, in order (hedges included), and how
+/// each attempt that finished ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttemptLog {
     pub targets: Vec<Target>,
+    /// Finished attempts: the target and `ok` or the error's code.
+    pub outcomes: Vec<(Target, &'static str)>,
+    /// Attempts started by hedging.
+    pub hedges: u32,
 }
 
 impl AttemptLog {
@@ -323,6 +328,7 @@ where
                 let Finished { route, started, result, in_flight } = done;
                 match result {
                     Ok(value) => {
+                        log.outcomes.push((route.target.clone(), "ok"));
                         let took = started.elapsed();
                         health.record_success(&route.target, took, took);
                         probes.settle(&route.target);
@@ -330,6 +336,7 @@ where
                         return Ok(Won { route, value, in_flight });
                     }
                     Err(e) => {
+                        log.outcomes.push((route.target.clone(), e.class().code.unwrap_or("error")));
                         let f = failure(&e);
                         health.record_failure(&route.target, f);
                         if f.counts() {
@@ -368,6 +375,7 @@ where
             _ = hedge => {
                 if let Some(route) = queue.pop_front() {
                     hedges_left -= 1;
+                    log.hedges += 1;
                     tracing::info!(provider = %route.target.provider, model = %route.target.upstream_model, "hedging: first attempt is slow");
                     hedge_at = hedge_delay(&route).map(|d| Instant::now() + d);
                     start(route, &mut running, &mut attempts, log, false);

@@ -23,11 +23,14 @@ use tokio::time::Instant;
 
 use crate::attempts::{self, AttemptLog, Won};
 use crate::error::GatewayError;
+use crate::metrics::{Metrics, RequestRecord, StreamRecord};
 
 /// What one request carries besides its body.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    /// Front end and operation, for metrics: `chat` (HTTP) or `grpc_chat`.
+    pub operation: &'static str,
     /// Trace context (`traceparent`, `tracestate`) forwarded to the worker.
     pub headers: Headers,
 }
@@ -75,6 +78,7 @@ pub struct Gateway {
     /// Outlives reloads: a target's cooldown and breaker stay as they are
     /// when the table around it changes.
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
     request_timeout: Duration,
     shutting_down: AtomicBool,
@@ -82,9 +86,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: &Config, bus: Arc<dyn Bus>) -> Self {
+        let health = Arc::new(Health::new(&config.routing));
         Self {
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
-            health: Arc::new(Health::new(&config.routing)),
+            metrics: Arc::new(Metrics::new(health.clone())),
+            health,
             bus,
             request_timeout: config.server.request_timeout,
             shutting_down: AtomicBool::new(false),
@@ -104,6 +110,10 @@ impl Gateway {
 
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The current route table (for the admin API).
@@ -137,8 +147,33 @@ impl Gateway {
         spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
-        let (served, won, _deadline) = self.run(&spec, ctx, false, unary_attempt).await?;
-        Ok((served, won.value))
+        let started = Instant::now();
+        let out = self
+            .run(&spec, ctx, false, unary_attempt)
+            .await
+            .map(|(served, won, _deadline)| (served, won.value));
+        let (served, usage, attempts, outcome) = match &out {
+            Ok((s, r)) => (Some(s), r.usage.as_ref(), &s.attempts, "ok"),
+            Err(f) => (
+                None,
+                None,
+                &f.attempts,
+                f.error.class().code.unwrap_or("error"),
+            ),
+        };
+        self.metrics.record(&RequestRecord {
+            operation: ctx.operation,
+            model: model_label(&spec.model, &out),
+            provider: served.map_or("", |s| s.provider.as_str()),
+            upstream_model: served.map_or("", |s| s.upstream_model.as_str()),
+            outcome,
+            stream: false,
+            duration: started.elapsed(),
+            first_token: None,
+            usage,
+            attempts,
+        });
+        out
     }
 
     /// A streamed answer. Returns once the first chunk arrived (or the stream
@@ -149,7 +184,26 @@ impl Gateway {
         spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), Failed> {
-        let (served, won, deadline) = self.run(&spec, ctx, true, stream_attempt).await?;
+        let started = Instant::now();
+        let (served, won, deadline) = match self.run(&spec, ctx, true, stream_attempt).await {
+            Ok(v) => v,
+            Err(f) => {
+                let out: Result<(), &Failed> = Err(&f);
+                self.metrics.record(&RequestRecord {
+                    operation: ctx.operation,
+                    model: model_label(&spec.model, &out),
+                    provider: "",
+                    upstream_model: "",
+                    outcome: f.error.class().code.unwrap_or("error"),
+                    stream: true,
+                    duration: started.elapsed(),
+                    first_token: None,
+                    usage: None,
+                    attempts: &f.attempts,
+                });
+                return Err(f);
+            }
+        };
         let (first, call) = won.value;
         let stream = continue_stream(
             first,
@@ -158,7 +212,16 @@ impl Gateway {
             served.provider.clone(),
             deadline,
         );
-        Ok((served, stream))
+        let record = StreamRecord {
+            operation: ctx.operation,
+            model: spec.model.clone(),
+            provider: served.provider.clone(),
+            upstream_model: served.upstream_model.clone(),
+            started,
+            first_token: started.elapsed(),
+            attempts: served.attempts.clone(),
+        };
+        Ok((served, self.metrics.watch(stream, record)))
     }
 
     /// Resolves the plan and walks it under the request's deadline, making
@@ -364,6 +427,18 @@ fn continue_stream(
         Box::pin(head)
     } else {
         Box::pin(head.chain(rest))
+    }
+}
+
+/// Unknown model names are one label value, so a client cannot grow the
+/// metrics without bound by asking for made-up models.
+fn model_label<'a, T, E: std::borrow::Borrow<Failed>>(
+    model: &'a str,
+    out: &Result<T, E>,
+) -> &'a str {
+    match out {
+        Err(f) if matches!(f.borrow().error, GatewayError::ModelNotFound(_)) => "unknown",
+        _ => model,
     }
 }
 

@@ -51,6 +51,7 @@ fn context(meta: &MetadataMap) -> RequestContext {
         .collect();
     RequestContext {
         request_id,
+        operation: "grpc_chat",
         headers,
     }
 }

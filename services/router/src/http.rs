@@ -75,6 +75,7 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(retrieve_model))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .nest("/admin/v1", admin)
         .fallback(unknown_route)
@@ -126,6 +127,7 @@ fn context(headers: &HeaderMap) -> RequestContext {
         .collect();
     RequestContext {
         request_id,
+        operation: "chat",
         headers,
     }
 }
@@ -320,6 +322,23 @@ async fn retrieve_model(State(state): State<AppState>, Path(id): Path<String>) -
     match state.gateway.list_models().iter().find(|m| m.id == id) {
         Some(m) => json_response(StatusCode::OK, &model_json(m)),
         None => error_response(&GatewayError::ModelNotFound(id)),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.gateway.metrics().encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_response(&GatewayError::Internal(format!(
+            "cannot encode metrics: {e}"
+        ))),
     }
 }
 

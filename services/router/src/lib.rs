@@ -18,6 +18,7 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 
 pub use crate::core::Gateway;
 

@@ -1,0 +1,378 @@
+//! Prometheus metrics, served at `GET /metrics` on the HTTP listener.
+//!
+//! Names follow the OpenTelemetry GenAI conventions where they exist
+//! (`gen_ai_client_token_usage`, `gen_ai_server_time_to_first_token`,
+//! `gen_ai_client_operation_duration`), `switchyard_*` otherwise. Labels stay
+//! low-cardinality: the model the client asked for (unknown names are
+//! counted as `unknown`), the provider and upstream model that served it,
+//! the outcome as an error code (`ok` on success), never ids or keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use switchyard_proto::gateway::v1::Usage;
+use switchyard_routing::{BreakerState, Health};
+
+use futures_util::StreamExt;
+
+use crate::attempts::AttemptLog;
+use crate::core::{ChatStream, StreamItem};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// `chat` (HTTP) or `grpc_chat`.
+    operation: String,
+    model: String,
+    provider: String,
+    outcome: String,
+    stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    provider: String,
+    upstream_model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    provider: String,
+    upstream_model: String,
+    /// `input`, `output`, `cached_input`, `reasoning`.
+    token_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    provider: String,
+    upstream_model: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+fn token_histogram() -> Histogram {
+    // 1 .. ~4M tokens, the GenAI convention's recommended shape.
+    Histogram::new(exponential_buckets(1.0, 4.0, 12))
+}
+
+fn rate_histogram() -> Histogram {
+    // 1 .. ~4k tokens per second.
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+/// Everything one request reports when it ends.
+pub struct RequestRecord<'a> {
+    pub operation: &'static str,
+    pub model: &'a str,
+    /// Served-by provider and upstream model; empty when nothing served it.
+    pub provider: &'a str,
+    pub upstream_model: &'a str,
+    /// `ok` or the error code.
+    pub outcome: &'a str,
+    pub stream: bool,
+    pub duration: Duration,
+    /// Streams: the time until the first chunk reached the front end.
+    pub first_token: Option<Duration>,
+    pub usage: Option<&'a Usage>,
+    pub attempts: &'a AttemptLog,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily<RequestLabels>,
+    first_token: HistogramFamily<TargetLabels>,
+    token_usage: HistogramFamily<TokenLabels>,
+    tokens: Family<TokenLabels, Counter>,
+    output_rate: HistogramFamily<TargetLabels>,
+    attempts: Family<AttemptLabels, Counter>,
+    fallbacks: Family<ModelLabels, Counter>,
+    hedges: Family<ModelLabels, Counter>,
+}
+
+impl Metrics {
+    /// `health` feeds the per-target gauges (breaker state, in-flight,
+    /// cooldown) at each scrape.
+    pub fn new(health: Arc<Health>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistogramFamily<RequestLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let first_token: HistogramFamily<TargetLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let token_usage: HistogramFamily<TokenLabels> =
+            Family::new_with_constructor(token_histogram);
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let output_rate: HistogramFamily<TargetLabels> =
+            Family::new_with_constructor(rate_histogram);
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        let fallbacks = Family::<ModelLabels, Counter>::default();
+        let hedges = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "switchyard_requests",
+            "Requests by model, serving target and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "gen_ai_client_operation_duration_seconds",
+            "Request duration at the gateway, to the last byte",
+            duration.clone(),
+        );
+        registry.register(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to first token of streamed answers, as the client sees it",
+            first_token.clone(),
+        );
+        registry.register(
+            "gen_ai_client_token_usage",
+            "Tokens per request by type",
+            token_usage.clone(),
+        );
+        registry.register(
+            "switchyard_tokens",
+            "Tokens by target and type",
+            tokens.clone(),
+        );
+        registry.register(
+            "switchyard_output_tokens_per_second",
+            "Output tokens per second of streamed answers after the first token",
+            output_rate.clone(),
+        );
+        registry.register(
+            "switchyard_attempts",
+            "Upstream attempts by target and outcome",
+            attempts.clone(),
+        );
+        registry.register(
+            "switchyard_fallbacks",
+            "Requests answered by a target other than the first tried",
+            fallbacks.clone(),
+        );
+        registry.register(
+            "switchyard_hedges",
+            "Extra attempts started by hedging",
+            hedges.clone(),
+        );
+        registry.register_collector(Box::new(TargetGauges { health }));
+        Self {
+            registry,
+            requests,
+            duration,
+            first_token,
+            token_usage,
+            tokens,
+            output_rate,
+            attempts,
+            fallbacks,
+            hedges,
+        }
+    }
+
+    pub fn record(&self, r: &RequestRecord<'_>) {
+        let labels = RequestLabels {
+            operation: r.operation.to_owned(),
+            model: r.model.to_owned(),
+            provider: r.provider.to_owned(),
+            outcome: r.outcome.to_owned(),
+            stream: r.stream.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&labels)
+            .observe(r.duration.as_secs_f64());
+        let target = TargetLabels {
+            provider: r.provider.to_owned(),
+            upstream_model: r.upstream_model.to_owned(),
+        };
+        if let Some(ttft) = r.first_token {
+            self.first_token
+                .get_or_create(&target)
+                .observe(ttft.as_secs_f64());
+        }
+        if let Some(u) = r.usage {
+            for (kind, n) in [
+                ("input", u.prompt_tokens),
+                ("output", u.completion_tokens),
+                ("cached_input", u.cached_prompt_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ] {
+                let l = TokenLabels {
+                    provider: r.provider.to_owned(),
+                    upstream_model: r.upstream_model.to_owned(),
+                    token_type: kind.to_owned(),
+                };
+                self.tokens.get_or_create(&l).inc_by(u64::from(n));
+                if kind == "input" || kind == "output" {
+                    self.token_usage.get_or_create(&l).observe(f64::from(n));
+                }
+            }
+            if let Some(ttft) = r.first_token {
+                let generating = r.duration.saturating_sub(ttft).as_secs_f64();
+                if generating > 0.0 && u.completion_tokens > 1 {
+                    self.output_rate
+                        .get_or_create(&target)
+                        .observe(f64::from(u.completion_tokens - 1) / generating);
+                }
+            }
+        }
+        for (t, outcome) in &r.attempts.outcomes {
+            self.attempts
+                .get_or_create(&AttemptLabels {
+                    provider: t.provider.to_string(),
+                    upstream_model: t.upstream_model.to_string(),
+                    outcome: (*outcome).to_owned(),
+                })
+                .inc();
+        }
+        let model = ModelLabels {
+            model: r.model.to_owned(),
+        };
+        if r.outcome == "ok"
+            && r.attempts.targets.first().is_some_and(|first| {
+                &*first.provider != r.provider || &*first.upstream_model != r.upstream_model
+            })
+        {
+            self.fallbacks.get_or_create(&model).inc();
+        }
+        if r.attempts.hedges > 0 {
+            self.hedges
+                .get_or_create(&model)
+                .inc_by(u64::from(r.attempts.hedges));
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Per-target gauges read from the routing health at scrape time.
+#[derive(Debug)]
+struct TargetGauges {
+    health: Arc<Health>,
+}
+
+impl Collector for TargetGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.health.snapshot();
+        let gauges: [(&str, &str, fn(&switchyard_routing::TargetHealth) -> i64); 3] = [
+            (
+                "switchyard_breaker_state",
+                "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
+                |t| match t.breaker {
+                    BreakerState::Closed => 0,
+                    BreakerState::HalfOpen => 1,
+                    BreakerState::Open => 2,
+                },
+            ),
+            (
+                "switchyard_in_flight",
+                "Requests in flight per target",
+                |t| i64::from(t.in_flight),
+            ),
+            (
+                "switchyard_cooldown_remaining_milliseconds",
+                "Time left before a rate-limited target gets traffic again",
+                |t| i64::try_from(t.cooldown_remaining_ms).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(0i64);
+            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            for t in &snapshot {
+                let labels = TargetLabels {
+                    provider: t.provider.clone(),
+                    upstream_model: t.model.clone(),
+                };
+                let metric = family.encode_family(&labels)?;
+                ConstGauge::new(value(t)).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A streamed answer's record, completed as the stream runs and reported
+/// when it ends, fails or is dropped by a client that went away.
+pub struct StreamRecord {
+    pub operation: &'static str,
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub started: tokio::time::Instant,
+    pub first_token: Duration,
+    pub attempts: AttemptLog,
+}
+
+struct Watched {
+    metrics: Arc<Metrics>,
+    record: StreamRecord,
+    usage: Option<Usage>,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let r = &self.record;
+        self.metrics.record(&RequestRecord {
+            operation: r.operation,
+            model: &r.model,
+            provider: &r.provider,
+            upstream_model: &r.upstream_model,
+            // Dropped before its end: the client went away.
+            outcome: self.outcome.unwrap_or("client_closed"),
+            stream: true,
+            duration: r.started.elapsed(),
+            first_token: Some(r.first_token),
+            usage: self.usage.as_ref(),
+            attempts: &r.attempts,
+        });
+    }
+}
+
+impl Metrics {
+    /// Passes `events` through, recording the request when the stream ends.
+    pub fn watch(self: &Arc<Self>, events: ChatStream, record: StreamRecord) -> ChatStream {
+        let mut watched = Watched {
+            metrics: self.clone(),
+            record,
+            usage: None,
+            outcome: None,
+        };
+        Box::pin(events.map(move |item| {
+            // Naming the whole struct makes the closure own it, so its Drop
+            // (the recording) runs when the stream is dropped, not now.
+            let w = &mut watched;
+            match &item {
+                StreamItem::Chunk(_) => {}
+                StreamItem::Done(usage) => {
+                    w.usage = *usage;
+                    w.outcome = Some("ok");
+                }
+                StreamItem::Failed(e) => w.outcome = Some(e.class().code.unwrap_or("error")),
+            }
+            item
+        }))
+    }
+}

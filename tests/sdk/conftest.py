@@ -29,7 +29,8 @@ class Proc:
 
     def __init__(self, args, ready, env=None, stream="stderr"):
         self.args = args
-        full_env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        # Text logs: the ready line's `key=value` fields are parsed below.
+        full_env = dict(os.environ, RUST_LOG="info", NO_COLOR="1", SWITCHYARD_LOG_FORMAT="text")
         for k, v in (env or {}).items():
             if v is None:
                 full_env.pop(k, None)

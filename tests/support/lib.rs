@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: a real `nats-server` per test,
-//! the OpenAI upstream double, and `switchyard` processes whose listening
-//! addresses are read from their logs (every test uses port 0).
+//! the OpenAI upstream double, an OTLP trace receiver, and `switchyard`
+//! processes whose listening addresses are read from their logs (every test
+//! uses port 0).
 
 // Test support: a panic is how a helper reports a broken test setup.
 #![allow(
@@ -12,6 +13,7 @@
 
 pub mod double;
 pub mod nats;
+pub mod otlp;
 pub mod process;
 
 /// A reqwest client for tests. reqwest is built without a default crypto

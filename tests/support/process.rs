@@ -69,10 +69,20 @@ impl Proc {
     /// Starts `switchyard ARGS` and waits (at most 60 s) for a log line
     /// containing `ready`.
     pub fn start(args: &[&str], ready: &str) -> Proc {
+        Self::start_with_env(args, ready, &[])
+    }
+
+    /// Like [`Proc::start`], with extra environment variables (e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`). Logs are text (`key=value`, which
+    /// the address parsing and log assertions read) unless `env` says
+    /// otherwise.
+    pub fn start_with_env(args: &[&str], ready: &str, env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(switchyard_bin())
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("SWITCHYARD_LOG_FORMAT", "text")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -25,6 +25,9 @@ pub struct Config {
     /// Target health: circuit breakers, cooldowns, the `fastest` strategy.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Traces (OTLP export, sampling) and what spans may record.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -452,6 +455,49 @@ impl Default for BreakerConfig {
     }
 }
 
+/// OpenTelemetry traces. The standard `OTEL_*` environment variables win
+/// over these keys, so one container image can be pointed at a collector
+/// without editing its config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Share of new traces recorded (0 to 1). Requests that arrive with a
+    /// `traceparent` follow their caller's decision (parent-based sampling).
+    #[serde(default = "default_sampling_ratio")]
+    pub sampling_ratio: f64,
+    /// Record prompts and completions as span events. Off by default: they
+    /// are user data and traces are often kept longer and read more widely
+    /// than the data itself.
+    #[serde(default)]
+    pub record_content: bool,
+    /// OTLP collector address (`http://host:4317` for gRPC, `http://host:4318`
+    /// for HTTP). Absent and no `OTEL_EXPORTER_OTLP_*ENDPOINT`: no export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            sampling_ratio: default_sampling_ratio(),
+            record_content: false,
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
+        }
+    }
+}
+
+/// OTLP transport: gRPC (port 4317) or HTTP with protobuf bodies (4318).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    Http,
+}
+
 impl Config {
     /// The provider named `name`.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
@@ -631,6 +677,9 @@ fn default_failure_threshold() -> u32 {
 }
 fn default_open_for() -> Duration {
     Duration::from_secs(30)
+}
+fn default_sampling_ratio() -> f64 {
+    1.0
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.providers(config);
     v.models(config);
     v.routing(config);
+    v.telemetry(config);
     v.problems
 }
 
@@ -403,6 +404,26 @@ impl Validator {
             self.push(bpath.key("failure_threshold"), "must be at least 1");
         }
         self.nonzero_duration(bpath.key("open_for"), r.breaker.open_for);
+    }
+
+    fn telemetry(&mut self, config: &Config) {
+        let t = &config.telemetry;
+        let path = KeyPath::root().key("telemetry");
+        // `!(0..=1).contains` is also true for NaN.
+        if !(0.0..=1.0).contains(&t.sampling_ratio) {
+            self.push(
+                path.key("sampling_ratio"),
+                format!(
+                    "`{}` is not a share: expected a number from 0 to 1",
+                    t.sampling_ratio
+                ),
+            );
+        }
+        if let Some(url) = &t.otlp_endpoint
+            && let Err(m) = check_base_url(url)
+        {
+            self.push(path.key("otlp_endpoint"), m);
+        }
     }
 }
 

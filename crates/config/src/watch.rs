@@ -181,8 +181,10 @@ impl ConfigWatcher {
 
 async fn read(path: &Path) -> Snapshot {
     // Opens the path afresh each time, following whatever file or symlink
-    // it names now.
-    snapshot_of(tokio::fs::read(path).await)
+    // it names now. A plain read: a config file is small, read once per
+    // poll, and tokio::fs would hand it to a blocking thread, which under a
+    // paused test clock lets time jump past timeouts while it runs.
+    snapshot_of(std::fs::read(path))
 }
 
 fn snapshot_of(read: io::Result<Vec<u8>>) -> Snapshot {
@@ -220,7 +222,7 @@ fn load(path: &Path, snapshot: &Snapshot) -> Reload {
 
 impl Config {
     /// The keys that differ between `self` (running) and `new` but take
-    /// effect only after a restart: `server.<key>`, `bus`, and
+    /// effect only after a restart: `server.<key>`, `bus`, `telemetry`, and
     /// `providers.<name>` for each provider added, removed or changed
     /// (`providers (order)` when only their order changed, which decides
     /// who serves a bare model name listed by several). `models` and
@@ -235,6 +237,7 @@ impl Config {
             providers,
             models: _,
             routing: _,
+            telemetry,
         } = self;
         let ServerConfig {
             http_addr,
@@ -258,6 +261,10 @@ impl Config {
         }
         if *bus != new.bus {
             keys.push("bus".to_owned());
+        }
+        // The exporter and sampler are set up once at start.
+        if *telemetry != new.telemetry {
+            keys.push("telemetry".to_owned());
         }
         // Names are unique in a valid config, so a provider is known by its
         // name across the two.
@@ -392,10 +399,10 @@ mod tests {
     async fn trigger_survives_a_dropped_changed_future() {
         let (_dir, path) = setup(&config_text("echo"));
         let mut w = ConfigWatcher::new(path, Duration::from_secs(3600));
+        // A `changed()` dropped while it waits (as `select!` does) ...
+        assert!(timeout(Duration::ZERO, w.changed()).await.is_err());
+        // ... leaves nothing behind that swallows the next trigger.
         w.trigger();
-        // Poll once so the trigger is taken, then drop the future before it
-        // finishes reading.
-        let _ = timeout(Duration::ZERO, w.changed()).await;
         let c = timeout(Duration::from_secs(1), w.changed()).await;
         assert!(matches!(c, Ok(Ok(_))), "{c:?}");
     }
@@ -501,5 +508,10 @@ mod tests {
         let mut new = old.clone();
         new.providers.reverse();
         assert_eq!(old.reload_diff(&new), ["providers (order)"]);
+
+        // Export and sampling are set up once, at start.
+        let mut new = old.clone();
+        new.telemetry.sampling_ratio = 0.5;
+        assert_eq!(old.reload_diff(&new), ["telemetry"]);
     }
 }

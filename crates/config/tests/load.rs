@@ -616,3 +616,57 @@ models:
 ";
     load(text).unwrap();
 }
+
+#[test]
+fn telemetry_keys_load_and_are_checked() {
+    use switchyard_config::OtlpProtocol;
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.telemetry.sampling_ratio, 1.0);
+    assert!(!c.telemetry.record_content);
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.otlp_protocol, OtlpProtocol::Grpc);
+
+    let text = "\
+providers: [{ name: a, kind: demo }]
+telemetry:
+  sampling_ratio: 0.1
+  record_content: true
+  otlp_endpoint: http://collector:4318
+  otlp_protocol: http
+";
+    let c = load(text).unwrap();
+    assert_eq!(c.telemetry.sampling_ratio, 0.1);
+    assert!(c.telemetry.record_content);
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://collector:4318")
+    );
+    assert_eq!(c.telemetry.otlp_protocol, OtlpProtocol::Http);
+    let yaml = serde_norway::to_string(&c).unwrap();
+    assert_eq!(load(&yaml).unwrap(), c);
+
+    let errs = load_err(
+        "\
+providers: [{ name: a, kind: demo }]
+telemetry:
+  sampling_ratio: 2
+  otlp_endpoint: collector:4317
+",
+    );
+    let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["telemetry.sampling_ratio", "telemetry.otlp_endpoint"],
+        "{errs}"
+    );
+    let text = errs.to_string();
+    assert!(text.contains("`2` is not a share"), "{text}");
+
+    for bad in [
+        "telemetry:\n  otlp_protocol: zipkin\n",
+        "telemetry:\n  sample_rate: 1\n",
+    ] {
+        let errs = load_err(&format!("providers: [{{ name: a, kind: demo }}]\n{bad}"));
+        assert!(errs.to_string().contains("telemetry"), "{errs}");
+    }
+}

@@ -1,24 +1,35 @@
-//! Logging setup. `RUST_LOG` filters (default `info`); `SWITCHYARD_LOG_FORMAT=json`
-//! switches to one JSON object per line for log shippers. OpenTelemetry
-//! export is added on top of this by the observability work.
+//! Logs and traces for every switchyard process.
+//!
+//! - [`init`] installs the global `tracing` subscriber with two layers:
+//!   - logs on stderr, filtered by `RUST_LOG` (default `info`): one JSON
+//!     object per line when stderr is not a terminal (containers, log
+//!     shippers) or `SWITCHYARD_LOG_FORMAT=json`, readable text on a
+//!     terminal or with `SWITCHYARD_LOG_FORMAT=text`;
+//!   - OpenTelemetry: `tracing` spans become OTel spans, exported over OTLP
+//!     (gRPC or HTTP/protobuf) when an endpoint is configured
+//!     (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+//!     or `telemetry.otlp_endpoint`).
+//!
+//!   Keep the returned [`TelemetryGuard`] alive for the life of the process:
+//!   dropping it flushes the spans still queued.
+//! - [`inject`], [`extract`] and [`set_parent`] carry W3C trace context
+//!   (`traceparent`, `tracestate`) from clients and across the bus, so the
+//!   router and worker need not know OpenTelemetry.
+//! - [`semconv`] names the attributes (OpenTelemetry GenAI semantic
+//!   conventions and switchyard's own); [`set_attribute`], [`add_event`] and
+//!   [`set_error`] put them on a span without being a field of it (so they
+//!   reach the trace but not every log line).
+//! - [`dropped_spans`] counts spans dropped because the export queue was
+//!   full (a slow or dead collector): export never blocks a request.
 
-use std::io::IsTerminal;
+mod export;
+mod init;
+mod propagation;
+pub mod semconv;
+mod span;
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber. Safe to call more than once (later calls
-/// are ignored), so tests and the binary can both call it.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("SWITCHYARD_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(true);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-}
+pub use export::dropped_spans;
+pub use init::{LOG_FORMAT_ENV, TelemetryGuard, init, init_logging};
+pub use opentelemetry::{KeyValue, Value};
+pub use propagation::{extract, inject, inject_from, set_parent};
+pub use span::{add_event, record_trace_id, set_attribute, set_error, set_string_array, trace_id};

@@ -34,8 +34,10 @@ use switchyard_config::HedgeDelay;
 use switchyard_proto::bus::v1::{ErrorKind, UpstreamError};
 use switchyard_routing::{Failure, Health, InFlight, Plan, RequestFacts, Route, Target};
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use crate::error::GatewayError;
+use crate::trace;
 
 /// How often a request is sent again to the same provider after its worker
 /// vanished; another replica of the provider usually takes it at once.
@@ -197,6 +199,7 @@ struct Finished<T> {
     started: Instant,
     result: Result<T, GatewayError>,
     in_flight: InFlight,
+    span: Span,
 }
 
 /// A successful walk: the route that answered, its answer, and its in-flight
@@ -205,16 +208,22 @@ pub(crate) struct Won<T> {
     pub route: Route,
     pub value: T,
     pub in_flight: InFlight,
+    /// The attempt's span: hold it while a stream runs, so the attempt
+    /// covers the whole answer in the trace.
+    pub span: Span,
 }
 
 /// Walks `plan` for one request. `launch` starts one attempt on a route
 /// (its argument is the attempt number, from 1) and resolves when the
-/// attempt produced its first event or failed.
+/// attempt produced its first event or failed; it is called inside the
+/// attempt's span. `routing` is the span of the routing decision, ended
+/// once the routes are ordered.
 pub(crate) async fn walk<T, F, Fut>(
     health: &Health,
     plan: &Plan,
     facts: &RequestFacts,
     log: &mut AttemptLog,
+    routing: Span,
     mut launch: F,
 ) -> Result<Won<T>, GatewayError>
 where
@@ -222,8 +231,11 @@ where
     F: FnMut(&Route, u32) -> Fut,
     Fut: Future<Output = Result<T, GatewayError>> + Send + 'static,
 {
-    let ordering =
-        switchyard_routing::order(plan, facts, health).map_err(GatewayError::Unroutable)?;
+    let ordering = routing
+        .in_scope(|| switchyard_routing::order(plan, facts, health))
+        .map_err(GatewayError::Unroutable)?;
+    trace::routing_order(&routing, &ordering);
+    drop(routing);
     for (target, reason) in &ordering.skipped {
         tracing::debug!(provider = %target.provider, model = %target.upstream_model, %reason, "route skipped");
     }
@@ -249,6 +261,17 @@ where
                      redelivery: bool| {
         *attempts += 1;
         let n = tries.entry(route.target.clone()).or_insert(0);
+        let kind = if redelivery {
+            "redelivery"
+        } else if !running.is_empty() {
+            "hedge"
+        } else if *n > 0 {
+            "retry"
+        } else if *attempts == 1 {
+            "first"
+        } else {
+            "fallback"
+        };
         // Moving to another target never waits; trying one again does.
         let delay = if *n > 0 && !redelivery {
             switchyard_routing::backoff(&plan.retry, *n - 1)
@@ -258,27 +281,39 @@ where
         *n += 1;
         log.targets.push(route.target.clone());
         let in_flight = health.start(&route.target);
-        let attempt = launch(&route, *attempts);
+        let span = trace::attempt_span(&route.target, *attempts, kind);
+        // Launched inside its span, so the work request carries the
+        // attempt's trace context to the worker.
+        let attempt = span.in_scope(|| launch(&route, *attempts));
         let ftt = plan.first_token_timeout;
-        running.push(Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+        // Made out here so an attempt dropped before its first poll is
+        // still marked cancelled.
+        let mut outcome = trace::AttemptOutcome::new(span.clone());
+        let finished_span = span.clone();
+        running.push(Box::pin(
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let started = Instant::now();
+                let result = match ftt {
+                    Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                        Ok(r) => r,
+                        Err(_) => Err(first_token_timeout(&route.target, limit)),
+                    },
+                    None => attempt.await,
+                };
+                outcome.settle(&result);
+                Finished {
+                    route,
+                    started,
+                    result,
+                    in_flight,
+                    span: finished_span,
+                }
             }
-            let started = Instant::now();
-            let result = match ftt {
-                Some(limit) => match tokio::time::timeout(limit, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => Err(first_token_timeout(&route.target, limit)),
-                },
-                None => attempt.await,
-            };
-            Finished {
-                route,
-                started,
-                result,
-                in_flight,
-            }
-        }));
+            .instrument(span),
+        ));
     };
     let hedge_delay = |route: &Route| -> Option<Duration> {
         let h = plan.hedge.as_ref()?;
@@ -325,7 +360,7 @@ where
         };
         tokio::select! {
             Some(done) = running.next() => {
-                let Finished { route, started, result, in_flight } = done;
+                let Finished { route, started, result, in_flight, span } = done;
                 match result {
                     Ok(value) => {
                         log.outcomes.push((route.target.clone(), "ok"));
@@ -333,7 +368,7 @@ where
                         health.record_success(&route.target, took, took);
                         probes.settle(&route.target);
                         // Dropping `running` cancels any hedge still going.
-                        return Ok(Won { route, value, in_flight });
+                        return Ok(Won { route, value, in_flight, span });
                     }
                     Err(e) => {
                         log.outcomes.push((route.target.clone(), e.class().code.unwrap_or("error")));

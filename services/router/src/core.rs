@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::attempts::{self, AttemptLog, Won};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, RequestRecord, StreamRecord};
+use crate::trace::{self, RequestTrace};
 
 /// What one request carries besides its body.
 #[derive(Debug, Clone)]
@@ -31,7 +32,9 @@ pub struct RequestContext {
     pub request_id: String,
     /// Front end and operation, for metrics: `chat` (HTTP) or `grpc_chat`.
     pub operation: &'static str,
-    /// Trace context (`traceparent`, `tracestate`) forwarded to the worker.
+    /// The client's trace context (`traceparent`, `tracestate`). Each
+    /// attempt sends the worker its own span's context instead; these go
+    /// as they are only when tracing is not set up.
     pub headers: Headers,
 }
 
@@ -82,6 +85,8 @@ pub struct Gateway {
     bus: Arc<dyn Bus>,
     request_timeout: Duration,
     shutting_down: AtomicBool,
+    /// `telemetry.record_content`: prompts and completions on the trace.
+    record_content: bool,
 }
 
 impl Gateway {
@@ -94,6 +99,7 @@ impl Gateway {
             bus,
             request_timeout: config.server.request_timeout,
             shutting_down: AtomicBool::new(false),
+            record_content: config.telemetry.record_content,
         }
     }
 
@@ -148,10 +154,18 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
         let started = Instant::now();
+        let trace = RequestTrace::begin(&spec, false, self.record_content);
         let out = self
             .run(&spec, ctx, false, unary_attempt)
             .await
             .map(|(served, won, _deadline)| (served, won.value));
+        match &out {
+            Ok((served, result)) => {
+                trace.served(served);
+                trace.result(result);
+            }
+            Err(f) => trace.failed(f),
+        }
         let (served, usage, attempts, outcome) = match &out {
             Ok((s, r)) => (Some(s), r.usage.as_ref(), &s.attempts, "ok"),
             Err(f) => (
@@ -185,9 +199,11 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
+        let trace = RequestTrace::begin(&spec, true, self.record_content);
         let (served, won, deadline) = match self.run(&spec, ctx, true, stream_attempt).await {
             Ok(v) => v,
             Err(f) => {
+                trace.failed(&f);
                 let out: Result<(), &Failed> = Err(&f);
                 self.metrics.record(&RequestRecord {
                     operation: ctx.operation,
@@ -221,7 +237,9 @@ impl Gateway {
             first_token: started.elapsed(),
             attempts: served.attempts.clone(),
         };
-        Ok((served, self.metrics.watch(stream, record)))
+        trace.served(&served);
+        let stream = trace.stream(self.metrics.watch(stream, record), won.span);
+        Ok((served, stream))
     }
 
     /// Resolves the plan and walks it under the request's deadline, making
@@ -238,7 +256,9 @@ impl Gateway {
         F: Fn(Arc<dyn Bus>, WorkRequest, Headers) -> Fut,
         Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
-        let plan = self.plan(spec)?;
+        let routing = trace::routing_span(&spec.model);
+        let plan = routing.in_scope(|| self.plan(spec))?;
+        trace::routing_plan(&routing, &plan);
         let facts = RequestFacts::from_spec(spec);
         let timeout = plan.timeout.unwrap_or(self.request_timeout);
         let deadline = Deadline {
@@ -246,12 +266,23 @@ impl Gateway {
             timeout,
         };
         let mut log = AttemptLog::default();
-        let walk = attempts::walk(&self.health, &plan, &facts, &mut log, |route, n| {
-            let request = self.work_request(spec, &route.target, ctx, stream, n, deadline.at);
-            let provider = route.target.provider.to_string();
-            let fut = attempt(self.bus.clone(), request, ctx.headers.clone());
-            async move { fut.await.map_err(|e| e.into_gateway(&provider)) }
-        });
+        let walk = attempts::walk(
+            &self.health,
+            &plan,
+            &facts,
+            &mut log,
+            routing,
+            |route, n| {
+                let request = self.work_request(spec, &route.target, ctx, stream, n, deadline.at);
+                let provider = route.target.provider.to_string();
+                // Called inside the attempt's span: the worker continues it
+                // (this replaces the client's own traceparent, if any).
+                let mut headers = ctx.headers.clone();
+                switchyard_telemetry::inject(&mut headers);
+                let fut = attempt(self.bus.clone(), request, headers);
+                async move { fut.await.map_err(|e| e.into_gateway(&provider)) }
+            },
+        );
         let won = match tokio::time::timeout_at(deadline.at, walk).await {
             Ok(Ok(won)) => won,
             Ok(Err(error)) => {

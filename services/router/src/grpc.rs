@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures_util::{Stream, StreamExt};
 use switchyard_proto::gateway::v1::gateway_service_server::GatewayService;
@@ -13,7 +14,9 @@ use switchyard_proto::gateway::v1::{
 };
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
+use crate::access::{AccessInfo, AccessLine, GRPC};
 use crate::attempts::AttemptLog;
 use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem};
 use crate::error::GatewayError;
@@ -102,23 +105,87 @@ fn spec_of(spec: Option<ChatSpec>) -> Result<ChatSpec, GatewayError> {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatStreamResponse, Status>> + Send>>;
 
+/// The server span of one call: continues the caller's `traceparent`
+/// metadata; `request_id` and `trace_id` go on every log line inside.
+fn call_span(method: &str, ctx: &RequestContext) -> tracing::Span {
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %format_args!("switchyard.gateway.v1.GatewayService/{method}"),
+        otel.kind = "server",
+        request_id = %ctx.request_id,
+        trace_id = tracing::field::Empty,
+    );
+    switchyard_telemetry::set_parent(&span, &ctx.headers);
+    switchyard_telemetry::record_trace_id(&span);
+    switchyard_telemetry::set_attribute(&span, "rpc.system", "grpc");
+    switchyard_telemetry::set_attribute(
+        &span,
+        "rpc.service",
+        "switchyard.gateway.v1.GatewayService",
+    );
+    switchyard_telemetry::set_attribute(&span, "rpc.method", method.to_owned());
+    span
+}
+
+/// Polls `inner` inside `span` (so log lines while streaming carry the
+/// request's ids) and writes the access line when the stream is over.
+fn in_span(mut inner: ChunkStream, span: tracing::Span, line: AccessLine) -> ChunkStream {
+    let mut line = line;
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        let _entered = span.enter();
+        let item = inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(None) => line.complete(),
+            Poll::Ready(Some(Err(s))) => line.status(i64::from(s.code() as i32)),
+            _ => {}
+        }
+        item
+    }))
+}
+
 #[tonic::async_trait]
 impl GatewayService for GrpcGateway {
     async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
         let ctx = context(request.metadata());
-        let spec = spec_of(request.into_inner().spec).map_err(|e| with_request_id(&ctx, &e))?;
-        let (served, result) = self
-            .gateway
-            .chat(spec, &ctx)
-            .await
-            .map_err(|f| failed_status(&ctx, &f))?;
-        let mut res = Response::new(ChatResponse {
-            result: Some(result),
-            provider: served.provider.clone(),
-            upstream_model: served.upstream_model.clone(),
-        });
-        set_metadata(res.metadata_mut(), &ctx, Some(&served));
-        Ok(res)
+        let span = call_span("Chat", &ctx);
+        let access = AccessInfo::default();
+        let mut line = AccessLine::start(
+            GRPC,
+            "/switchyard.gateway.v1.GatewayService/Chat",
+            &ctx.request_id,
+            access.clone(),
+            span.clone(),
+        );
+        let out: Result<Response<ChatResponse>, Status> = async {
+            let spec = spec_of(request.into_inner().spec).map_err(|e| {
+                access.error(&e);
+                with_request_id(&ctx, &e)
+            })?;
+            access.requested(&spec.model);
+            let (served, result) = self.gateway.chat(spec, &ctx).await.map_err(|f| {
+                access.failed(&f);
+                failed_status(&ctx, &f)
+            })?;
+            access.served(&served);
+            access.usage(result.usage.as_ref());
+            let mut res = Response::new(ChatResponse {
+                result: Some(result),
+                provider: served.provider.clone(),
+                upstream_model: served.upstream_model.clone(),
+            });
+            set_metadata(res.metadata_mut(), &ctx, Some(&served));
+            Ok(res)
+        }
+        .instrument(span)
+        .await;
+        match &out {
+            Ok(_) => {
+                line.status(0);
+                line.complete();
+            }
+            Err(s) => line.status(i64::from(s.code() as i32)),
+        }
+        out
     }
 
     type ChatStreamStream = ChunkStream;
@@ -128,12 +195,38 @@ impl GatewayService for GrpcGateway {
         request: Request<ChatStreamRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let ctx = context(request.metadata());
-        let spec = spec_of(request.into_inner().spec).map_err(|e| with_request_id(&ctx, &e))?;
-        let (served, events) = self
-            .gateway
-            .chat_stream(spec, &ctx)
-            .await
-            .map_err(|f| failed_status(&ctx, &f))?;
+        let span = call_span("ChatStream", &ctx);
+        let access = AccessInfo::default();
+        let mut line = AccessLine::start(
+            GRPC,
+            "/switchyard.gateway.v1.GatewayService/ChatStream",
+            &ctx.request_id,
+            access.clone(),
+            span.clone(),
+        );
+        let started = async {
+            let spec = spec_of(request.into_inner().spec).map_err(|e| {
+                access.error(&e);
+                with_request_id(&ctx, &e)
+            })?;
+            access.requested(&spec.model);
+            self.gateway.chat_stream(spec, &ctx).await.map_err(|f| {
+                access.failed(&f);
+                failed_status(&ctx, &f)
+            })
+        }
+        .instrument(span.clone())
+        .await;
+        let (served, events) = match started {
+            Ok(v) => v,
+            Err(s) => {
+                line.status(i64::from(s.code() as i32));
+                return Err(s);
+            }
+        };
+        access.served(&served);
+        line.status(0);
+        let events = access.watch(events);
         let provider = served.provider.clone();
         let upstream_model = served.upstream_model.clone();
         let mut last = ChatChunk::default();
@@ -165,7 +258,8 @@ impl GatewayService for GrpcGateway {
             };
             std::future::ready(msg)
         });
-        let mut res = Response::new(Box::pin(out) as ChunkStream);
+        let out = in_span(Box::pin(out), span, line);
+        let mut res = Response::new(out);
         set_metadata(res.metadata_mut(), &ctx, Some(&served));
         Ok(res)
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::access::AccessInfo;
 use crate::attempts::AttemptLog;
 use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem};
 use crate::error::GatewayError;
@@ -47,10 +48,13 @@ struct AppState {
 /// 1. `SetRequestId`: keeps the client's `x-request-id` or mints a UUID, so
 ///    every later layer and the handler see one id.
 /// 2. `PropagateRequestId`: copies it onto every response, errors included.
-/// 3. `Trace`: one span per request with method, path and request id.
-/// 4. `CatchPanic`: a panicking handler becomes a 500 in OpenAI's error
+/// 3. `Trace`: the request's server span ([`request_span`]), current
+///    while the handler runs and while the body is sent.
+/// 4. Access log: one line per request when its answer is over
+///    ([`crate::access`]).
+/// 5. `CatchPanic`: a panicking handler becomes a 500 in OpenAI's error
 ///    shape instead of a dropped connection.
-/// 5. `DefaultBodyLimit` (per route): a body over `server.max_body_bytes`
+/// 6. `DefaultBodyLimit` (per route): a body over `server.max_body_bytes`
 ///    is refused with 413 before it is read whole (Content-Length is
 ///    checked first, streamed bodies are cut at the limit).
 pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<String>) -> Router {
@@ -63,12 +67,12 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
     let middleware = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn(crate::access::http))
         .layer(CatchPanicLayer::custom(|_| {
-            error_response(&GatewayError::Internal("the gateway hit a bug handling this request".into()))
+            error_response(&GatewayError::Internal(
+                "the gateway hit a bug handling this request".into(),
+            ))
         }));
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -83,6 +87,61 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware)
         .with_state(state)
+}
+
+/// The server span of one HTTP request. It continues the client's
+/// `traceparent` when one came, and its `request_id` and `trace_id` fields
+/// put both on every log line inside the request. Probes and scrapes get
+/// none: they would be most of the traces and say nothing.
+fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
+    let path = req.uri().path();
+    if crate::access::quiet(path) {
+        return tracing::Span::none();
+    }
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let method = req.method();
+    // The route, not the raw path, names the span: an unknown path per
+    // request would make span names unbounded.
+    let route = match path {
+        "/v1/chat/completions" | "/v1/models" => path,
+        p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        p if p.starts_with("/admin/v1/") => "/admin/v1",
+        _ => "",
+    };
+    let name = if route.is_empty() {
+        method.to_string()
+    } else {
+        format!("{method} {route}")
+    };
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %name,
+        otel.kind = "server",
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+    );
+    switchyard_telemetry::set_parent(&span, &trace_headers(req.headers()));
+    switchyard_telemetry::record_trace_id(&span);
+    switchyard_telemetry::set_attribute(&span, "http.request.method", method.to_string());
+    switchyard_telemetry::set_attribute(&span, "url.path", path.to_owned());
+    if !route.is_empty() {
+        switchyard_telemetry::set_attribute(&span, "http.route", route.to_owned());
+    }
+    span
+}
+
+fn trace_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    TRACE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), v.to_owned()))
+        })
+        .collect()
 }
 
 /// OpenAI's error JSON with the mapped status.
@@ -118,13 +177,7 @@ fn context(headers: &HeaderMap) -> RequestContext {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let headers = TRACE_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(*name)?.to_str().ok()?;
-            Some(((*name).to_owned(), v.to_owned()))
-        })
-        .collect();
+    let headers = trace_headers(headers);
     RequestContext {
         request_id,
         operation: "chat",
@@ -198,18 +251,23 @@ fn missing_field(msg: &str) -> Option<&str> {
 
 async fn chat_completions(
     State(state): State<AppState>,
+    Extension(access): Extension<AccessInfo>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let refused = |e: GatewayError| {
+        access.error(&e);
+        error_response(&e)
+    };
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(&GatewayError::PayloadTooLarge {
+            return refused(GatewayError::PayloadTooLarge {
                 limit: state.max_body_bytes,
             });
         }
         Err(rejection) => {
-            return error_response(&GatewayError::InvalidRequest {
+            return refused(GatewayError::InvalidRequest {
                 message: rejection.body_text(),
                 param: None,
             });
@@ -217,28 +275,38 @@ async fn chat_completions(
     };
     let (spec, stream) = match parse_request(&body) {
         Ok(v) => v,
-        Err(e) => return error_response(&e),
+        Err(e) => return refused(e),
     };
+    access.requested(&spec.model);
     let ctx = context(&headers);
     if stream {
         let include_usage = spec.include_usage;
         match state.gateway.chat_stream(spec, &ctx).await {
             Ok((served, events)) => {
-                let mut res = sse_response(events, include_usage);
+                access.served(&served);
+                let mut res = sse_response(access.watch(events), include_usage);
                 served_headers(&mut res, &served);
                 res
             }
-            Err(f) => failed_response(&f),
+            Err(f) => {
+                access.failed(&f);
+                failed_response(&f)
+            }
         }
     } else {
         match state.gateway.chat(spec, &ctx).await {
             Ok((served, result)) => {
+                access.served(&served);
+                access.usage(result.usage.as_ref());
                 let body = convert::result_to_response(&result);
                 let mut res = json_response(StatusCode::OK, &body);
                 served_headers(&mut res, &served);
                 res
             }
-            Err(f) => failed_response(&f),
+            Err(f) => {
+                access.failed(&f);
+                failed_response(&f)
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod access;
 pub mod admin;
 pub mod attempts;
 pub mod core;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+mod trace;
 
 pub use crate::core::Gateway;
 

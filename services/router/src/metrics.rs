@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -267,7 +267,11 @@ impl Metrics {
     }
 }
 
-/// Per-target gauges read from the routing health at scrape time.
+/// How a per-target gauge reads its value from the health snapshot.
+type GaugeOf = fn(&switchyard_routing::TargetHealth) -> i64;
+
+/// Per-target gauges read from the routing health at scrape time, and the
+/// trace exporter's dropped-span count.
 #[derive(Debug)]
 struct TargetGauges {
     health: Arc<Health>,
@@ -276,7 +280,7 @@ struct TargetGauges {
 impl Collector for TargetGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snapshot = self.health.snapshot();
-        let gauges: [(&str, &str, fn(&switchyard_routing::TargetHealth) -> i64); 3] = [
+        let gauges: [(&str, &str, GaugeOf); 3] = [
             (
                 "switchyard_breaker_state",
                 "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
@@ -297,6 +301,14 @@ impl Collector for TargetGauges {
                 |t| i64::try_from(t.cooldown_remaining_ms).unwrap_or(i64::MAX),
             ),
         ];
+        let dropped = ConstCounter::new(switchyard_telemetry::dropped_spans());
+        let metric = encoder.encode_descriptor(
+            "switchyard_trace_spans_dropped",
+            "Spans dropped because the trace export queue was full (collector slow or down)",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric)?;
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(0i64);
             let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;

@@ -62,12 +62,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Check { config } = &cli.command {
-        return check(config);
-    }
-    switchyard_telemetry::init_logging();
-    // reqwest and async-nats both use rustls; one process-wide provider.
+    // reqwest (providers, OTLP/HTTP export) and async-nats use rustls; one
+    // process-wide provider, installed before anything builds a client.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let (role, path) = match &cli.command {
+        Command::Serve { config } => ("serve", config.as_ref()),
+        Command::Router { config } => ("router", Some(config)),
+        Command::Worker { config, .. } => ("worker", Some(config)),
+        Command::Check { config } => return check(config),
+    };
+    // The config says where traces go, so it is read before telemetry starts.
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let telemetry = switchyard_telemetry::init(&format!("switchyard-{role}"), &config.telemetry);
+    if path.is_none() {
+        tracing::info!(
+            "no config file given: serving the embedded default (demo provider + providers from environment keys)"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,14 +92,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command, config));
+    drop(runtime);
+    // Outside async code: the last spans are flushed (for a few seconds at
+    // most when the collector is down).
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            let _ = writeln!(std::io::stderr(), "switchyard: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    // Also when logging is not set up yet (a bad config).
+    switchyard_telemetry::init_logging();
+    tracing::error!("{e:#}");
+    let _ = writeln!(std::io::stderr(), "switchyard: {e:#}");
+    ExitCode::FAILURE
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -121,12 +144,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config> {
     );
     let mut config = match path {
         Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?,
-        None => {
-            tracing::info!(
-                "no config file given: serving the embedded default (demo provider + providers from environment keys)"
-            );
-            Config::embedded_default()
-        }
+        None => Config::embedded_default(),
     };
     config
         .apply_env_overrides(|k| std::env::var(k).ok())
@@ -192,15 +210,15 @@ async fn spawn_worker(
     }))
 }
 
-async fn run(command: Command) -> Result<()> {
+async fn run(command: Command, config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     match command {
         // Handled in main before the runtime starts.
         Command::Check { .. } => {}
-        Command::Serve { config } => {
-            let config_path = config;
-            let config = load(config_path.as_ref())?;
+        Command::Serve {
+            config: config_path,
+        } => {
             let bus = connect_bus(&config, "serve", false).await?;
             let http = switchyard_providers::registry::http_client();
             let mut workers = Vec::new();
@@ -234,7 +252,6 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         Command::Router { config: path } => {
-            let config = load(Some(&path))?;
             let bus = connect_bus(&config, "router", true).await?;
             let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
             watch_config(
@@ -245,8 +262,7 @@ async fn run(command: Command) -> Result<()> {
             );
             wait_router(router, &shutdown, config.server.shutdown_grace).await?;
         }
-        Command::Worker { config, provider } => {
-            let config = load(Some(&config))?;
+        Command::Worker { provider, .. } => {
             let bus = connect_bus(&config, "worker", true).await?;
             let http = switchyard_providers::registry::http_client();
             spawn_worker(&config, &provider, bus, http, shutdown.clone())

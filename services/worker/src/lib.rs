@@ -22,9 +22,16 @@ use switchyard_config::ProviderConfig;
 use switchyard_proto::bus::v1::{ErrorKind, StreamEnd, UpstreamError};
 use switchyard_proto::gateway::v1::Usage;
 use switchyard_providers::{ChatCall, Provider, ProviderError};
+use switchyard_telemetry::semconv::{
+    GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS, SWITCHYARD_ATTEMPT, SWITCHYARD_OUTCOME, SWITCHYARD_PROVIDER_KIND,
+    SWITCHYARD_REQUEST_ID, SWITCHYARD_STREAM, SWITCHYARD_UPSTREAM_STATUS,
+};
+use switchyard_telemetry::set_attribute;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -96,17 +103,23 @@ impl Worker {
     }
 
     fn dispatch(&self, job: Job, tracker: &TaskTracker, hard_stop: CancellationToken) {
+        let span = job_span(&self.provider_name, self.provider.kind(), &job);
         let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
         if self.slots.available_permits() == 0 && waiting >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            tracker.spawn(async move {
-                let e = UpstreamError {
-                    kind: ErrorKind::Overloaded as i32,
-                    message: "worker at capacity (max_concurrency and max_queue reached)".into(),
-                    ..Default::default()
-                };
-                let _ = job.reply.send(Event::Error(e)).await;
-            });
+            tracker.spawn(
+                async move {
+                    let e = UpstreamError {
+                        kind: ErrorKind::Overloaded as i32,
+                        message: "worker at capacity (max_concurrency and max_queue reached)"
+                            .into(),
+                        ..Default::default()
+                    };
+                    job_failed(&e);
+                    let _ = job.reply.send(Event::Error(e)).await;
+                }
+                .instrument(span),
+            );
             return;
         }
         let slots = self.slots.clone();
@@ -124,14 +137,16 @@ impl Worker {
             tokio::select! {
                 _ = run_job(&*provider, &job) => {}
                 _ = cancelled.cancelled() => {
+                    set_attribute(&Span::current(), SWITCHYARD_OUTCOME, "cancelled");
                     tracing::debug!(request_id = %job.request.request_id, "job cancelled: upstream call dropped");
                 }
                 _ = hard_stop.cancelled() => {
                     let e = UpstreamError { kind: ErrorKind::Internal as i32, message: "worker shut down before the answer finished".into(), ..Default::default() };
+                    job_failed(&e);
                     let _ = job.reply.send(Event::Error(e)).await;
                 }
             }
-        });
+        }.instrument(span));
     }
 }
 
@@ -154,8 +169,15 @@ async fn run_job(provider: &dyn Provider, job: &Job) {
     };
     if !req.stream {
         let event = match provider.chat(&call).await {
-            Ok(result) => Event::Result(result),
-            Err(e) => Event::Error(upstream_error(&e)),
+            Ok(result) => {
+                job_done(result.usage.as_ref());
+                Event::Result(result)
+            }
+            Err(e) => {
+                let e = upstream_error(&e);
+                job_failed(&e);
+                Event::Error(e)
+            }
         };
         let _ = job.reply.send(event).await;
         return;
@@ -163,7 +185,9 @@ async fn run_job(provider: &dyn Provider, job: &Job) {
     let mut chunks = match provider.chat_stream(&call).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = job.reply.send(Event::Error(upstream_error(&e))).await;
+            let e = upstream_error(&e);
+            job_failed(&e);
+            let _ = job.reply.send(Event::Error(e)).await;
             return;
         }
     };
@@ -181,16 +205,77 @@ async fn run_job(provider: &dyn Provider, job: &Job) {
                 }
                 if job.reply.send(Event::Chunk(chunk)).await.is_err() {
                     // The caller is gone: dropping `chunks` closes the upstream.
+                    set_attribute(&Span::current(), SWITCHYARD_OUTCOME, "cancelled");
                     return;
                 }
             }
             Err(e) => {
-                let _ = job.reply.send(Event::Error(upstream_error(&e))).await;
+                let e = upstream_error(&e);
+                job_failed(&e);
+                let _ = job.reply.send(Event::Error(e)).await;
                 return;
             }
         }
     }
+    job_done(usage.as_ref());
     let _ = job.reply.send(Event::End(StreamEnd { usage })).await;
+}
+
+/// The worker's span for one job: a server span continuing the router's
+/// attempt span (its context came in the bus headers), so the trace runs
+/// router request -> attempt -> worker -> upstream call.
+fn job_span(provider: &str, kind: &'static str, job: &Job) -> Span {
+    let req = &job.request;
+    let span = tracing::info_span!(
+        "worker",
+        otel.name = %format_args!("worker {provider}"),
+        otel.kind = "server",
+        request_id = %req.request_id,
+        trace_id = tracing::field::Empty,
+    );
+    switchyard_telemetry::set_parent(&span, &job.headers);
+    switchyard_telemetry::record_trace_id(&span);
+    set_attribute(&span, SWITCHYARD_REQUEST_ID, req.request_id.clone());
+    set_attribute(&span, GEN_AI_OPERATION_NAME, "chat");
+    set_attribute(&span, GEN_AI_PROVIDER_NAME, provider.to_owned());
+    set_attribute(&span, SWITCHYARD_PROVIDER_KIND, kind);
+    set_attribute(&span, GEN_AI_REQUEST_MODEL, req.upstream_model.clone());
+    set_attribute(&span, SWITCHYARD_ATTEMPT, i64::from(req.attempt));
+    set_attribute(&span, SWITCHYARD_STREAM, req.stream);
+    span
+}
+
+/// Notes a failed job on the current (job) span.
+fn job_failed(e: &UpstreamError) {
+    let span = Span::current();
+    let kind = ErrorKind::try_from(e.kind)
+        .unwrap_or(ErrorKind::Unspecified)
+        .as_str_name()
+        .trim_start_matches("ERROR_KIND_")
+        .to_ascii_lowercase();
+    set_attribute(&span, SWITCHYARD_OUTCOME, kind.clone());
+    if e.upstream_status > 0 {
+        set_attribute(
+            &span,
+            SWITCHYARD_UPSTREAM_STATUS,
+            i64::from(e.upstream_status),
+        );
+    }
+    switchyard_telemetry::set_error(&span, &kind, e.message.clone());
+}
+
+/// Notes a served job (and its usage) on the current (job) span.
+fn job_done(usage: Option<&Usage>) {
+    let span = Span::current();
+    set_attribute(&span, SWITCHYARD_OUTCOME, "ok");
+    if let Some(u) = usage {
+        set_attribute(&span, GEN_AI_USAGE_INPUT_TOKENS, i64::from(u.prompt_tokens));
+        set_attribute(
+            &span,
+            GEN_AI_USAGE_OUTPUT_TOKENS,
+            i64::from(u.completion_tokens),
+        );
+    }
 }
 
 fn millis(d: Option<Duration>) -> u64 {

@@ -15,6 +15,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_config::{ProviderConfig, Secret};
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
+use tracing::Instrument;
 use url::Url;
 
 use crate::registry::BuildError;
@@ -159,6 +160,8 @@ impl OpenAiProvider {
             .await
             .map_err(|e| from_reqwest(&e, deadline))?;
         let status = resp.status();
+        // i64: the OpenTelemetry layer records unsigned integers as text.
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_success() {
             return Ok(resp);
         }
@@ -213,6 +216,47 @@ impl OpenAiProvider {
     }
 }
 
+impl OpenAiProvider {
+    /// The client span of one upstream call (GenAI and HTTP client
+    /// conventions). The URL's host and path only: never its query or
+    /// credentials.
+    fn upstream_span(&self, call: &ChatCall) -> tracing::Span {
+        tracing::info_span!(
+            "upstream",
+            otel.name = %format_args!("chat {}", call.upstream_model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = %self.name,
+            gen_ai.request.model = %call.upstream_model,
+            http.request.method = "POST",
+            server.address = self.endpoint.host_str().unwrap_or_default(),
+            server.port = i64::from(self.endpoint.port_or_known_default().unwrap_or_default()),
+            url.path = self.endpoint.path(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        )
+    }
+}
+
+/// Marks the upstream span failed with the (scrubbed) error.
+fn failed(span: &tracing::Span, e: &ProviderError) {
+    let kind = match e {
+        ProviderError::RateLimited { .. } => "rate_limited",
+        ProviderError::Overloaded { .. } => "overloaded",
+        ProviderError::BadRequest { .. } => "bad_request",
+        ProviderError::Auth { .. } => "auth",
+        ProviderError::ContextTooLong { .. } => "context_too_long",
+        ProviderError::NotFound { .. } => "not_found",
+        ProviderError::Timeout(_) => "timeout",
+        ProviderError::Connection(_) => "connection",
+        ProviderError::Upstream { .. } => "upstream",
+        ProviderError::InvalidResponse(_) => "invalid_response",
+    };
+    span.record("error.type", kind);
+    span.record("otel.status_description", e.to_string());
+}
+
 /// reqwest's body stream type is unnameable; boxed.
 type BodyChunks = stream::SseChunks<
     futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
@@ -250,32 +294,55 @@ impl Provider for OpenAiProvider {
 
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
         let deadline = self.deadline(call);
-        match tokio::time::timeout(deadline, self.chat_inner(call, deadline)).await {
+        let span = self.upstream_span(call);
+        let result = match tokio::time::timeout(deadline, self.chat_inner(call, deadline))
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r.map_err(|e| self.scrub(e)),
             Err(_) => Err(ProviderError::Timeout(deadline)),
+        };
+        if let Err(e) = &result {
+            failed(&span, e);
         }
+        result
     }
 
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
         let deadline = self.deadline(call);
-        let opened = match tokio::time::timeout(deadline, self.open_stream(call, deadline)).await {
-            Ok(r) => r.map_err(|e| self.scrub(e))?,
-            Err(_) => return Err(ProviderError::Timeout(deadline)),
+        let span = self.upstream_span(call);
+        let opened = match tokio::time::timeout(deadline, self.open_stream(call, deadline))
+            .instrument(span.clone())
+            .await
+        {
+            Ok(r) => r.map_err(|e| self.scrub(e)),
+            Err(_) => Err(ProviderError::Timeout(deadline)),
         };
+        let opened = opened.inspect_err(|e| failed(&span, e))?;
         match opened {
             Opened::Complete(chunks) => Ok(Box::pin(futures_util::stream::iter(
                 chunks.into_iter().map(Ok),
             ))),
             Opened::Streaming(None, _) => Ok(Box::pin(futures_util::stream::empty())),
-            Opened::Streaming(Some(Err(e)), _) => Err(self.scrub(e)),
+            Opened::Streaming(Some(Err(e)), _) => {
+                let e = self.scrub(e);
+                failed(&span, &e);
+                Err(e)
+            }
             Opened::Streaming(Some(Ok(first)), rest) => {
                 let key = self.api_key.clone();
+                // The span lives as long as the body: the upstream call ends
+                // with the stream.
                 let rest = rest.map(move |item| {
-                    item.map_err(|e| match &key {
-                        Some(k) if !k.expose().is_empty() => {
-                            e.map_message(|m| m.replace(k.expose(), "[redacted]"))
-                        }
-                        _ => e,
+                    item.map_err(|e| {
+                        let e = match &key {
+                            Some(k) if !k.expose().is_empty() => {
+                                e.map_message(|m| m.replace(k.expose(), "[redacted]"))
+                            }
+                            _ => e,
+                        };
+                        failed(&span, &e);
+                        e
                     })
                 });
                 Ok(Box::pin(

@@ -1,0 +1,559 @@
+//! Installing the global subscriber: the log layer, the OpenTelemetry layer
+//! and, when an endpoint is configured, the OTLP export pipeline.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use switchyard_config::{OtlpProtocol, TelemetryConfig};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::export::{BoundedProcessor, OnRuntime, Queue};
+
+/// `json` or `text`; unset: JSON unless stderr is a terminal.
+pub const LOG_FORMAT_ENV: &str = "SWITCHYARD_LOG_FORMAT";
+
+const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+const BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+
+/// The SDK's default: enough for bursts between exports (every 5 s).
+const DEFAULT_MAX_QUEUE: usize = 2048;
+
+/// How long shutdown waits for the last spans to leave. Bounded so a dead
+/// collector does not hold up a rolling restart.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Internal spans of the transport crates: hundreds per request, and the
+/// exporter's own calls would be traced in turn.
+const QUIET_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "tower_http",
+    "reqwest",
+    "rustls",
+    "async_nats",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+];
+
+/// Keeps the export pipeline alive; dropping it flushes queued spans (for
+/// at most 3 s) and stops the export thread. Drop it outside async code, or
+/// call [`TelemetryGuard::shutdown`] from `spawn_blocking`: the flush blocks.
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TelemetryGuard {
+    /// Whether spans are exported (an OTLP endpoint was configured and the
+    /// exporter could be built).
+    pub fn exporting(&self) -> bool {
+        self.runtime.is_some()
+    }
+
+    /// Flushes queued spans and stops export. Blocks (at most 3 s).
+    pub fn shutdown(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && self.runtime.is_some()
+            && let Err(e) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "span export did not finish cleanly at shutdown");
+        }
+        if let Some(rt) = self.runtime.take() {
+            // `shutdown_background` may be called anywhere, async code included.
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.exporting())
+            .finish()
+    }
+}
+
+/// Installs logging and tracing for a process whose spans are named
+/// `service` (e.g. `switchyard-router`; `OTEL_SERVICE_NAME` wins). Never
+/// fails: an exporter that cannot be set up is logged and export stays off.
+/// Later calls (tests) leave the first subscriber in place.
+pub fn init(service: &str, cfg: &TelemetryConfig) -> TelemetryGuard {
+    init_with_env(service, cfg, &|k| std::env::var(k).ok())
+}
+
+/// Logs only, no OpenTelemetry layer: for tools and tests.
+pub fn init_logging() {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut notes = Vec::new();
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(&mut notes, &|k| std::env::var(k).ok()))
+        .try_init();
+}
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn init_with_env(service: &str, cfg: &TelemetryConfig, env: Env<'_>) -> TelemetryGuard {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // Problems are logged once the subscriber that shows them is in place.
+    let mut notes: Vec<String> = Vec::new();
+    let plan = export_plan(cfg, env, &mut notes);
+    let mut runtime = None;
+    let mut builder = SdkTracerProvider::builder().with_resource(resource(service, env));
+    let mut export_to = None;
+    if let Some(plan) = &plan {
+        match build_pipeline(plan, env) {
+            Ok((rt, processor)) => {
+                builder = builder.with_span_processor(processor);
+                runtime = Some(rt);
+                export_to = Some(plan.describe());
+            }
+            Err(e) => notes.push(format!("span export is off: {e}")),
+        }
+    }
+    // None: OTEL_TRACES_SAMPLER is set, and the SDK reads it (and its argument).
+    if let Some(s) = sampler(cfg, env, runtime.is_some()) {
+        builder = builder.with_sampler(s);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("switchyard");
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_target(false)
+        .with_location(false)
+        .with_tracked_inactivity(false)
+        .with_filter(otel_filter())
+        .boxed();
+    let installed = tracing_subscriber::registry()
+        .with(vec![log_layer(&mut notes, env), otel])
+        .try_init()
+        .is_ok();
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    if !installed {
+        // Someone else's subscriber is in place; ours would see no spans.
+        let _ = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        if let Some(rt) = runtime {
+            rt.shutdown_background();
+        }
+        return TelemetryGuard {
+            provider: None,
+            runtime: None,
+        };
+    }
+    if let Some(to) = export_to {
+        tracing::info!(service, export = %to, "exporting traces over OTLP");
+    }
+    TelemetryGuard {
+        provider: Some(provider),
+        runtime,
+    }
+}
+
+fn log_layer(notes: &mut Vec<String>, env: Env<'_>) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
+    let json = match env(LOG_FORMAT_ENV).map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if v == "json" => true,
+        Some(v) if v == "text" || v == "pretty" => false,
+        Some(v) if v.is_empty() => !terminal,
+        Some(v) => {
+            notes.push(format!(
+                "{LOG_FORMAT_ENV}=`{v}` is neither `json` nor `text`; choosing by the terminal"
+            ));
+            !terminal
+        }
+        None => !terminal,
+    };
+    if json {
+        // Span fields (request_id, trace_id) come in `spans`, outermost first.
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(TextFields)
+            .with_writer(std::io::stderr)
+            .with_ansi(terminal && env("NO_COLOR").is_none())
+            .with_target(true)
+            .with_filter(filter)
+            .boxed()
+    }
+}
+
+/// The default text field format minus the `otel.*` fields (span name and
+/// kind for the trace), which would open every log line of a request.
+struct TextFields;
+
+impl<'w> FormatFields<'w> for TextFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        let mut v = TextVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+struct TextVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl TextVisitor<'_> {
+    fn write(&mut self, field: &Field, value: std::fmt::Arguments<'_>) {
+        if self.result.is_err() || field.name().starts_with("otel.") {
+            return;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{sep}{value}")
+        } else {
+            write!(self.writer, "{sep}{}={value}", field.name())
+        };
+    }
+}
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.write(field, format_args!("{value}"));
+        } else {
+            self.write(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.write(field, format_args!("{value:?}"));
+    }
+}
+
+/// Spans switchyard makes are INFO; the transport crates' are kept out.
+fn otel_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_targets(QUIET_TARGETS.iter().map(|t| (*t, LevelFilter::OFF)))
+}
+
+fn resource(service: &str, env: Env<'_>) -> Resource {
+    let name = env(SERVICE_NAME)
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| service.to_owned());
+    // `builder()` also reads OTEL_RESOURCE_ATTRIBUTES.
+    Resource::builder()
+        .with_service_name(name)
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Parent-based: a request arriving with a `traceparent` follows its
+/// caller's decision; new traces are kept at the configured ratio.
+fn sampler(cfg: &TelemetryConfig, env: Env<'_>, exporting: bool) -> Option<Sampler> {
+    if !exporting {
+        // Trace ids still exist (logs carry them, workers continue them), but
+        // nothing is recorded that nobody would receive.
+        return Some(Sampler::AlwaysOff);
+    }
+    if env(SAMPLER).is_some_and(|s| !s.trim().is_empty()) {
+        return None;
+    }
+    let ratio = env(SAMPLER_ARG)
+        .and_then(|a| a.trim().parse::<f64>().ok())
+        .filter(|r| (0.0..=1.0).contains(r))
+        .unwrap_or(cfg.sampling_ratio);
+    Some(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        ratio,
+    ))))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ExportPlan {
+    protocol: OtlpProtocol,
+    /// From the config; `None`: the exporter reads the `OTEL_*` variables.
+    endpoint: Option<String>,
+}
+
+impl ExportPlan {
+    fn describe(&self) -> String {
+        let protocol = match self.protocol {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::Http => "http/protobuf",
+        };
+        match &self.endpoint {
+            Some(e) => format!("{protocol} to {e}"),
+            None => format!("{protocol} to the OTEL_EXPORTER_OTLP_* endpoint"),
+        }
+    }
+}
+
+fn non_empty(env: Env<'_>, key: &str) -> Option<String> {
+    env(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether and where to export: the environment first, then the config.
+fn export_plan(cfg: &TelemetryConfig, env: Env<'_>, notes: &mut Vec<String>) -> Option<ExportPlan> {
+    if non_empty(env, SDK_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    match non_empty(env, TRACES_EXPORTER).map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == "none" => return None,
+        Some(v) if v != "otlp" => notes.push(format!(
+            "{TRACES_EXPORTER}=`{v}` is not supported; only `otlp` (or `none`)"
+        )),
+        _ => {}
+    }
+    let protocol = match non_empty(env, TRACES_PROTOCOL).or_else(|| non_empty(env, PROTOCOL)) {
+        Some(p) if p == "grpc" => OtlpProtocol::Grpc,
+        Some(p) if p == "http/protobuf" => OtlpProtocol::Http,
+        Some(p) if p == "http/json" => {
+            notes.push(
+                "OTLP http/json is not supported; exporting http/protobuf to the same endpoint"
+                    .to_owned(),
+            );
+            OtlpProtocol::Http
+        }
+        Some(p) => {
+            notes.push(format!(
+                "unknown OTLP protocol `{p}` (expected grpc or http/protobuf); using telemetry.otlp_protocol"
+            ));
+            cfg.otlp_protocol
+        }
+        None => cfg.otlp_protocol,
+    };
+    let from_env = non_empty(env, TRACES_ENDPOINT).is_some() || non_empty(env, ENDPOINT).is_some();
+    if from_env {
+        return Some(ExportPlan {
+            protocol,
+            endpoint: None,
+        });
+    }
+    let endpoint = cfg.otlp_endpoint.as_deref()?.trim();
+    let endpoint = match protocol {
+        OtlpProtocol::Grpc => endpoint.to_owned(),
+        // Like OTEL_EXPORTER_OTLP_ENDPOINT, the key names the collector; the
+        // traces path goes after it.
+        OtlpProtocol::Http if endpoint.trim_end_matches('/').ends_with("/v1/traces") => {
+            endpoint.to_owned()
+        }
+        OtlpProtocol::Http => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+    };
+    Some(ExportPlan {
+        protocol,
+        endpoint: Some(endpoint),
+    })
+}
+
+fn build_pipeline(
+    plan: &ExportPlan,
+    env: Env<'_>,
+) -> Result<(tokio::runtime::Runtime, BoundedProcessor), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-export")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the export thread: {e}"))?;
+    // tonic's lazily connecting channel starts its worker on the runtime
+    // current while it is built.
+    let exporter = {
+        let _entered = rt.enter();
+        match plan.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_protocol(Protocol::Grpc);
+                if let Some(e) = &plan.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build()
+            }
+            OtlpProtocol::Http => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary);
+                if let Some(e) = &plan.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build()
+            }
+        }
+        .map_err(|e| e.to_string())?
+    };
+    let limit = non_empty(env, BSP_MAX_QUEUE_SIZE)
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_QUEUE);
+    let queue = Arc::new(Queue::default());
+    let batch = BatchSpanProcessor::new(
+        OnRuntime::new(exporter, rt.handle().clone(), queue.clone()),
+        BatchConfigBuilder::default()
+            .with_max_queue_size(limit)
+            .build(),
+    );
+    Ok((rt, BoundedProcessor::new(batch, queue, limit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn plan(cfg: &TelemetryConfig, vars: &[(&str, &str)]) -> (Option<ExportPlan>, Vec<String>) {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut notes = Vec::new();
+        let p = export_plan(cfg, &|k| vars.get(k).cloned(), &mut notes);
+        (p, notes)
+    }
+
+    #[test]
+    fn no_endpoint_means_no_export() {
+        assert_eq!(plan(&TelemetryConfig::default(), &[]).0, None);
+        assert_eq!(
+            plan(&TelemetryConfig::default(), &[(ENDPOINT, " ")]).0,
+            None
+        );
+    }
+
+    #[test]
+    fn environment_wins_over_config() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://config:4318".into()),
+            otlp_protocol: OtlpProtocol::Http,
+            ..TelemetryConfig::default()
+        };
+        let (p, _) = plan(&cfg, &[(ENDPOINT, "http://env:4317"), (PROTOCOL, "grpc")]);
+        assert_eq!(
+            p,
+            Some(ExportPlan {
+                protocol: OtlpProtocol::Grpc,
+                endpoint: None
+            })
+        );
+        // The signal-specific variables win over the general ones.
+        let (p, _) = plan(
+            &cfg,
+            &[
+                (TRACES_ENDPOINT, "http://env:4318/v1/traces"),
+                (PROTOCOL, "grpc"),
+                (TRACES_PROTOCOL, "http/protobuf"),
+            ],
+        );
+        assert_eq!(p.map(|p| p.protocol), Some(OtlpProtocol::Http));
+    }
+
+    #[test]
+    fn config_endpoint_gets_the_http_traces_path() {
+        let mut cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://collector:4318/".into()),
+            otlp_protocol: OtlpProtocol::Http,
+            ..TelemetryConfig::default()
+        };
+        assert_eq!(
+            plan(&cfg, &[]).0.and_then(|p| p.endpoint).as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        cfg.otlp_endpoint = Some("http://collector:4318/v1/traces".into());
+        assert_eq!(
+            plan(&cfg, &[]).0.and_then(|p| p.endpoint).as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        cfg.otlp_protocol = OtlpProtocol::Grpc;
+        cfg.otlp_endpoint = Some("http://collector:4317".into());
+        assert_eq!(
+            plan(&cfg, &[]).0.and_then(|p| p.endpoint).as_deref(),
+            Some("http://collector:4317")
+        );
+    }
+
+    #[test]
+    fn export_can_be_switched_off_and_odd_values_are_noted() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://collector:4317".into()),
+            ..TelemetryConfig::default()
+        };
+        assert_eq!(plan(&cfg, &[(SDK_DISABLED, "true")]).0, None);
+        assert_eq!(plan(&cfg, &[(TRACES_EXPORTER, "none")]).0, None);
+        let (p, notes) = plan(&cfg, &[(PROTOCOL, "http/json")]);
+        assert_eq!(p.map(|p| p.protocol), Some(OtlpProtocol::Http));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    #[test]
+    fn sampler_ratio_from_config_or_environment() {
+        let cfg = TelemetryConfig {
+            sampling_ratio: 0.25,
+            ..TelemetryConfig::default()
+        };
+        let none = |_: &str| None;
+        assert!(matches!(
+            sampler(&cfg, &none, false),
+            Some(Sampler::AlwaysOff)
+        ));
+        let Some(Sampler::ParentBased(root)) = sampler(&cfg, &none, true) else {
+            panic!("expected a parent-based sampler");
+        };
+        assert!(format!("{root:?}").contains("0.25"), "{root:?}");
+        let arg = |k: &str| (k == SAMPLER_ARG).then(|| "0.5".to_owned());
+        let Some(Sampler::ParentBased(root)) = sampler(&cfg, &arg, true) else {
+            panic!("expected a parent-based sampler");
+        };
+        assert!(format!("{root:?}").contains("0.5"), "{root:?}");
+        let named = |k: &str| (k == SAMPLER).then(|| "always_on".to_owned());
+        assert!(sampler(&cfg, &named, true).is_none());
+    }
+}

@@ -1,14 +1,21 @@
-//! A real OTLP/gRPC trace receiver for tests: the `TraceService` of
-//! `opentelemetry-proto` served by tonic on 127.0.0.1 (port 0), collecting
-//! every span it is sent, from any number of processes. Tests wait for the
-//! spans they expect with [`Receiver::wait_for`] (woken on every export, no
-//! polling sleeps).
+//! A real OTLP/gRPC receiver for tests: the `TraceService` and
+//! `MetricsService` of `opentelemetry-proto` served by tonic on 127.0.0.1
+//! (port 0), collecting every span and metric it is sent, from any number
+//! of processes. Tests wait for the spans they expect with
+//! [`Receiver::wait_for`] and for metrics with [`Receiver::wait_for_metrics`]
+//! (woken on every export, no polling sleeps).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -16,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -110,10 +118,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One received metric (its data points are not kept: tests ask which
+/// metrics arrived, from which service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The resource's `service.name`.
+    pub service: String,
+    pub name: String,
+}
+
+/// The resource's `service.name`, empty when it has none.
+fn service_name(resource: Option<&Resource>) -> String {
+    resource
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .map(|kv| match Value::from_any(kv.value.as_ref()) {
+            Value::Str(s) => s,
+            _ => String::new(),
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Default)]
 struct Collected {
     spans: Mutex<Vec<Span>>,
-    /// Notified after every export request was stored.
+    metrics: Mutex<Vec<Metric>>,
+    /// Notified after every export request (spans or metrics) was stored.
     arrived: Notify,
 }
 
@@ -127,15 +156,7 @@ impl TraceService for Service {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for rs in request.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                .map(|kv| match Value::from_any(kv.value.as_ref()) {
-                    Value::Str(s) => s,
-                    _ => String::new(),
-                })
-                .unwrap_or_default();
+            let service = service_name(rs.resource.as_ref());
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     let status = s.status.unwrap_or_default();
@@ -167,6 +188,28 @@ impl TraceService for Service {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for rm in request.into_inner().resource_metrics {
+            let service = service_name(rm.resource.as_ref());
+            for sm in rm.scope_metrics {
+                received.extend(sm.metrics.into_iter().map(|m| Metric {
+                    service: service.clone(),
+                    name: m.name,
+                }));
+            }
+        }
+        self.0.metrics.lock().unwrap().extend(received);
+        self.0.arrived.notify_waiters();
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
 pub struct Receiver {
     pub addr: SocketAddr,
     collected: Arc<Collected>,
@@ -180,9 +223,11 @@ impl Receiver {
         let addr = listener.local_addr()?;
         let collected = Arc::new(Collected::default());
         let service = TraceServiceServer::new(Service(collected.clone()));
+        let metrics = MetricsServiceServer::new(Service(collected.clone()));
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(metrics)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
@@ -203,9 +248,46 @@ impl Receiver {
         self.collected.spans.lock().unwrap().clone()
     }
 
+    /// Every metric received so far, one entry per metric per export.
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.collected.metrics.lock().unwrap().clone()
+    }
+
     /// Waits until `done` holds for the spans received (at most `limit`),
     /// and returns them. Panics with what did arrive when time runs out.
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        self.wait_until(
+            limit,
+            || self.spans(),
+            done,
+            |s| format!("{} {} ({})", s.service, s.name, s.trace_id),
+        )
+        .await
+    }
+
+    /// Waits until `done` holds for the metrics received (at most `limit`),
+    /// and returns them. Panics with what did arrive when time runs out.
+    pub async fn wait_for_metrics(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Metric]) -> bool,
+    ) -> Vec<Metric> {
+        self.wait_until(
+            limit,
+            || self.metrics(),
+            done,
+            |m| format!("{} {}", m.service, m.name),
+        )
+        .await
+    }
+
+    async fn wait_until<T>(
+        &self,
+        limit: Duration,
+        read: impl Fn() -> Vec<T>,
+        done: impl Fn(&[T]) -> bool,
+        show: impl Fn(&T) -> String,
+    ) -> Vec<T> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             // Registered before the check, so an export landing in between
@@ -213,17 +295,15 @@ impl Receiver {
             let arrived = self.collected.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            let spans = self.spans();
-            if done(&spans) {
-                return spans;
+            let items = read();
+            if done(&items) {
+                return items;
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                let names: Vec<String> = spans
-                    .iter()
-                    .map(|s| format!("{} {} ({})", s.service, s.name, s.trace_id))
-                    .collect();
+                let mut names: Vec<String> = items.iter().map(&show).collect();
+                names.dedup();
                 panic!(
-                    "the expected spans did not arrive within {limit:?}; received:\n{}",
+                    "what was expected did not arrive within {limit:?}; received:\n{}",
                     names.join("\n")
                 );
             }

@@ -1,5 +1,6 @@
 //! Installing the global subscriber: the log layer, the OpenTelemetry layer
-//! and, when an endpoint is configured, the OTLP export pipeline.
+//! and, when an endpoint is configured, the OTLP export pipelines (spans and
+//! metrics, sharing one export runtime).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
@@ -30,17 +32,25 @@ pub const LOG_FORMAT_ENV: &str = "SWITCHYARD_LOG_FORMAT";
 
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
 const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
 const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 const SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 const SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// Milliseconds between metric exports.
+const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 const BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 
 /// The SDK's default: enough for bursts between exports (every 5 s).
 const DEFAULT_MAX_QUEUE: usize = 2048;
+
+/// The specification's default metric export interval.
+const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for the last spans to leave. Bounded so a dead
 /// collector does not hold up a rolling restart.
@@ -63,12 +73,16 @@ const QUIET_TARGETS: &[&str] = &[
     "opentelemetry_otlp",
 ];
 
-/// Keeps the export pipeline alive; dropping it flushes queued spans (for
-/// at most 3 s) and stops the export thread. Drop it outside async code, or
-/// call [`TelemetryGuard::shutdown`] from `spawn_blocking`: the flush blocks.
-#[must_use = "dropping the guard stops span export"]
+/// Keeps the export pipelines alive; dropping it flushes queued spans and
+/// the last metrics (for a few seconds at most) and stops the export
+/// thread. Drop it outside async code, or call [`TelemetryGuard::shutdown`]
+/// from `spawn_blocking`: the flush blocks.
+#[must_use = "dropping the guard stops span and metric export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    /// Whether `provider` has an exporter (metrics may export without it).
+    spans: bool,
+    meters: Option<SdkMeterProvider>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -76,20 +90,33 @@ impl TelemetryGuard {
     /// Whether spans are exported (an OTLP endpoint was configured and the
     /// exporter could be built).
     pub fn exporting(&self) -> bool {
-        self.runtime.is_some()
+        self.spans
     }
 
-    /// Flushes queued spans and stops export. Blocks (at most 3 s).
+    /// Whether metrics are exported over OTLP.
+    pub fn exporting_metrics(&self) -> bool {
+        self.meters.is_some()
+    }
+
+    /// Flushes queued spans and the last metrics, and stops export. Blocks
+    /// (a few seconds at most).
     pub fn shutdown(mut self) {
         self.close();
     }
 
     fn close(&mut self) {
         if let Some(provider) = self.provider.take()
-            && self.runtime.is_some()
+            && self.spans
             && let Err(e) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
         {
             tracing::warn!(error = %e, "span export did not finish cleanly at shutdown");
+        }
+        // Before the runtime goes: the final export runs on it. The SDK
+        // ignores the timeout given but bounds the wait itself (5 s).
+        if let Some(meters) = self.meters.take()
+            && let Err(e) = meters.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "metric export did not finish cleanly at shutdown");
         }
         if let Some(rt) = self.runtime.take() {
             // `shutdown_background` may be called anywhere, async code included.
@@ -108,6 +135,7 @@ impl std::fmt::Debug for TelemetryGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TelemetryGuard")
             .field("exporting", &self.exporting())
+            .field("exporting_metrics", &self.exporting_metrics())
             .finish()
     }
 }
@@ -135,22 +163,48 @@ fn init_with_env(service: &str, cfg: &TelemetryConfig, env: Env<'_>) -> Telemetr
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // Problems are logged once the subscriber that shows them is in place.
     let mut notes: Vec<String> = Vec::new();
-    let plan = export_plan(cfg, env, &mut notes);
+    let plan = export_plan(cfg, env, Signal::Traces, &mut notes);
+    let metrics_plan = export_plan(cfg, env, Signal::Metrics, &mut notes);
+    // One export thread for both signals.
     let mut runtime = None;
+    if plan.is_some() || metrics_plan.is_some() {
+        match export_runtime() {
+            Ok(rt) => runtime = Some(rt),
+            Err(e) => notes.push(format!("span and metric export are off: {e}")),
+        }
+    }
     let mut builder = SdkTracerProvider::builder().with_resource(resource(service, env));
     let mut export_to = None;
-    if let Some(plan) = &plan {
-        match build_pipeline(plan, env) {
-            Ok((rt, processor)) => {
+    if let (Some(plan), Some(rt)) = (&plan, &runtime) {
+        match build_pipeline(plan, env, rt) {
+            Ok(processor) => {
                 builder = builder.with_span_processor(processor);
-                runtime = Some(rt);
                 export_to = Some(plan.describe());
             }
             Err(e) => notes.push(format!("span export is off: {e}")),
         }
     }
+    let spans = export_to.is_some();
+    let mut meters = None;
+    let mut metrics_to = None;
+    if let (Some(plan), Some(rt)) = (&metrics_plan, &runtime) {
+        let interval = metric_interval(env, &mut notes);
+        match crate::metrics::meter_provider(
+            plan.protocol,
+            plan.endpoint.as_deref(),
+            interval,
+            resource(service, env),
+            rt,
+        ) {
+            Ok(p) => {
+                meters = Some(p);
+                metrics_to = Some(format!("{} every {interval:?}", plan.describe()));
+            }
+            Err(e) => notes.push(format!("metric export is off: {e}")),
+        }
+    }
     // None: OTEL_TRACES_SAMPLER is set, and the SDK reads it (and its argument).
-    if let Some(s) = sampler(cfg, env, runtime.is_some()) {
+    if let Some(s) = sampler(cfg, env, spans) {
         builder = builder.with_sampler(s);
     }
     let provider = builder.build();
@@ -167,25 +221,45 @@ fn init_with_env(service: &str, cfg: &TelemetryConfig, env: Env<'_>) -> Telemetr
         .with(vec![log_layer(&mut notes, env), otel])
         .try_init()
         .is_ok();
-    for n in &notes {
+    // Both signals resolve the protocol the same way: one note each is enough.
+    let mut unique: Vec<String> = Vec::with_capacity(notes.len());
+    for n in notes {
+        if !unique.contains(&n) {
+            unique.push(n);
+        }
+    }
+    for n in &unique {
         tracing::warn!("{n}");
     }
     if !installed {
-        // Someone else's subscriber is in place; ours would see no spans.
+        // Someone else's subscriber is in place; ours would see no spans,
+        // and the process's metrics are not ours to export either.
         let _ = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        if let Some(m) = meters {
+            let _ = m.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+        }
         if let Some(rt) = runtime {
             rt.shutdown_background();
         }
         return TelemetryGuard {
             provider: None,
+            spans: false,
+            meters: None,
             runtime: None,
         };
     }
     if let Some(to) = export_to {
         tracing::info!(service, export = %to, "exporting traces over OTLP");
     }
+    if let (Some(m), Some(to)) = (&meters, metrics_to) {
+        // Instruments made from `crate::meter()` from now on record.
+        opentelemetry::global::set_meter_provider(m.clone());
+        tracing::info!(service, export = %to, "exporting metrics over OTLP");
+    }
     TelemetryGuard {
         provider: Some(provider),
+        spans,
+        meters,
         runtime,
     }
 }
@@ -335,25 +409,87 @@ impl ExportPlan {
     }
 }
 
+/// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds), 60 s when unset or invalid.
+fn metric_interval(env: Env<'_>, notes: &mut Vec<String>) -> Duration {
+    match non_empty(env, METRIC_EXPORT_INTERVAL) {
+        None => DEFAULT_METRIC_INTERVAL,
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => {
+                notes.push(format!(
+                    "{METRIC_EXPORT_INTERVAL}=`{v}` is not a positive number of milliseconds; exporting every 60 s"
+                ));
+                DEFAULT_METRIC_INTERVAL
+            }
+        },
+    }
+}
+
+/// The OTLP signals switchyard exports; each has its own variables.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn exporter_var(self) -> &'static str {
+        match self {
+            Signal::Traces => TRACES_EXPORTER,
+            Signal::Metrics => METRICS_EXPORTER,
+        }
+    }
+
+    fn endpoint_var(self) -> &'static str {
+        match self {
+            Signal::Traces => TRACES_ENDPOINT,
+            Signal::Metrics => METRICS_ENDPOINT,
+        }
+    }
+
+    fn protocol_var(self) -> &'static str {
+        match self {
+            Signal::Traces => TRACES_PROTOCOL,
+            Signal::Metrics => METRICS_PROTOCOL,
+        }
+    }
+
+    /// The OTLP/HTTP path after the collector's address.
+    fn http_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
 fn non_empty(env: Env<'_>, key: &str) -> Option<String> {
     env(key)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
-/// Whether and where to export: the environment first, then the config.
-fn export_plan(cfg: &TelemetryConfig, env: Env<'_>, notes: &mut Vec<String>) -> Option<ExportPlan> {
+/// Whether and where to export `signal`: the environment first, then the
+/// config.
+fn export_plan(
+    cfg: &TelemetryConfig,
+    env: Env<'_>,
+    signal: Signal,
+    notes: &mut Vec<String>,
+) -> Option<ExportPlan> {
     if non_empty(env, SDK_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return None;
     }
-    match non_empty(env, TRACES_EXPORTER).map(|v| v.to_ascii_lowercase()) {
+    let exporter_var = signal.exporter_var();
+    match non_empty(env, exporter_var).map(|v| v.to_ascii_lowercase()) {
         Some(v) if v == "none" => return None,
         Some(v) if v != "otlp" => notes.push(format!(
-            "{TRACES_EXPORTER}=`{v}` is not supported; only `otlp` (or `none`)"
+            "{exporter_var}=`{v}` is not supported; only `otlp` (or `none`)"
         )),
         _ => {}
     }
-    let protocol = match non_empty(env, TRACES_PROTOCOL).or_else(|| non_empty(env, PROTOCOL)) {
+    let protocol = match non_empty(env, signal.protocol_var()).or_else(|| non_empty(env, PROTOCOL))
+    {
         Some(p) if p == "grpc" => OtlpProtocol::Grpc,
         Some(p) if p == "http/protobuf" => OtlpProtocol::Http,
         Some(p) if p == "http/json" => {
@@ -371,7 +507,8 @@ fn export_plan(cfg: &TelemetryConfig, env: Env<'_>, notes: &mut Vec<String>) -> 
         }
         None => cfg.otlp_protocol,
     };
-    let from_env = non_empty(env, TRACES_ENDPOINT).is_some() || non_empty(env, ENDPOINT).is_some();
+    let from_env =
+        non_empty(env, signal.endpoint_var()).is_some() || non_empty(env, ENDPOINT).is_some();
     if from_env {
         return Some(ExportPlan {
             protocol,
@@ -382,11 +519,16 @@ fn export_plan(cfg: &TelemetryConfig, env: Env<'_>, notes: &mut Vec<String>) -> 
     let endpoint = match protocol {
         OtlpProtocol::Grpc => endpoint.to_owned(),
         // Like OTEL_EXPORTER_OTLP_ENDPOINT, the key names the collector; the
-        // traces path goes after it.
-        OtlpProtocol::Http if endpoint.trim_end_matches('/').ends_with("/v1/traces") => {
-            endpoint.to_owned()
+        // signal's path goes after it. A path for the other signal is
+        // replaced, so one traces URL in the config serves metrics too.
+        OtlpProtocol::Http => {
+            let base = endpoint.trim_end_matches('/');
+            let base = base
+                .strip_suffix(Signal::Traces.http_path())
+                .or_else(|| base.strip_suffix(Signal::Metrics.http_path()))
+                .unwrap_or(base);
+            format!("{base}{}", signal.http_path())
         }
-        OtlpProtocol::Http => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
     };
     Some(ExportPlan {
         protocol,
@@ -394,16 +536,20 @@ fn export_plan(cfg: &TelemetryConfig, env: Env<'_>, notes: &mut Vec<String>) -> 
     })
 }
 
-fn build_pipeline(
-    plan: &ExportPlan,
-    env: Env<'_>,
-) -> Result<(tokio::runtime::Runtime, BoundedProcessor), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn export_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otlp-export")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the export thread: {e}"))?;
+        .map_err(|e| format!("cannot start the export thread: {e}"))
+}
+
+fn build_pipeline(
+    plan: &ExportPlan,
+    env: Env<'_>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<BoundedProcessor, String> {
     // tonic's lazily connecting channel starts its worker on the runtime
     // current while it is built.
     let exporter = {
@@ -441,7 +587,7 @@ fn build_pipeline(
             .with_max_queue_size(limit)
             .build(),
     );
-    Ok((rt, BoundedProcessor::new(batch, queue, limit)))
+    Ok(BoundedProcessor::new(batch, queue, limit))
 }
 
 #[cfg(test)]
@@ -456,8 +602,78 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let mut notes = Vec::new();
-        let p = export_plan(cfg, &|k| vars.get(k).cloned(), &mut notes);
+        let p = export_plan(cfg, &|k| vars.get(k).cloned(), Signal::Traces, &mut notes);
         (p, notes)
+    }
+
+    fn metrics_plan(cfg: &TelemetryConfig, vars: &[(&str, &str)]) -> Option<ExportPlan> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        export_plan(
+            cfg,
+            &|k| vars.get(k).cloned(),
+            Signal::Metrics,
+            &mut Vec::new(),
+        )
+    }
+
+    #[test]
+    fn metrics_follow_the_traces_resolution_with_their_own_variables() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://collector:4318/v1/traces".into()),
+            otlp_protocol: OtlpProtocol::Http,
+            ..TelemetryConfig::default()
+        };
+        assert_eq!(
+            metrics_plan(&cfg, &[]).and_then(|p| p.endpoint).as_deref(),
+            Some("http://collector:4318/v1/metrics")
+        );
+        assert_eq!(metrics_plan(&TelemetryConfig::default(), &[]), None);
+        let p = metrics_plan(
+            &TelemetryConfig::default(),
+            &[(METRICS_ENDPOINT, "http://env:4317"), (PROTOCOL, "grpc")],
+        );
+        assert_eq!(
+            p,
+            Some(ExportPlan {
+                protocol: OtlpProtocol::Grpc,
+                endpoint: None
+            })
+        );
+        // The metrics-only endpoint does not switch traces on.
+        assert_eq!(
+            plan(
+                &TelemetryConfig::default(),
+                &[(METRICS_ENDPOINT, "http://env:4317")]
+            )
+            .0,
+            None
+        );
+        assert_eq!(metrics_plan(&cfg, &[(METRICS_EXPORTER, "none")]), None);
+        assert!(metrics_plan(&cfg, &[(TRACES_EXPORTER, "none")]).is_some());
+    }
+
+    #[test]
+    fn metric_interval_from_environment() {
+        let mut notes = Vec::new();
+        assert_eq!(
+            metric_interval(&|_| None, &mut notes),
+            DEFAULT_METRIC_INTERVAL
+        );
+        let set =
+            |v: &'static str| move |k: &str| (k == METRIC_EXPORT_INTERVAL).then(|| v.to_owned());
+        assert_eq!(
+            metric_interval(&set("500"), &mut notes),
+            Duration::from_millis(500)
+        );
+        assert!(notes.is_empty());
+        assert_eq!(
+            metric_interval(&set("soon"), &mut notes),
+            DEFAULT_METRIC_INTERVAL
+        );
+        assert_eq!(notes.len(), 1);
     }
 
     #[test]

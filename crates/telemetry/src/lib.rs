@@ -11,7 +11,11 @@
 //!     or `telemetry.otlp_endpoint`).
 //!
 //!   Keep the returned [`TelemetryGuard`] alive for the life of the process:
-//!   dropping it flushes the spans still queued.
+//!   dropping it flushes the spans still queued and the last metrics.
+//! - Metrics over OTLP, with the same endpoint and protocol resolution
+//!   (plus `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), every
+//!   `OTEL_METRIC_EXPORT_INTERVAL` ms (default 60 s): instruments are made
+//!   from [`meter`], a no-op when nothing is exported.
 //! - [`inject`], [`extract`] and [`set_parent`] carry W3C trace context
 //!   (`traceparent`, `tracestate`) from clients and across the bus, so the
 //!   router and worker need not know OpenTelemetry.
@@ -24,12 +28,15 @@
 
 mod export;
 mod init;
+mod metrics;
 mod propagation;
 pub mod semconv;
 mod span;
 
 pub use export::dropped_spans;
 pub use init::{LOG_FORMAT_ENV, TelemetryGuard, init, init_logging};
+pub use metrics::meter;
+pub use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 pub use opentelemetry::{KeyValue, Value};
 pub use propagation::{extract, inject, inject_from, set_parent};
 pub use span::{add_event, record_trace_id, set_attribute, set_error, set_string_array, trace_id};

@@ -63,3 +63,10 @@ pub const SWITCHYARD_STRATEGY: &str = "switchyard.strategy";
 pub const SWITCHYARD_UPSTREAM_STATUS: &str = "switchyard.upstream_status";
 /// The wire format a provider speaks (`openai`, `demo`, ...).
 pub const SWITCHYARD_PROVIDER_KIND: &str = "switchyard.provider.kind";
+
+/// Metric attribute: `input` or `output` on `gen_ai.client.token.usage`.
+pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
+/// Metric attribute: the configured provider name a worker serves.
+pub const SWITCHYARD_PROVIDER: &str = "switchyard.provider";
+/// Metric attribute: the upstream model of a target (gauges read from health).
+pub const SWITCHYARD_UPSTREAM_MODEL: &str = "switchyard.upstream_model";

@@ -6,6 +6,11 @@
 //! low-cardinality: the model the client asked for (unknown names are
 //! counted as `unknown`), the provider and upstream model that served it,
 //! the outcome as an error code (`ok` on success), never ids or keys.
+//!
+//! The same records also feed OpenTelemetry instruments ([`OtelSink`]),
+//! exported over OTLP when an endpoint is configured: the GenAI semantic
+//! conventions' names and attributes (`gen_ai.client.operation.duration`,
+//! ...). Without an endpoint the global meter is a no-op and so are they.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use switchyard_proto::gateway::v1::Usage;
 use switchyard_routing::{BreakerState, Health};
+use switchyard_telemetry::KeyValue;
+use switchyard_telemetry::semconv::{
+    ERROR_TYPE, GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL, GEN_AI_TOKEN_TYPE, SWITCHYARD_OUTCOME, SWITCHYARD_STREAM,
+    SWITCHYARD_UPSTREAM_MODEL,
+};
 
 use futures_util::StreamExt;
 
@@ -106,6 +117,7 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     fallbacks: Family<ModelLabels, Counter>,
     hedges: Family<ModelLabels, Counter>,
+    otel: OtelSink,
 }
 
 impl Metrics {
@@ -171,6 +183,7 @@ impl Metrics {
             "Extra attempts started by hedging",
             hedges.clone(),
         );
+        let otel = OtelSink::new(health.clone());
         registry.register_collector(Box::new(TargetGauges { health }));
         Self {
             registry,
@@ -183,10 +196,12 @@ impl Metrics {
             attempts,
             fallbacks,
             hedges,
+            otel,
         }
     }
 
     pub fn record(&self, r: &RequestRecord<'_>) {
+        self.otel.record(r);
         let labels = RequestLabels {
             operation: r.operation.to_owned(),
             model: r.model.to_owned(),
@@ -245,11 +260,7 @@ impl Metrics {
         let model = ModelLabels {
             model: r.model.to_owned(),
         };
-        if r.outcome == "ok"
-            && r.attempts.targets.first().is_some_and(|first| {
-                &*first.provider != r.provider || &*first.upstream_model != r.upstream_model
-            })
-        {
+        if fell_back(r) {
             self.fallbacks.get_or_create(&model).inc();
         }
         if r.attempts.hedges > 0 {
@@ -265,6 +276,188 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// Whether a target other than the first tried answered the request.
+fn fell_back(r: &RequestRecord<'_>) -> bool {
+    r.outcome == "ok"
+        && r.attempts.targets.first().is_some_and(|first| {
+            &*first.provider != r.provider || &*first.upstream_model != r.upstream_model
+        })
+}
+
+/// Bucket boundaries the GenAI semantic conventions recommend.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+const TOKEN_BUCKETS: [f64; 14] = [
+    1.0,
+    4.0,
+    16.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+const FIRST_TOKEN_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The OpenTelemetry side of [`Metrics`]: the same records, as OTel
+/// instruments from the global `switchyard` meter (a no-op without an OTLP
+/// endpoint). Per-target gauges are read from the routing health at each
+/// collection, like the Prometheus ones at each scrape.
+struct OtelSink {
+    duration: switchyard_telemetry::Histogram<f64>,
+    token_usage: switchyard_telemetry::Histogram<u64>,
+    first_token: switchyard_telemetry::Histogram<f64>,
+    requests: switchyard_telemetry::Counter<u64>,
+    attempts: switchyard_telemetry::Counter<u64>,
+    fallbacks: switchyard_telemetry::Counter<u64>,
+    hedges: switchyard_telemetry::Counter<u64>,
+    /// Held so their callbacks stay registered for the router's life.
+    _gauges: [switchyard_telemetry::ObservableGauge<i64>; 2],
+}
+
+impl OtelSink {
+    fn new(health: Arc<Health>) -> Self {
+        let meter = switchyard_telemetry::meter();
+        let in_flight = {
+            let health = health.clone();
+            meter
+                .i64_observable_gauge("switchyard.target.in_flight")
+                .with_description("Requests in flight per target")
+                .with_unit("{request}")
+                .with_callback(move |o| {
+                    for t in health.snapshot() {
+                        o.observe(i64::from(t.in_flight), &target_attributes(&t));
+                    }
+                })
+                .build()
+        };
+        let breaker = meter
+            .i64_observable_gauge("switchyard.target.breaker_state")
+            .with_description("Circuit breaker per target: 0 closed, 1 half-open, 2 open")
+            .with_callback(move |o| {
+                for t in health.snapshot() {
+                    let state = match t.breaker {
+                        BreakerState::Closed => 0,
+                        BreakerState::HalfOpen => 1,
+                        BreakerState::Open => 2,
+                    };
+                    o.observe(state, &target_attributes(&t));
+                }
+            })
+            .build();
+        Self {
+            duration: meter
+                .f64_histogram("gen_ai.client.operation.duration")
+                .with_description("GenAI operation duration at the gateway, to the last byte")
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            token_usage: meter
+                .u64_histogram("gen_ai.client.token.usage")
+                .with_description("Input and output tokens per request")
+                .with_unit("{token}")
+                .with_boundaries(TOKEN_BUCKETS.to_vec())
+                .build(),
+            first_token: meter
+                .f64_histogram("gen_ai.server.time_to_first_token")
+                .with_description("Time to first token of streamed answers, as the client sees it")
+                .with_unit("s")
+                .with_boundaries(FIRST_TOKEN_BUCKETS.to_vec())
+                .build(),
+            requests: meter
+                .u64_counter("switchyard.requests")
+                .with_description("Requests by model, serving target and outcome")
+                .with_unit("{request}")
+                .build(),
+            attempts: meter
+                .u64_counter("switchyard.attempts")
+                .with_description("Upstream attempts by target and outcome")
+                .with_unit("{attempt}")
+                .build(),
+            fallbacks: meter
+                .u64_counter("switchyard.fallbacks")
+                .with_description("Requests answered by a target other than the first tried")
+                .with_unit("{request}")
+                .build(),
+            hedges: meter
+                .u64_counter("switchyard.hedges")
+                .with_description("Extra attempts started by hedging")
+                .with_unit("{attempt}")
+                .build(),
+            _gauges: [in_flight, breaker],
+        }
+    }
+
+    fn record(&self, r: &RequestRecord<'_>) {
+        // The GenAI operation is `chat` whichever front end took it.
+        let operation = r.operation.strip_prefix("grpc_").unwrap_or(r.operation);
+        let mut attrs = vec![
+            KeyValue::new(GEN_AI_OPERATION_NAME, operation),
+            KeyValue::new(GEN_AI_REQUEST_MODEL, r.model.to_owned()),
+        ];
+        // Nothing served a request that failed before any target answered.
+        if !r.provider.is_empty() {
+            attrs.push(KeyValue::new(GEN_AI_PROVIDER_NAME, r.provider.to_owned()));
+        }
+        if !r.upstream_model.is_empty() {
+            attrs.push(KeyValue::new(
+                GEN_AI_RESPONSE_MODEL,
+                r.upstream_model.to_owned(),
+            ));
+        }
+        if r.outcome != "ok" {
+            attrs.push(KeyValue::new(ERROR_TYPE, r.outcome.to_owned()));
+        }
+        self.duration.record(r.duration.as_secs_f64(), &attrs);
+        if let Some(ttft) = r.first_token {
+            self.first_token.record(ttft.as_secs_f64(), &attrs);
+        }
+        if let Some(u) = r.usage {
+            for (kind, n) in [("input", u.prompt_tokens), ("output", u.completion_tokens)] {
+                attrs.push(KeyValue::new(GEN_AI_TOKEN_TYPE, kind));
+                self.token_usage.record(u64::from(n), &attrs);
+                attrs.pop();
+            }
+        }
+        attrs.push(KeyValue::new(SWITCHYARD_OUTCOME, r.outcome.to_owned()));
+        attrs.push(KeyValue::new(SWITCHYARD_STREAM, r.stream));
+        self.requests.add(1, &attrs);
+        for (t, outcome) in &r.attempts.outcomes {
+            self.attempts.add(
+                1,
+                &[
+                    KeyValue::new(GEN_AI_PROVIDER_NAME, t.provider.to_string()),
+                    KeyValue::new(SWITCHYARD_UPSTREAM_MODEL, t.upstream_model.to_string()),
+                    KeyValue::new(SWITCHYARD_OUTCOME, *outcome),
+                ],
+            );
+        }
+        let model = [KeyValue::new(GEN_AI_REQUEST_MODEL, r.model.to_owned())];
+        if fell_back(r) {
+            self.fallbacks.add(1, &model);
+        }
+        if r.attempts.hedges > 0 {
+            self.hedges.add(u64::from(r.attempts.hedges), &model);
+        }
+    }
+}
+
+fn target_attributes(t: &switchyard_routing::TargetHealth) -> [KeyValue; 2] {
+    [
+        KeyValue::new(GEN_AI_PROVIDER_NAME, t.provider.clone()),
+        KeyValue::new(SWITCHYARD_UPSTREAM_MODEL, t.model.clone()),
+    ]
 }
 
 /// How a per-target gauge reads its value from the health snapshot.

@@ -11,6 +11,9 @@
 //!   which closes the upstream connection: no tokens paid for nobody.
 //! - On shutdown the worker stops taking work (other replicas get it), lets
 //!   in-flight jobs finish within the grace period, then cancels the rest.
+//! - Metrics (`switchyard.worker.in_flight`, `switchyard.worker.queue_depth`,
+//!   `switchyard.worker.shed`) go out over OTLP only: the worker has no HTTP
+//!   listener to scrape.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,12 +25,13 @@ use switchyard_config::ProviderConfig;
 use switchyard_proto::bus::v1::{ErrorKind, StreamEnd, UpstreamError};
 use switchyard_proto::gateway::v1::Usage;
 use switchyard_providers::{ChatCall, Provider, ProviderError};
+use switchyard_telemetry::semconv::SWITCHYARD_PROVIDER;
 use switchyard_telemetry::semconv::{
     GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS, SWITCHYARD_ATTEMPT, SWITCHYARD_OUTCOME, SWITCHYARD_PROVIDER_KIND,
     SWITCHYARD_REQUEST_ID, SWITCHYARD_STREAM, SWITCHYARD_UPSTREAM_STATUS,
 };
-use switchyard_telemetry::set_attribute;
+use switchyard_telemetry::{KeyValue, set_attribute};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,17 +50,61 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     max_queue: usize,
+    /// Jobs answered "overloaded" at once.
+    shed: switchyard_telemetry::Counter<u64>,
+    /// `switchyard.provider`: the attribute on every worker metric.
+    provider_attr: [KeyValue; 1],
+    /// Held so their callbacks stay registered while the worker serves.
+    _gauges: [switchyard_telemetry::ObservableGauge<i64>; 2],
 }
 
 impl Worker {
     pub fn new(config: &ProviderConfig, provider: Arc<dyn Provider>, worker_id: String) -> Self {
+        let max_concurrency = config.max_concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(max_concurrency));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let provider_attr = [KeyValue::new(SWITCHYARD_PROVIDER, config.name.clone())];
+        // A no-op meter unless OTLP export is on: read at each collection.
+        let meter = switchyard_telemetry::meter();
+        let in_flight = {
+            let (slots, attr) = (slots.clone(), provider_attr.clone());
+            meter
+                .i64_observable_gauge("switchyard.worker.in_flight")
+                .with_description("Upstream calls in flight (slots taken of max_concurrency)")
+                .with_unit("{request}")
+                .with_callback(move |o| {
+                    let busy = max_concurrency.saturating_sub(slots.available_permits());
+                    o.observe(i64::try_from(busy).unwrap_or(i64::MAX), &attr);
+                })
+                .build()
+        };
+        let queue_depth = {
+            let (waiting, attr) = (waiting.clone(), provider_attr.clone());
+            meter
+                .i64_observable_gauge("switchyard.worker.queue_depth")
+                .with_description("Jobs waiting for a slot (at most max_queue)")
+                .with_unit("{request}")
+                .with_callback(move |o| {
+                    let n = waiting.load(Ordering::Relaxed);
+                    o.observe(i64::try_from(n).unwrap_or(i64::MAX), &attr);
+                })
+                .build()
+        };
+        let shed = meter
+            .u64_counter("switchyard.worker.shed")
+            .with_description("Jobs answered overloaded at once: slots and queue were full")
+            .with_unit("{request}")
+            .build();
         Self {
             provider_name: config.name.clone(),
             worker_id,
             provider,
-            slots: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-            waiting: Arc::new(AtomicUsize::new(0)),
+            slots,
+            waiting,
             max_queue: config.max_queue,
+            shed,
+            provider_attr,
+            _gauges: [in_flight, queue_depth],
         }
     }
 
@@ -107,6 +155,7 @@ impl Worker {
         let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
         if self.slots.available_permits() == 0 && waiting >= self.max_queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.shed.add(1, &self.provider_attr);
             tracker.spawn(
                 async move {
                     let e = UpstreamError {

@@ -58,6 +58,8 @@ def test_metrics_move_with_traffic(gateway):
     assert sum(s.value for s in durations if s.name.endswith("_count")) >= 2
     in_flight = samples(after, "switchyard_in_flight", provider="up", upstream_model="gpt-test")
     assert in_flight and in_flight[0].value == 0
+    bus = samples(after, "switchyard_bus_round_trip_seconds", provider="up")
+    assert sum(s.value for s in bus if s.name.endswith("_count")) >= 2
     breaker = samples(after, "switchyard_breaker_state", provider="up", upstream_model="gpt-test")
     assert breaker and breaker[0].value == 0
 

@@ -253,7 +253,7 @@ impl Gateway {
     ) -> Result<(ServedBy, Won<T>, Deadline), Failed>
     where
         T: Send + 'static,
-        F: Fn(Arc<dyn Bus>, WorkRequest, Headers) -> Fut,
+        F: Fn(Arc<dyn Bus>, Arc<Metrics>, WorkRequest, Headers) -> Fut,
         Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
         let routing = trace::routing_span(&spec.model);
@@ -279,7 +279,7 @@ impl Gateway {
                 // (this replaces the client's own traceparent, if any).
                 let mut headers = ctx.headers.clone();
                 switchyard_telemetry::inject(&mut headers);
-                let fut = attempt(self.bus.clone(), request, headers);
+                let fut = attempt(self.bus.clone(), self.metrics.clone(), request, headers);
                 async move { fut.await.map_err(|e| e.into_gateway(&provider)) }
             },
         );
@@ -365,16 +365,33 @@ fn stream_ended(provider: &str) -> BusError {
     }
 }
 
+/// Hands the work to a worker. `Bus::call` returns once a worker took it
+/// (over NATS: its acknowledgement arrived), so its duration is the bus
+/// round trip.
+async fn call_bus(
+    bus: &dyn Bus,
+    metrics: &Metrics,
+    request: WorkRequest,
+    headers: Headers,
+) -> Result<Call, AttemptError> {
+    let started = Instant::now();
+    let provider = request.provider.clone();
+    let call = bus
+        .call(request, headers)
+        .await
+        .map_err(AttemptError::Bus)?;
+    metrics.bus_round_trip(&provider, started.elapsed());
+    Ok(call)
+}
+
 async fn unary_attempt(
     bus: Arc<dyn Bus>,
+    metrics: Arc<Metrics>,
     request: WorkRequest,
     headers: Headers,
 ) -> Result<ChatResult, AttemptError> {
     let provider = request.provider.clone();
-    let mut call = bus
-        .call(request, headers)
-        .await
-        .map_err(AttemptError::Bus)?;
+    let mut call = call_bus(&*bus, &metrics, request, headers).await?;
     match call.next().await {
         Some(Ok(Event::Result(r))) => Ok(r),
         Some(Ok(Event::Error(e))) => Err(AttemptError::Upstream(e)),
@@ -393,14 +410,12 @@ enum First {
 
 async fn stream_attempt(
     bus: Arc<dyn Bus>,
+    metrics: Arc<Metrics>,
     request: WorkRequest,
     headers: Headers,
 ) -> Result<(First, Call), AttemptError> {
     let provider = request.provider.clone();
-    let mut call = bus
-        .call(request, headers)
-        .await
-        .map_err(AttemptError::Bus)?;
+    let mut call = call_bus(&*bus, &metrics, request, headers).await?;
     match call.next().await {
         Some(Ok(Event::Chunk(c))) => Ok((First::Chunk(c), call)),
         Some(Ok(Event::End(end))) => Ok((First::End(end.usage), call)),
@@ -413,8 +428,6 @@ async fn stream_attempt(
     }
 }
 
-/// The rest of a stream after its first event. Dropping it drops the call,
-/// which cancels the upstream request.
 /// The rest of a stream after its first event. Dropping it drops the call,
 /// which cancels the upstream request; the in-flight guard lives as long as
 /// the stream, so `least-busy` counts running streams.

@@ -68,6 +68,11 @@ struct AttemptLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
 }
@@ -77,6 +82,12 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+fn bus_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s: in-process hand-offs are microseconds, NATS a few
+    // hundred, a lost acknowledgement seconds.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
 fn token_histogram() -> Histogram {
@@ -117,6 +128,7 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     fallbacks: Family<ModelLabels, Counter>,
     hedges: Family<ModelLabels, Counter>,
+    bus_round_trip: HistogramFamily<ProviderLabels>,
     otel: OtelSink,
 }
 
@@ -138,6 +150,13 @@ impl Metrics {
         let attempts = Family::<AttemptLabels, Counter>::default();
         let fallbacks = Family::<ModelLabels, Counter>::default();
         let hedges = Family::<ModelLabels, Counter>::default();
+        let bus_round_trip: HistogramFamily<ProviderLabels> =
+            Family::new_with_constructor(bus_histogram);
+        registry.register(
+            "switchyard_bus_round_trip_seconds",
+            "From sending work on the bus to a worker taking it, by provider",
+            bus_round_trip.clone(),
+        );
         registry.register(
             "switchyard_requests",
             "Requests by model, serving target and outcome",
@@ -196,8 +215,25 @@ impl Metrics {
             attempts,
             fallbacks,
             hedges,
+            bus_round_trip,
             otel,
         }
+    }
+
+    /// One hand-off of work to a provider's worker.
+    pub fn bus_round_trip(&self, provider: &str, took: Duration) {
+        self.bus_round_trip
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+        self.otel.bus_round_trip.record(
+            took.as_secs_f64(),
+            &[switchyard_telemetry::KeyValue::new(
+                "switchyard.provider",
+                provider.to_owned(),
+            )],
+        );
     }
 
     pub fn record(&self, r: &RequestRecord<'_>) {
@@ -316,6 +352,7 @@ const FIRST_TOKEN_BUCKETS: [f64; 16] = [
 /// collection, like the Prometheus ones at each scrape.
 struct OtelSink {
     duration: switchyard_telemetry::Histogram<f64>,
+    bus_round_trip: switchyard_telemetry::Histogram<f64>,
     token_usage: switchyard_telemetry::Histogram<u64>,
     first_token: switchyard_telemetry::Histogram<f64>,
     requests: switchyard_telemetry::Counter<u64>,
@@ -362,6 +399,11 @@ impl OtelSink {
                 .with_description("GenAI operation duration at the gateway, to the last byte")
                 .with_unit("s")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            bus_round_trip: meter
+                .f64_histogram("switchyard.bus.round_trip")
+                .with_description("From sending work on the bus to a worker taking it")
+                .with_unit("s")
                 .build(),
             token_usage: meter
                 .u64_histogram("gen_ai.client.token.usage")

@@ -50,6 +50,10 @@ struct Args {
     /// Open streams for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     open_streams: usize,
+    /// Export traces and metrics from the gateway to this OTLP endpoint
+    /// (`dead` = a closed local port: what a collector outage costs).
+    #[arg(long)]
+    otlp: Option<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -178,7 +182,7 @@ impl Gateway {
     }
 }
 
-fn start_gateway(mode: &str, bin: &Path, upstream: &str) -> Result<Gateway> {
+fn start_gateway(mode: &str, bin: &Path, upstream: &str, otlp: Option<&str>) -> Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let mut procs = Vec::new();
     let bus = if mode == "nats" {
@@ -200,20 +204,26 @@ fn start_gateway(mode: &str, bin: &Path, upstream: &str) -> Result<Gateway> {
     std::fs::write(&path, config)?;
     let path = path.to_string_lossy().into_owned();
     let switchyard = bin.join("switchyard");
+    let with_otlp = |mut c: Command| {
+        if let Some(endpoint) = otlp {
+            c.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint).env("OTEL_METRIC_EXPORT_INTERVAL", "5000");
+        }
+        c
+    };
     let line = if mode == "nats" {
         let mut w = pinned(0, &switchyard);
         w.args(["worker", "--config", &path, "--provider", "up"]);
-        let (p, _) = start(w, "worker serving", false)?;
+        let (p, _) = start(with_otlp(w), "worker serving", false)?;
         procs.push(p);
         let mut r = pinned(0, &switchyard);
         r.args(["router", "--config", &path]);
-        let (p, line) = start(r, "router listening", false)?;
+        let (p, line) = start(with_otlp(r), "router listening", false)?;
         procs.push(p);
         line
     } else {
         let mut s = pinned(0, &switchyard);
         s.args(["serve", "--config", &path]);
-        let (p, line) = start(s, "router listening", false)?;
+        let (p, line) = start(with_otlp(s), "router listening", false)?;
         procs.push(p);
         line
     };
@@ -521,6 +531,13 @@ async fn main() -> Result<()> {
         .context("no double URL")?
         .to_owned();
     let client = client()?;
+    let otlp = match args.otlp.as_deref() {
+        Some("dead") => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            Some(format!("http://127.0.0.1:{port}"))
+        }
+        other => other.map(str::to_owned),
+    };
     let direct = Target {
         name: "direct".into(),
         base: upstream.clone(),
@@ -544,7 +561,7 @@ async fn main() -> Result<()> {
 
     let mut modes = Vec::new();
     for mode in &args.modes {
-        let gw = start_gateway(mode, &args.bin_dir, &upstream)?;
+        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref())?;
         let t = Target {
             name: gw.name.clone(),
             base: gw.base.clone(),
@@ -617,6 +634,7 @@ async fn main() -> Result<()> {
     }
     let result = json!({
         "machine": {"cores": cores(), "pinned": cores() >= 2},
+        "otlp": otlp,
         "direct": {"latency_c1": direct_c1, "at_rate": direct_rates, "stream_c1": direct_stream},
         "modes": modes,
     });

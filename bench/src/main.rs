@@ -206,7 +206,8 @@ fn start_gateway(mode: &str, bin: &Path, upstream: &str, otlp: Option<&str>) -> 
     let switchyard = bin.join("switchyard");
     let with_otlp = |mut c: Command| {
         if let Some(endpoint) = otlp {
-            c.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint).env("OTEL_METRIC_EXPORT_INTERVAL", "5000");
+            c.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+                .env("OTEL_METRIC_EXPORT_INTERVAL", "5000");
         }
         c
     };
@@ -533,7 +534,9 @@ async fn main() -> Result<()> {
     let client = client()?;
     let otlp = match args.otlp.as_deref() {
         Some("dead") => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
             Some(format!("http://127.0.0.1:{port}"))
         }
         other => other.map(str::to_owned),

@@ -164,3 +164,31 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     std::fs::write(&path, yaml).expect("write config");
     path
 }
+
+/// A config for the scaled-out shape (router + workers over NATS): both
+/// listeners on port 0, a short acknowledgement timeout and heartbeat so a
+/// lost worker is noticed within a second, and provider `up` (OpenAI wire
+/// format at `upstream`, key `sk-test-key`). `more_providers` is YAML list
+/// items appended under `providers:`; `models` is the `models:` list.
+pub fn nats_config(nats_url: &str, upstream: &str, more_providers: &str, models: &str) -> String {
+    format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+bus:
+  nats_url: {nats_url}
+  ack_timeout: 1s
+  heartbeat_interval: 200ms
+providers:
+  - name: up
+    kind: openai
+    base_url: {upstream}
+    api_key: sk-test-key
+    timeout: 10s
+{more_providers}
+models:
+{models}
+"#
+    )
+}

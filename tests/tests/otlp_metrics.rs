@@ -14,33 +14,16 @@ use serde_json::json;
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
 use switchyard_e2e::otlp::{Metric, Receiver};
-use switchyard_e2e::process::{Proc, write_config};
+use switchyard_e2e::process::{Proc, nats_config, write_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(nats: &NatsServer, double: &Double) -> String {
-    format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-bus:
-  nats_url: {nats}
-  ack_timeout: 1s
-  heartbeat_interval: 200ms
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-    api_key: sk-test-key
-    timeout: 10s
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-"#,
-        nats = nats.url(),
-        base = double.base_url()
+    nats_config(
+        &nats.url(),
+        &double.base_url(),
+        "",
+        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n",
     )
 }
 

@@ -11,31 +11,14 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
-use switchyard_e2e::process::{Proc, write_config};
+use switchyard_e2e::process::{Proc, nats_config, write_config};
 
 fn config(nats_url: &str, double: &Double) -> String {
-    format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-bus:
-  nats_url: {nats_url}
-  ack_timeout: 1s
-  heartbeat_interval: 200ms
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-  - name: demo
-    kind: demo
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: ok }}
-      - {{ provider: demo, model: echo }}
-"#,
-        base = double.base_url()
+    nats_config(
+        nats_url,
+        &double.base_url(),
+        "  - name: demo\n    kind: demo\n",
+        "  - name: chat\n    routes:\n      - { provider: up, model: ok }\n      - { provider: demo, model: echo }\n",
     )
 }
 

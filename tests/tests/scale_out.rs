@@ -11,35 +11,18 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
-use switchyard_e2e::process::{Proc, write_config};
+use switchyard_e2e::process::{Proc, nats_config, write_config};
 
 fn config(nats: &NatsServer, double: &Double) -> String {
-    format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-  shutdown_grace: 20s
-bus:
-  nats_url: {nats}
-  ack_timeout: 1s
-  heartbeat_interval: 200ms
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-    api_key: sk-test-key
-    timeout: 10s
-  - name: ghost
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: slow-20 }}
-"#,
-        nats = nats.url(),
-        base = double.base_url()
+    let ghost = format!(
+        "  - name: ghost\n    kind: openai\n    base_url: {}\n",
+        double.base_url()
+    );
+    nats_config(
+        &nats.url(),
+        &double.base_url(),
+        &ghost,
+        "  - name: chat\n    routes:\n      - { provider: up, model: slow-20 }\n",
     )
 }
 

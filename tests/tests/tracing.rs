@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
 use switchyard_e2e::otlp::{self, Receiver, Span, Value};
-use switchyard_e2e::process::{Proc, write_config};
+use switchyard_e2e::process::{Proc, nats_config, write_config};
 use switchyard_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use switchyard_proto::gateway::v1::{
     ChatRequest, ChatSpec, ContentPart, Message, Role, content_part,
@@ -24,32 +24,11 @@ use switchyard_proto::gateway::v1::{
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(nats: &NatsServer, double: &Double) -> String {
-    format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-bus:
-  nats_url: {nats}
-  ack_timeout: 1s
-  heartbeat_interval: 200ms
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-    api_key: sk-test-key
-    timeout: 10s
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-  - name: fallback
-    routes:
-      - {{ provider: up, model: error-500 }}
-      - {{ provider: up, model: good }}
-"#,
-        nats = nats.url(),
-        base = double.base_url()
+    nats_config(
+        &nats.url(),
+        &double.base_url(),
+        "",
+        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n  - name: fallback\n    routes:\n      - { provider: up, model: error-500 }\n      - { provider: up, model: good }\n",
     )
 }
 

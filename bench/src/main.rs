@@ -621,6 +621,11 @@ async fn main() -> Result<()> {
             stall_free = c;
         }
         eprintln_progress(&format!("{}: {} open streams", t.name, args.open_streams));
+        // A fresh gateway: the phases above leave the allocator's high-water
+        // mark in this one, which would be counted as per-stream memory.
+        drop(gw);
+        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref())?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let (rss_streams, opened) = rss_with_open_streams(&client, &gw, args.open_streams).await;
         modes.push(json!({
             "mode": t.name,

@@ -38,5 +38,5 @@ pub use init::{LOG_FORMAT_ENV, TelemetryGuard, init, init_logging};
 pub use metrics::meter;
 pub use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 pub use opentelemetry::{KeyValue, Value};
-pub use propagation::{extract, inject, inject_from, set_parent};
+pub use propagation::{continue_trace, extract, inject, inject_from, set_parent};
 pub use span::{add_event, record_trace_id, set_attribute, set_error, set_string_array, trace_id};

@@ -74,6 +74,14 @@ pub fn set_parent(span: &Span, headers: &[(String, String)]) {
     let _ = span.set_parent(cx);
 }
 
+/// Makes `span` continue the trace in `headers` and records its trace id
+/// (the `trace_id` field the request's log lines carry): what every
+/// server-side span of a request does first.
+pub fn continue_trace(span: &Span, headers: &[(String, String)]) {
+    set_parent(span, headers);
+    crate::record_trace_id(span);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

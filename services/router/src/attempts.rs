@@ -82,7 +82,6 @@ enum Next {
 fn next_step(e: &GatewayError) -> Next {
     match e {
         GatewayError::Upstream { error, .. } => match kind(error) {
-            ErrorKind::Connection if is_worker_lost(error) => Next::SameProvider,
             ErrorKind::Connection | ErrorKind::Upstream => Next::OtherThenRetry,
             ErrorKind::RateLimited
             | ErrorKind::Overloaded
@@ -94,6 +93,7 @@ fn next_step(e: &GatewayError) -> Next {
             ErrorKind::ContextTooLong => Next::LargerWindow,
             ErrorKind::BadRequest => Next::Stop,
         },
+        GatewayError::WorkerLost { .. } => Next::SameProvider,
         GatewayError::NoWorker { .. } => Next::OtherTarget,
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
@@ -113,10 +113,6 @@ fn kind(e: &UpstreamError) -> ErrorKind {
     ErrorKind::try_from(e.kind).unwrap_or(ErrorKind::Unspecified)
 }
 
-pub(crate) fn is_worker_lost(e: &UpstreamError) -> bool {
-    e.message.starts_with("worker lost")
-}
-
 fn retry_after(e: &UpstreamError) -> Option<Duration> {
     (e.retry_after_ms > 0).then(|| Duration::from_millis(e.retry_after_ms))
 }
@@ -127,7 +123,6 @@ fn retry_after(e: &UpstreamError) -> Option<Duration> {
 /// `open_for` after the bus is back), and it is detected fast anyway.
 fn failure(e: &GatewayError) -> Failure {
     match e {
-        GatewayError::Upstream { error, .. } if is_worker_lost(error) => Failure::Rejected,
         GatewayError::Upstream { error, .. } => match kind(error) {
             ErrorKind::RateLimited => Failure::RateLimited {
                 retry_after: retry_after(error),
@@ -144,7 +139,7 @@ fn failure(e: &GatewayError) -> Failure {
             | ErrorKind::Unspecified => Failure::Upstream,
             ErrorKind::BadRequest | ErrorKind::ContextTooLong => Failure::Rejected,
         },
-        GatewayError::NoWorker { .. } => Failure::Rejected,
+        GatewayError::WorkerLost { .. } | GatewayError::NoWorker { .. } => Failure::Rejected,
         GatewayError::DeadlineExceeded(_) => Failure::Timeout,
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }

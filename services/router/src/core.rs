@@ -74,6 +74,34 @@ pub enum StreamItem {
 
 pub type ChatStream = Pin<Box<dyn Stream<Item = StreamItem> + Send>>;
 
+/// The last chunk of a stream carries its usage and no choices, stamped with
+/// the stream's id, model and creation time, taken once from its first chunk.
+#[derive(Debug, Default)]
+pub struct UsageChunk {
+    head: Option<ChatChunk>,
+}
+
+impl UsageChunk {
+    pub fn observe(&mut self, chunk: &ChatChunk) {
+        if self.head.is_none() {
+            self.head = Some(ChatChunk {
+                id: chunk.id.clone(),
+                model: chunk.model.clone(),
+                created: chunk.created,
+                system_fingerprint: chunk.system_fingerprint.clone(),
+                ..ChatChunk::default()
+            });
+        }
+    }
+
+    pub fn finish(&mut self, usage: Option<Usage>) -> ChatChunk {
+        ChatChunk {
+            usage: Some(usage.unwrap_or_default()),
+            ..self.head.take().unwrap_or_default()
+        }
+    }
+}
+
 pub struct Gateway {
     /// Swapped whole on config reload; requests in flight keep the table
     /// they started with.
@@ -166,27 +194,21 @@ impl Gateway {
             }
             Err(f) => trace.failed(f),
         }
-        let (served, usage, attempts, outcome) = match &out {
-            Ok((s, r)) => (Some(s), r.usage.as_ref(), &s.attempts, "ok"),
-            Err(f) => (
-                None,
-                None,
-                &f.attempts,
-                f.error.class().code.unwrap_or("error"),
-            ),
-        };
-        self.metrics.record(&RequestRecord {
-            operation: ctx.operation,
-            model: model_label(&spec.model, &out),
-            provider: served.map_or("", |s| s.provider.as_str()),
-            upstream_model: served.map_or("", |s| s.upstream_model.as_str()),
-            outcome,
-            stream: false,
-            duration: started.elapsed(),
-            first_token: None,
-            usage,
-            attempts,
-        });
+        match &out {
+            Ok((served, result)) => self.metrics.record(&RequestRecord {
+                operation: ctx.operation,
+                model: &spec.model,
+                provider: &served.provider,
+                upstream_model: &served.upstream_model,
+                outcome: "ok",
+                stream: false,
+                duration: started.elapsed(),
+                first_token: None,
+                usage: result.usage.as_ref(),
+                attempts: &served.attempts,
+            }),
+            Err(f) => self.record_failure(ctx, &spec.model, false, started, f),
+        }
         out
     }
 
@@ -204,19 +226,7 @@ impl Gateway {
             Ok(v) => v,
             Err(f) => {
                 trace.failed(&f);
-                let out: Result<(), &Failed> = Err(&f);
-                self.metrics.record(&RequestRecord {
-                    operation: ctx.operation,
-                    model: model_label(&spec.model, &out),
-                    provider: "",
-                    upstream_model: "",
-                    outcome: f.error.class().code.unwrap_or("error"),
-                    stream: true,
-                    duration: started.elapsed(),
-                    first_token: None,
-                    usage: None,
-                    attempts: &f.attempts,
-                });
+                self.record_failure(ctx, &spec.model, true, started, &f);
                 return Err(f);
             }
         };
@@ -240,6 +250,35 @@ impl Gateway {
         trace.served(&served);
         let stream = trace.stream(self.metrics.watch(stream, record), won.span);
         Ok((served, stream))
+    }
+
+    /// A request that failed before any answer reached the client. Unknown
+    /// model names are one label value, so a client cannot grow the metrics
+    /// without bound by asking for made-up models.
+    fn record_failure(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+        stream: bool,
+        started: Instant,
+        f: &Failed,
+    ) {
+        let model = match f.error {
+            GatewayError::ModelNotFound(_) => "unknown",
+            _ => model,
+        };
+        self.metrics.record(&RequestRecord {
+            operation: ctx.operation,
+            model,
+            provider: "",
+            upstream_model: "",
+            outcome: f.error.class().code.unwrap_or("error"),
+            stream,
+            duration: started.elapsed(),
+            first_token: None,
+            usage: None,
+            attempts: &f.attempts,
+        });
     }
 
     /// Resolves the plan and walks it under the request's deadline, making
@@ -471,18 +510,6 @@ fn continue_stream(
         Box::pin(head)
     } else {
         Box::pin(head.chain(rest))
-    }
-}
-
-/// Unknown model names are one label value, so a client cannot grow the
-/// metrics without bound by asking for made-up models.
-fn model_label<'a, T, E: std::borrow::Borrow<Failed>>(
-    model: &'a str,
-    out: &Result<T, E>,
-) -> &'a str {
-    match out {
-        Err(f) if matches!(f.borrow().error, GatewayError::ModelNotFound(_)) => "unknown",
-        _ => model,
     }
 }
 

@@ -41,6 +41,11 @@ pub enum GatewayError {
         "the admin API needs `Authorization: Bearer <SWITCHYARD_ADMIN_TOKEN>` (or a loopback client when no token is set)"
     )]
     AdminForbidden,
+    /// The worker that took the request stopped answering (died, missed
+    /// its heartbeats, or events were lost on the bus) before the answer
+    /// was complete.
+    #[error("provider `{provider}`: worker lost: {reason}")]
+    WorkerLost { provider: String, reason: String },
     /// No live worker for the provider(s) that would serve the model.
     #[error(
         "no live worker for provider `{provider}`; start `switchyard worker --provider {provider}`"
@@ -154,6 +159,12 @@ impl GatewayError {
                 Some("admin_forbidden"),
                 Code::PermissionDenied,
             ),
+            GatewayError::WorkerLost { .. } => c(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                Some("worker_lost"),
+                Code::Unavailable,
+            ),
             GatewayError::NoWorker { .. } => c(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -224,26 +235,17 @@ impl GatewayError {
     pub fn from_bus(e: BusError, provider: &str) -> Self {
         match e {
             BusError::NoResponders(provider) => GatewayError::NoWorker { provider },
-            BusError::WorkerLost { provider, reason } => GatewayError::Upstream {
-                provider,
-                error: UpstreamError {
-                    kind: ErrorKind::Connection as i32,
-                    message: format!("worker lost: {reason}"),
-                    ..Default::default()
-                },
-            },
+            BusError::WorkerLost { provider, reason } => {
+                GatewayError::WorkerLost { provider, reason }
+            }
             BusError::Connection(m) => {
                 GatewayError::Internal(format!("bus connection failed: {m}"))
             }
             // A sequence gap means events were lost in transit: the worker's
             // answer is incomplete, which is the same as losing the worker.
-            BusError::Decode(m) => GatewayError::Upstream {
+            BusError::Decode(m) => GatewayError::WorkerLost {
                 provider: provider.to_owned(),
-                error: UpstreamError {
-                    kind: ErrorKind::Connection as i32,
-                    message: format!("worker lost: malformed bus message: {m}"),
-                    ..Default::default()
-                },
+                reason: format!("malformed bus message: {m}"),
             },
             BusError::Closed => GatewayError::ShuttingDown,
         }

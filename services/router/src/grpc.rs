@@ -9,8 +9,8 @@ use std::task::Poll;
 use futures_util::{Stream, StreamExt};
 use switchyard_proto::gateway::v1::gateway_service_server::GatewayService;
 use switchyard_proto::gateway::v1::{
-    ChatChunk, ChatRequest, ChatResponse, ChatSpec, ChatStreamRequest, ChatStreamResponse,
-    ListModelsRequest, ListModelsResponse, Model,
+    ChatRequest, ChatResponse, ChatSpec, ChatStreamRequest, ChatStreamResponse, ListModelsRequest,
+    ListModelsResponse, Model,
 };
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::access::{AccessInfo, AccessLine, GRPC};
 use crate::attempts::AttemptLog;
-use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem};
+use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem, UsageChunk};
 use crate::error::GatewayError;
 use crate::http::{ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID};
 
@@ -115,8 +115,7 @@ fn call_span(method: &str, ctx: &RequestContext) -> tracing::Span {
         request_id = %ctx.request_id,
         trace_id = tracing::field::Empty,
     );
-    switchyard_telemetry::set_parent(&span, &ctx.headers);
-    switchyard_telemetry::record_trace_id(&span);
+    switchyard_telemetry::continue_trace(&span, &ctx.headers);
     switchyard_telemetry::set_attribute(&span, "rpc.system", "grpc");
     switchyard_telemetry::set_attribute(
         &span,
@@ -229,17 +228,13 @@ impl GatewayService for GrpcGateway {
         let events = access.watch(events);
         let provider = served.provider.clone();
         let upstream_model = served.upstream_model.clone();
-        let mut last = ChatChunk::default();
+        let mut usage_chunk = UsageChunk::default();
         // gRPC clients always get the usage chunk: it costs nothing here and
         // a typed client has no `stream_options` to ask for it.
         let out = events.filter_map(move |item| {
             let msg = match item {
                 StreamItem::Chunk(chunk) => {
-                    last = ChatChunk {
-                        choices: Vec::new(),
-                        usage: None,
-                        ..chunk.clone()
-                    };
+                    usage_chunk.observe(&chunk);
                     Some(Ok(ChatStreamResponse {
                         chunk: Some(chunk),
                         provider: provider.clone(),
@@ -247,10 +242,7 @@ impl GatewayService for GrpcGateway {
                     }))
                 }
                 StreamItem::Done(usage) => Some(Ok(ChatStreamResponse {
-                    chunk: Some(ChatChunk {
-                        usage: Some(usage.unwrap_or_default()),
-                        ..last.clone()
-                    }),
+                    chunk: Some(usage_chunk.finish(usage)),
                     provider: provider.clone(),
                     upstream_model: upstream_model.clone(),
                 })),

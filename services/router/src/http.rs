@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
-use switchyard_proto::gateway::v1::{ChatChunk, ChatSpec};
+use switchyard_proto::gateway::v1::ChatSpec;
 use switchyard_providers::openai::{convert, wire};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::access::AccessInfo;
 use crate::attempts::AttemptLog;
-use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem};
+use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem, UsageChunk};
 use crate::error::GatewayError;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -124,8 +124,7 @@ fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
         request_id = %id,
         trace_id = tracing::field::Empty,
     );
-    switchyard_telemetry::set_parent(&span, &trace_headers(req.headers()));
-    switchyard_telemetry::record_trace_id(&span);
+    switchyard_telemetry::continue_trace(&span, &trace_headers(req.headers()));
     switchyard_telemetry::set_attribute(&span, "http.request.method", method.to_string());
     switchyard_telemetry::set_attribute(&span, "url.path", path.to_owned());
     if !route.is_empty() {
@@ -337,23 +336,27 @@ fn sse_event<T: serde::Serialize>(value: &T) -> Bytes {
 /// after the stream began is sent as an `error` event, which the OpenAI SDKs
 /// raise as an APIError, and no `[DONE]` follows.
 fn sse_response(events: ChatStream, include_usage: bool) -> Response {
-    let mut last: Option<ChatChunk> = None;
-    let body = events.flat_map(move |item| {
-        let out: Vec<Bytes> = match item {
+    let mut usage_chunk = UsageChunk::default();
+    // One body frame per event: no per-chunk collection on the hot path.
+    let body = events.map(move |item| {
+        let bytes = match item {
             StreamItem::Chunk(chunk) => {
-                let bytes = sse_event(&convert::chunk_to_wire(&chunk));
-                last = Some(ChatChunk { choices: Vec::new(), usage: None, ..chunk });
-                vec![bytes]
+                if include_usage {
+                    usage_chunk.observe(&chunk);
+                }
+                sse_event(&convert::chunk_to_wire(&chunk))
             }
             StreamItem::Done(usage) => {
-                let mut out = Vec::with_capacity(2);
+                const DONE: &[u8] = b"data: [DONE]\n\n";
                 if include_usage {
-                    let base = last.take().unwrap_or_default();
-                    let usage_chunk = ChatChunk { usage: Some(usage.unwrap_or_default()), ..base };
-                    out.push(sse_event(&convert::chunk_to_wire(&usage_chunk)));
+                    let last = sse_event(&convert::chunk_to_wire(&usage_chunk.finish(usage)));
+                    let mut both = Vec::with_capacity(last.len() + DONE.len());
+                    both.extend_from_slice(&last);
+                    both.extend_from_slice(DONE);
+                    Bytes::from(both)
+                } else {
+                    Bytes::from_static(DONE)
                 }
-                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                out
             }
             StreamItem::Failed(e) => {
                 tracing::warn!(error = %e, "stream failed after it started");
@@ -361,10 +364,10 @@ fn sse_response(events: ChatStream, include_usage: bool) -> Response {
                 let body = serde_json::json!({
                     "error": {"message": e.to_string(), "type": class.openai_type, "param": e.param(), "code": e.code()}
                 });
-                vec![sse_event(&body)]
+                sse_event(&body)
             }
         };
-        futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
+        Ok::<_, Infallible>(bytes)
     });
     Response::builder()
         .status(StatusCode::OK)

@@ -282,8 +282,7 @@ fn job_span(provider: &str, kind: &'static str, job: &Job) -> Span {
         request_id = %req.request_id,
         trace_id = tracing::field::Empty,
     );
-    switchyard_telemetry::set_parent(&span, &job.headers);
-    switchyard_telemetry::record_trace_id(&span);
+    switchyard_telemetry::continue_trace(&span, &job.headers);
     set_attribute(&span, SWITCHYARD_REQUEST_ID, req.request_id.clone());
     set_attribute(&span, GEN_AI_OPERATION_NAME, "chat");
     set_attribute(&span, GEN_AI_PROVIDER_NAME, provider.to_owned());

@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         root.join("switchyard/gateway/v1/chat.proto"),
         root.join("switchyard/gateway/v1/gateway.proto"),
+        root.join("switchyard/gateway/v1/media.proto"),
         root.join("switchyard/bus/v1/bus.proto"),
     ];
     for p in &protos {

@@ -51,9 +51,17 @@ pub enum BusError {
 /// A content event of a call; see `switchyard.bus.v1.WorkEvent`.
 pub type Event = work_event::Event;
 
-/// Whether `event` ends a call (`result`, `end` or `error`).
+/// Whether `event` ends a call (`result`, `end`, `error`, `embeddings` or
+/// `images`).
 pub fn is_terminal(event: &Event) -> bool {
-    matches!(event, Event::Result(_) | Event::End(_) | Event::Error(_))
+    match event {
+        Event::Result(_)
+        | Event::End(_)
+        | Event::Error(_)
+        | Event::Embeddings(_)
+        | Event::Images(_) => true,
+        Event::Accepted(_) | Event::Heartbeat(_) | Event::Chunk(_) => false,
+    }
 }
 
 /// Whether `event` belongs to the transport (`accepted`, `heartbeat`) rather

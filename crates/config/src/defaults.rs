@@ -2,76 +2,78 @@
 //! provider, plus one provider for every well-known API key found in the
 //! environment.
 
-use crate::{
-    Config, DEFAULT_OPENAI_BASE_URL, ModelConfig, ProviderConfig, ProviderKind, RouteConfig,
-};
+use crate::{Config, ModelConfig, ProviderConfig, ProviderKind, RouteConfig};
 
-/// A vendor reachable over the OpenAI wire format, enabled by its key's
-/// environment variable.
+/// A hosted vendor enabled by its key's environment variable (the kind's
+/// usual one: `ProviderKind::key_env`).
 #[derive(Debug, Clone, Copy)]
 pub struct WellKnownProvider {
     /// Provider name in the generated config.
     pub name: &'static str,
-    /// Environment variable holding the API key; its presence enables the
-    /// provider, and the worker reads the key from it.
-    pub key_env: &'static str,
-    pub base_url: &'static str,
+    pub kind: ProviderKind,
     /// Listed by `GET /v1/models`; any other upstream model is still
     /// reachable as `<name>/<model>`.
     pub models: &'static [&'static str],
 }
 
+impl WellKnownProvider {
+    /// The variable whose presence enables the provider; the worker reads
+    /// the key from it.
+    pub fn key_env(&self) -> &'static str {
+        self.kind.key_env().unwrap_or_default()
+    }
+}
+
 /// In the order they appear in the generated config (first listed wins when
-/// two providers list the same bare model name). Gemini and Anthropic go
-/// through their vendors' OpenAI-compatible endpoints until native wire
-/// formats land.
+/// two providers list the same bare model name). Azure OpenAI and Bedrock are
+/// not here: they need an endpoint or region and deployment names besides a
+/// key, so they are configured in a file.
 pub const WELL_KNOWN_PROVIDERS: &[WellKnownProvider] = &[
     WellKnownProvider {
         name: "openai",
-        key_env: "OPENAI_API_KEY",
-        base_url: DEFAULT_OPENAI_BASE_URL,
+        kind: ProviderKind::Openai,
         models: &[
             "gpt-4o-mini",
             "gpt-4o",
             "gpt-4.1",
             "gpt-4.1-mini",
             "o4-mini",
+            "text-embedding-3-small",
+            "gpt-image-1",
         ],
     },
     WellKnownProvider {
         name: "anthropic",
-        key_env: "ANTHROPIC_API_KEY",
-        base_url: "https://api.anthropic.com/v1",
-        models: &["claude-sonnet-4-5", "claude-haiku-4-5"],
+        kind: ProviderKind::Anthropic,
+        models: &["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"],
     },
     WellKnownProvider {
         name: "gemini",
-        key_env: "GEMINI_API_KEY",
-        base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
-        models: &["gemini-2.5-flash", "gemini-2.5-pro"],
+        kind: ProviderKind::Gemini,
+        models: &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-embedding-001"],
     },
     WellKnownProvider {
         name: "mistral",
-        key_env: "MISTRAL_API_KEY",
-        base_url: "https://api.mistral.ai/v1",
-        models: &["mistral-large-latest", "mistral-small-latest"],
+        kind: ProviderKind::Mistral,
+        models: &[
+            "mistral-large-latest",
+            "mistral-small-latest",
+            "mistral-embed",
+        ],
     },
     WellKnownProvider {
         name: "deepseek",
-        key_env: "DEEPSEEK_API_KEY",
-        base_url: "https://api.deepseek.com/v1",
+        kind: ProviderKind::Deepseek,
         models: &["deepseek-chat", "deepseek-reasoner"],
     },
     WellKnownProvider {
         name: "groq",
-        key_env: "GROQ_API_KEY",
-        base_url: "https://api.groq.com/openai/v1",
+        kind: ProviderKind::Groq,
         models: &["llama-3.3-70b-versatile", "llama-3.1-8b-instant"],
     },
     WellKnownProvider {
         name: "together",
-        key_env: "TOGETHER_API_KEY",
-        base_url: "https://api.together.xyz/v1",
+        kind: ProviderKind::Together,
         models: &[
             "meta-llama/Llama-3.3-70B-Instruct-Turbo",
             "deepseek-ai/DeepSeek-V3",
@@ -79,15 +81,28 @@ pub const WELL_KNOWN_PROVIDERS: &[WellKnownProvider] = &[
     },
     WellKnownProvider {
         name: "xai",
-        key_env: "XAI_API_KEY",
-        base_url: "https://api.x.ai/v1",
+        kind: ProviderKind::Xai,
         models: &["grok-4", "grok-3-mini"],
     },
     WellKnownProvider {
+        name: "fireworks",
+        kind: ProviderKind::Fireworks,
+        models: &["accounts/fireworks/models/llama-v3p3-70b-instruct"],
+    },
+    WellKnownProvider {
         name: "openrouter",
-        key_env: "OPENROUTER_API_KEY",
-        base_url: "https://openrouter.ai/api/v1",
+        kind: ProviderKind::Openrouter,
         models: &["openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5"],
+    },
+    WellKnownProvider {
+        name: "perplexity",
+        kind: ProviderKind::Perplexity,
+        models: &["sonar", "sonar-pro"],
+    },
+    WellKnownProvider {
+        name: "cerebras",
+        kind: ProviderKind::Cerebras,
+        models: &["llama-3.3-70b", "qwen-3-32b"],
     },
 ];
 
@@ -120,14 +135,18 @@ impl Config {
             )],
             ..Config::default()
         };
-        for wk in WELL_KNOWN_PROVIDERS.iter().filter(|wk| is_set(wk.key_env)) {
-            let mut p = ProviderConfig::new(wk.name, ProviderKind::Openai);
-            let base_url = match lookup(OPENAI_BASE_URL_ENV) {
-                Some(url) if wk.name == "openai" && !url.trim().is_empty() => url.trim().to_owned(),
-                _ => wk.base_url.to_owned(),
+        for wk in WELL_KNOWN_PROVIDERS
+            .iter()
+            .filter(|wk| is_set(wk.key_env()))
+        {
+            let mut p = ProviderConfig::new(wk.name, wk.kind);
+            p.base_url = match lookup(OPENAI_BASE_URL_ENV) {
+                Some(url) if wk.kind == ProviderKind::Openai && !url.trim().is_empty() => {
+                    Some(url.trim().to_owned())
+                }
+                _ => wk.kind.default_base_url().map(str::to_owned),
             };
-            p.base_url = Some(base_url);
-            p.api_key_env = Some(wk.key_env.to_owned());
+            p.api_key_env = Some(wk.key_env().to_owned());
             p.models = wk.models.iter().map(|m| (*m).to_owned()).collect();
             config.providers.push(p);
         }
@@ -168,6 +187,11 @@ mod tests {
         let openai = c.provider("openai").unwrap();
         assert_eq!(openai.kind, ProviderKind::Openai);
         assert_eq!(
+            c.provider("anthropic").unwrap().kind,
+            ProviderKind::Anthropic
+        );
+        assert_eq!(c.provider("gemini").unwrap().kind, ProviderKind::Gemini);
+        assert_eq!(
             openai.base_url.as_deref(),
             Some("https://api.openai.com/v1")
         );
@@ -176,7 +200,7 @@ mod tests {
         assert!(openai.models.iter().any(|m| m == "gpt-4o-mini"));
         assert_eq!(
             c.provider("gemini").unwrap().base_url.as_deref(),
-            Some("https://generativelanguage.googleapis.com/v1beta/openai")
+            Some("https://generativelanguage.googleapis.com/v1beta")
         );
         assert_eq!(
             c.provider("anthropic").unwrap().base_url.as_deref(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::Secret;
+use crate::kinds::ProviderKind;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -78,30 +79,6 @@ pub struct BusConfig {
     pub password: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    /// OpenAI's chat completions wire format; also every OpenAI-compatible
-    /// vendor (Mistral, DeepSeek, Groq, Together, xAI, vLLM, Ollama, ...).
-    Openai,
-    /// Built-in offline provider that answers without any network.
-    Demo,
-}
-
-/// Where a provider of kind `openai` is sent when it names no `base_url`.
-pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-
-impl ProviderKind {
-    pub const ALL: &'static [&'static str] = &["openai", "demo"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Demo => "demo",
-        }
-    }
-}
-
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -141,6 +118,59 @@ pub struct ProviderConfig {
     /// be asked for, listed or not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
+    /// What to do with a request parameter this provider cannot honour
+    /// (`seed` on Anthropic, `n` > 1 on Gemini, ...). A model's own
+    /// `unsupported_params` wins over this.
+    #[serde(default)]
+    pub unsupported_params: ParamPolicy,
+    /// `azure-openai`: the `api-version` query parameter; `anthropic`: the
+    /// `anthropic-version` header. Absent: the kind's documented default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `bedrock`: the AWS region (else `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `bedrock`: AWS credentials for SigV4 signing. Absent: the standard
+    /// variables `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`. A Bedrock API key (`api_key`/`api_key_env`,
+    /// default `AWS_BEARER_TOKEN_BEDROCK`) is used instead when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsCredentials>,
+}
+
+/// What happens to a request parameter the target cannot honour, or a value
+/// outside the target's range.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamPolicy {
+    /// Leave it out (out-of-range values are clamped) and say so in the
+    /// `x-switchyard-warnings` response header.
+    #[default]
+    Warn,
+    /// Leave it out (or clamp it) without a word.
+    Drop,
+    /// Refuse the request with a 400 naming the parameter.
+    Reject,
+}
+
+impl ParamPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamPolicy::Warn => "warn",
+            ParamPolicy::Drop => "drop",
+            ParamPolicy::Reject => "reject",
+        }
+    }
+}
+
+/// Static AWS credentials (use `${ENV}` interpolation, not literals).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredentials {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
 }
 
 impl ProviderConfig {
@@ -158,16 +188,28 @@ impl ProviderConfig {
             max_queue: default_max_queue(),
             headers: BTreeMap::new(),
             models: Vec::new(),
+            unsupported_params: ParamPolicy::default(),
+            api_version: None,
+            region: None,
+            aws: None,
         }
     }
 
     /// The key the worker sends upstream: `api_key`, else `api_key_env`'s
-    /// variable. `None` when neither gives one.
+    /// variable, else the kind's usual variable (`ANTHROPIC_API_KEY`, ...).
+    /// `None` when none gives one.
     pub fn resolve_api_key(&self) -> Option<Secret> {
         if let Some(k) = &self.api_key {
             return Some(k.clone());
         }
-        let var = self.api_key_env.as_ref()?;
+        // The kind's usual variable only when calling the kind's own host:
+        // never send OPENAI_API_KEY to a local vLLM behind `kind: openai`.
+        let usual = self.kind.key_env().filter(|_| {
+            self.base_url
+                .as_deref()
+                .is_none_or(|u| Some(u) == self.kind.default_base_url())
+        });
+        let var = self.api_key_env.as_deref().or(usual)?;
         std::env::var(var)
             .ok()
             .filter(|v| !v.is_empty())
@@ -205,6 +247,9 @@ pub struct ModelConfig {
     /// Retries and backoff across this model's routes.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Overrides each route provider's `unsupported_params` for this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_params: Option<ParamPolicy>,
     /// Opt-in: start the next route when the first is slow to its first token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge: Option<HedgeConfig>,
@@ -439,6 +484,7 @@ impl ModelConfig {
             strategy: Strategy::default(),
             routes,
             retry: RetryConfig::default(),
+            unsupported_params: None,
             hedge: None,
             first_token_timeout: None,
             timeout: None,

@@ -5,18 +5,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::keypath::KeyPath;
-use crate::{
-    Config, DEFAULT_OPENAI_BASE_URL, HedgeDelay, ModelConfig, ProviderConfig, ProviderKind,
-    RouteConfig, Strategy,
-};
+use crate::{Config, HedgeDelay, ModelConfig, ProviderConfig, RouteConfig, Strategy, WireFormat};
 
 pub(crate) type Problem = (KeyPath, String);
 
 /// Fills in what serde's per-field defaults cannot express.
 pub(crate) fn normalize(config: &mut Config) {
     for p in &mut config.providers {
-        if p.base_url.is_none() && p.kind == ProviderKind::Openai {
-            p.base_url = Some(DEFAULT_OPENAI_BASE_URL.to_owned());
+        if p.base_url.is_none() {
+            p.base_url = p.kind.default_base_url().map(str::to_owned);
         }
         // Workers append endpoint paths (`/chat/completions`); a trailing
         // slash would double up.
@@ -127,6 +124,55 @@ impl Validator {
         }
     }
 
+    /// Keys that only some kinds use, and what a kind cannot do without.
+    fn kind_specific(&mut self, path: &KeyPath, p: &ProviderConfig) {
+        let kind = p.kind.as_str();
+        match p.kind.wire_format() {
+            WireFormat::AzureOpenai if p.base_url.is_none() => self.push(
+                path.key("base_url"),
+                "kind `azure-openai` needs `base_url`: your resource's endpoint, \
+                 e.g. https://my-resource.openai.azure.com",
+            ),
+            WireFormat::Bedrock
+                if p.region.is_none()
+                    && std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                    && p.base_url.is_none() =>
+            {
+                self.push(
+                    path.key("region"),
+                    "kind `bedrock` needs `region` (or AWS_REGION in the environment)",
+                )
+            }
+            _ => {}
+        }
+        if p.api_version.is_some()
+            && !matches!(
+                p.kind.wire_format(),
+                WireFormat::AzureOpenai | WireFormat::Anthropic
+            )
+        {
+            self.push(
+                path.key("api_version"),
+                format!(
+                    "kind `{kind}` has no API version to set (only azure-openai and anthropic)"
+                ),
+            );
+        }
+        if p.region.is_some() && p.kind.wire_format() != WireFormat::Bedrock {
+            self.push(
+                path.key("region"),
+                format!("kind `{kind}` takes no `region` (only bedrock)"),
+            );
+        }
+        if p.aws.is_some() && p.kind.wire_format() != WireFormat::Bedrock {
+            self.push(
+                path.key("aws"),
+                format!("kind `{kind}` takes no `aws` credentials (only bedrock)"),
+            );
+        }
+    }
+
     fn provider(&mut self, path: &KeyPath, p: &ProviderConfig) {
         if let Some(url) = &p.base_url
             && let Err(m) = check_base_url(url)
@@ -150,6 +196,7 @@ impl Validator {
                 ),
             );
         }
+        self.kind_specific(path, p);
         self.nonzero_duration(path.key("timeout"), p.timeout);
         if p.max_concurrency == 0 {
             self.push(path.key("max_concurrency"), "must be greater than zero");
@@ -529,6 +576,7 @@ fn is_header_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{DEFAULT_OPENAI_BASE_URL, ProviderKind};
 
     #[test]
     fn nats_urls() {

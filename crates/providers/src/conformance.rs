@@ -59,7 +59,18 @@ pub enum Upstream {
     /// Stream content until the client goes away, then resolve
     /// [`Target::upstream_closed`].
     EndlessStream,
+    /// 401 with the provider's own "invalid key" body.
+    Unauthorized,
+    /// Answer with one call of the tool [`TOOL_NAME`] with arguments
+    /// [`TOOL_ARGUMENTS`] (streamed: the arguments split over at least two
+    /// deltas), the way the provider's wire format reports a tool call.
+    ToolCall,
 }
+
+/// The tool an [`Upstream::ToolCall`] answer calls.
+pub const TOOL_NAME: &str = "get_weather";
+/// Its arguments, as the JSON text the canonical model carries.
+pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
 
 /// A provider under test, wired to an upstream.
 pub struct Target {
@@ -92,6 +103,9 @@ pub const ALL_CASES: &[&str] = &[
     "stream_times_out_before_first_event",
     "connection_refused",
     "dropping_stream_closes_upstream",
+    "unauthorized_is_auth",
+    "tool_call_in_canonical_shape",
+    "streamed_tool_call_arguments_concatenate",
 ];
 
 /// Generates one `#[tokio::test]` per conformance case for a [`Harness`]
@@ -113,6 +127,9 @@ macro_rules! provider_conformance {
             stream_times_out_before_first_event,
             connection_refused,
             dropping_stream_closes_upstream,
+            unauthorized_is_auth,
+            tool_call_in_canonical_shape,
+            streamed_tool_call_arguments_concatenate,
         );
     };
     ($harness:expr => $($case:ident),+ $(,)?) => {
@@ -339,5 +356,73 @@ pub mod cases {
         tokio::time::timeout(GUARD, closed)
             .await
             .expect("the upstream never saw its connection close");
+    }
+
+    pub async fn unauthorized_is_auth(h: &dyn Harness) {
+        let t = h.start(Upstream::Unauthorized).await;
+        for e in <[_; 2]>::from(both(&t).await) {
+            assert!(
+                matches!(e, ProviderError::Auth { status: 401, .. }),
+                "{e:?}"
+            );
+        }
+    }
+
+    /// A tool call comes back as OpenAI shapes it, whatever the wire format:
+    /// an id, the name, the arguments as JSON text, `tool_calls` finish.
+    pub async fn tool_call_in_canonical_shape(h: &dyn Harness) {
+        let t = h.start(Upstream::ToolCall).await;
+        let r = t.provider.chat(&t.call).await.expect("chat");
+        let choice = &r.choices[0];
+        assert_eq!(choice.finish_reason(), FinishReason::ToolCalls);
+        let calls = &choice.message.as_ref().expect("message").tool_calls;
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(!calls[0].id.is_empty(), "tool call without an id");
+        assert_eq!(calls[0].name, TOOL_NAME);
+        let args: serde_json::Value = serde_json::from_str(&calls[0].arguments).expect("JSON");
+        assert_eq!(
+            args,
+            serde_json::from_str::<serde_json::Value>(TOOL_ARGUMENTS).unwrap()
+        );
+    }
+
+    /// Streamed, the call's id and name come first (once) and the argument
+    /// deltas concatenate to the arguments, all at one tool-call index.
+    pub async fn streamed_tool_call_arguments_concatenate(h: &dyn Harness) {
+        let t = h.start(Upstream::ToolCall).await;
+        let items: Vec<_> = t
+            .provider
+            .chat_stream(&t.call)
+            .await
+            .expect("chat_stream")
+            .collect()
+            .await;
+        let chunks: Vec<_> = items.into_iter().map(|i| i.expect("stream item")).collect();
+        let deltas: Vec<_> = chunks
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .flat_map(|d| d.tool_calls.iter())
+            .collect();
+        assert!(deltas.len() >= 2, "arguments not streamed: {deltas:?}");
+        assert!(deltas.iter().all(|d| d.index == deltas[0].index));
+        let ids: Vec<_> = deltas.iter().filter(|d| !d.id.is_empty()).collect();
+        assert_eq!(ids.len(), 1, "the id comes once: {deltas:?}");
+        assert_eq!(
+            deltas.iter().map(|d| d.name.as_str()).collect::<String>(),
+            TOOL_NAME
+        );
+        let args: String = deltas.iter().map(|d| d.arguments.as_str()).collect();
+        let args: serde_json::Value = serde_json::from_str(&args).expect("JSON");
+        assert_eq!(
+            args,
+            serde_json::from_str::<serde_json::Value>(TOOL_ARGUMENTS).unwrap()
+        );
+        let finish = chunks
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .map(|d| d.finish_reason())
+            .filter(|f| *f != FinishReason::Unspecified)
+            .next_back();
+        assert_eq!(finish, Some(FinishReason::ToolCalls));
     }
 }

@@ -49,6 +49,30 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The wire format has no such operation (embeddings on Anthropic).
+    pub fn unsupported(kind: &str, operation: &str, model: &str) -> Self {
+        ProviderError::BadRequest {
+            message: format!(
+                "provider kind `{kind}` does not serve {operation} (upstream model `{model}`)"
+            ),
+            status: 400,
+            param: Some("model".to_owned()),
+            code: Some("unsupported_operation".to_owned()),
+        }
+    }
+
+    /// The request uses something the target cannot express (an audio part
+    /// for Anthropic, `n` > 1 where only one choice exists). Raised before
+    /// any upstream call; `param` names the request field as OpenAI would.
+    pub fn unsupported_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError::BadRequest {
+            message: message.into(),
+            status: 400,
+            param: Some(param.into()),
+            code: Some("unsupported_parameter".to_owned()),
+        }
+    }
+
     /// The same error with its message text passed through `f` (to scrub
     /// secrets an upstream echoed, for instance).
     pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {

@@ -14,12 +14,17 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::Stream;
-use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec};
+use switchyard_proto::gateway::v1::{
+    ChatChunk, ChatResult, ChatSpec, EmbedResult, EmbedSpec, ImageResult, ImageSpec,
+};
 
+pub mod anthropic;
+pub mod bedrock;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod demo;
 pub mod error;
+pub mod gemini;
 pub mod openai;
 pub mod registry;
 mod upstream;
@@ -42,6 +47,24 @@ pub struct ChatCall {
     pub timeout: Option<Duration>,
 }
 
+/// One upstream embeddings call.
+#[derive(Debug, Clone)]
+pub struct EmbedCall {
+    pub spec: EmbedSpec,
+    pub upstream_model: String,
+    pub request_id: String,
+    pub timeout: Option<Duration>,
+}
+
+/// One upstream image generation call.
+#[derive(Debug, Clone)]
+pub struct ImageCall {
+    pub spec: ImageSpec,
+    pub upstream_model: String,
+    pub request_id: String,
+    pub timeout: Option<Duration>,
+}
+
 /// Chunks of a streamed answer, in order. The stream ends after the last
 /// chunk; when the upstream reports usage it is on the last chunk (with no
 /// choices). Dropping the stream closes the upstream connection: that is how
@@ -59,4 +82,24 @@ pub trait Provider: Send + Sync + 'static {
     /// A streamed answer. Errors before the first chunk come back as `Err`
     /// here; errors mid-stream as an `Err` item.
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError>;
+
+    /// Embeddings, one per input, in input order. Wire formats without an
+    /// embeddings API keep the default: a 400 naming the provider kind.
+    async fn embed(&self, call: &EmbedCall) -> Result<EmbedResult, ProviderError> {
+        Err(ProviderError::unsupported(
+            self.kind(),
+            "embeddings",
+            &call.upstream_model,
+        ))
+    }
+
+    /// Generated images. Wire formats without an image API keep the
+    /// default: a 400 naming the provider kind.
+    async fn images(&self, call: &ImageCall) -> Result<ImageResult, ProviderError> {
+        Err(ProviderError::unsupported(
+            self.kind(),
+            "image generation",
+            &call.upstream_model,
+        ))
+    }
 }

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_config::{ProviderConfig, ProviderKind};
+use switchyard_config::{ProviderConfig, WireFormat};
 
 use crate::Provider;
+use crate::anthropic::AnthropicProvider;
+use crate::bedrock::BedrockProvider;
 use crate::demo::DemoProvider;
+use crate::gemini::GeminiProvider;
 use crate::openai::OpenAiProvider;
 
 /// A provider's configuration cannot be turned into a working client.
@@ -32,15 +35,20 @@ pub enum BuildError {
     InvalidApiKey { provider: String },
 }
 
-/// The implementation for `cfg.kind`. Every kind is matched explicitly, so a
-/// new kind in the config schema does not compile until it is served here.
+/// The implementation for `cfg.kind`'s wire format. Every format is matched
+/// explicitly, so a new one in the config schema does not compile until it
+/// is served here. The OpenAI-compatible vendors share one implementation
+/// and differ by preset (`openai::presets`).
 pub fn build_provider(
     cfg: &ProviderConfig,
     http: reqwest::Client,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    Ok(match cfg.kind {
-        ProviderKind::Openai => Arc::new(OpenAiProvider::new(cfg, http)?),
-        ProviderKind::Demo => Arc::new(DemoProvider::new(cfg)),
+    Ok(match cfg.kind.wire_format() {
+        WireFormat::Openai | WireFormat::AzureOpenai => Arc::new(OpenAiProvider::new(cfg, http)?),
+        WireFormat::Anthropic => Arc::new(AnthropicProvider::new(cfg, http)?),
+        WireFormat::Gemini => Arc::new(GeminiProvider::new(cfg, http)?),
+        WireFormat::Bedrock => Arc::new(BedrockProvider::new(cfg, http)?),
+        WireFormat::Demo => Arc::new(DemoProvider::new(cfg)),
     })
 }
 
@@ -87,6 +95,7 @@ pub fn http_client() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_config::ProviderKind;
 
     /// A config with the schema's defaults.
     fn cfg(kind: ProviderKind, base_url: Option<&str>) -> ProviderConfig {

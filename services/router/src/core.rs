@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt};
 use switchyard_bus::{Bus, BusError, Call, Event, Headers};
 use switchyard_config::Config;
+use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::bus::v1::{UpstreamError, WorkRequest};
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec, Role, Usage};
 use switchyard_routing::{Health, InFlight, ListedModel, Plan, RequestFacts, RouteTable, Target};
@@ -359,7 +360,7 @@ impl Gateway {
             request_id: ctx.request_id.clone(),
             provider: target.provider.to_string(),
             upstream_model: target.upstream_model.to_string(),
-            spec: Some(spec.clone()),
+            work: Some(Work::Chat(spec.clone())),
             stream,
             deadline_ms: u64::try_from(remaining.as_millis())
                 .unwrap_or(u64::MAX)

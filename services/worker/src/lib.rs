@@ -22,9 +22,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use switchyard_bus::{Bus, BusError, Event, Job};
 use switchyard_config::ProviderConfig;
+use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::bus::v1::{ErrorKind, StreamEnd, UpstreamError};
 use switchyard_proto::gateway::v1::Usage;
-use switchyard_providers::{ChatCall, Provider, ProviderError};
+use switchyard_providers::{ChatCall, EmbedCall, ImageCall, Provider, ProviderError};
 use switchyard_telemetry::semconv::SWITCHYARD_PROVIDER;
 use switchyard_telemetry::semconv::{
     GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_INPUT_TOKENS,
@@ -199,35 +200,72 @@ impl Worker {
     }
 }
 
+/// The terminal event of a call answered in one piece.
+fn finish_unary<T>(result: Result<T, ProviderError>, ok: impl FnOnce(T) -> Event) -> Event {
+    match result {
+        Ok(r) => ok(r),
+        Err(e) => {
+            let e = upstream_error(&e);
+            job_failed(&e);
+            Event::Error(e)
+        }
+    }
+}
+
 async fn run_job(provider: &dyn Provider, job: &Job) {
     let req = &job.request;
-    let Some(spec) = req.spec.clone() else {
-        let e = UpstreamError {
-            kind: ErrorKind::Internal as i32,
-            message: "work request without a spec".into(),
-            ..Default::default()
-        };
-        let _ = job.reply.send(Event::Error(e)).await;
-        return;
+    let timeout = (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms));
+    let spec = match req.work.clone() {
+        Some(Work::Chat(spec)) => spec,
+        Some(Work::Embed(spec)) => {
+            let call = EmbedCall {
+                spec,
+                upstream_model: req.upstream_model.clone(),
+                request_id: req.request_id.clone(),
+                timeout,
+            };
+            let event = finish_unary(provider.embed(&call).await, |r| {
+                job_done(r.usage.as_ref());
+                Event::Embeddings(r)
+            });
+            let _ = job.reply.send(event).await;
+            return;
+        }
+        Some(Work::Image(spec)) => {
+            let call = ImageCall {
+                spec,
+                upstream_model: req.upstream_model.clone(),
+                request_id: req.request_id.clone(),
+                timeout,
+            };
+            let event = finish_unary(provider.images(&call).await, |r| {
+                job_done(r.usage.as_ref());
+                Event::Images(r)
+            });
+            let _ = job.reply.send(event).await;
+            return;
+        }
+        None => {
+            let e = UpstreamError {
+                kind: ErrorKind::Internal as i32,
+                message: "work request without any work (chat, embed or image)".into(),
+                ..Default::default()
+            };
+            let _ = job.reply.send(Event::Error(e)).await;
+            return;
+        }
     };
     let call = ChatCall {
         spec,
         upstream_model: req.upstream_model.clone(),
         request_id: req.request_id.clone(),
-        timeout: (req.deadline_ms > 0).then(|| Duration::from_millis(req.deadline_ms)),
+        timeout,
     };
     if !req.stream {
-        let event = match provider.chat(&call).await {
-            Ok(result) => {
-                job_done(result.usage.as_ref());
-                Event::Result(result)
-            }
-            Err(e) => {
-                let e = upstream_error(&e);
-                job_failed(&e);
-                Event::Error(e)
-            }
-        };
+        let event = finish_unary(provider.chat(&call).await, |r| {
+            job_done(r.usage.as_ref());
+            Event::Result(r)
+        });
         let _ = job.reply.send(event).await;
         return;
     }
@@ -284,7 +322,12 @@ fn job_span(provider: &str, kind: &'static str, job: &Job) -> Span {
     );
     switchyard_telemetry::continue_trace(&span, &job.headers);
     set_attribute(&span, SWITCHYARD_REQUEST_ID, req.request_id.clone());
-    set_attribute(&span, GEN_AI_OPERATION_NAME, "chat");
+    let operation = match &req.work {
+        Some(Work::Embed(_)) => "embeddings",
+        Some(Work::Image(_)) => "image_generation",
+        Some(Work::Chat(_)) | None => "chat",
+    };
+    set_attribute(&span, GEN_AI_OPERATION_NAME, operation);
     set_attribute(&span, GEN_AI_PROVIDER_NAME, provider.to_owned());
     set_attribute(&span, SWITCHYARD_PROVIDER_KIND, kind);
     set_attribute(&span, GEN_AI_REQUEST_MODEL, req.upstream_model.clone());

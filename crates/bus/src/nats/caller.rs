@@ -192,6 +192,8 @@ fn event_name(event: Option<&Event>) -> &'static str {
         Some(Event::Chunk(_)) => "chunk",
         Some(Event::End(_)) => "end",
         Some(Event::Error(_)) => "error",
+        Some(Event::Embeddings(_)) => "embeddings",
+        Some(Event::Images(_)) => "images",
     }
 }
 

@@ -45,6 +45,9 @@ pub enum Script {
     Sse(Vec<String>),
     /// 200 `application/json` with this body.
     Json(Value),
+    /// One call of `get_weather` (`{"city":"Paris"}`), as JSON or as SSE
+    /// with the arguments split over two deltas.
+    ToolCall,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +149,8 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
             sse_body(Body::from_stream(head.chain(tail)))
         }
         Script::Sse(events) => sse(events.clone()),
+        Script::ToolCall if streamed => sse(tool_call_events(&model)),
+        Script::ToolCall => json(200, &[], &tool_call_json(&model)),
         Script::Json(v) => json(200, &[], v),
     }
 }
@@ -274,4 +279,60 @@ pub fn answer_events(model: &str, include_usage: bool) -> Vec<String> {
 /// OpenAI's error body.
 pub fn error_json(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Value {
     json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}
+
+/// A chat completion calling `get_weather` for Paris.
+pub fn tool_call_json(model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-tool1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{
+                    "id": "call_abc123",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}
+                }]
+            },
+            "logprobs": null,
+            "finish_reason": "tool_calls"
+        }],
+        "usage": usage_json()
+    })
+}
+
+/// The same call streamed as OpenAI does: id, type and name in the first
+/// delta, the arguments in pieces after it.
+pub fn tool_call_events(model: &str) -> Vec<String> {
+    let delta = |tc: Value, finish: Value| {
+        chunk(
+            model,
+            json!([{"index": 0, "delta": {"tool_calls": [tc]}, "logprobs": null, "finish_reason": finish}]),
+            None,
+            false,
+        )
+    };
+    vec![
+        role_chunk(model, false).to_string(),
+        delta(
+            json!({"index": 0, "id": "call_abc123", "type": "function", "function": {"name": "get_weather", "arguments": ""}}),
+            Value::Null,
+        )
+        .to_string(),
+        delta(json!({"index": 0, "function": {"arguments": "{\"city\":"}}), Value::Null).to_string(),
+        delta(json!({"index": 0, "function": {"arguments": "\"Paris\"}"}}), Value::Null).to_string(),
+        chunk(
+            model,
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "tool_calls"}]),
+            None,
+            false,
+        )
+        .to_string(),
+        "[DONE]".to_owned(),
+    ]
 }

@@ -128,6 +128,17 @@ impl Harness for OpenAiHarness {
             Upstream::Hang => Script::Hang,
             Upstream::StallAfterHeaders => Script::StallAfterHeaders,
             Upstream::EndlessStream => Script::Endless,
+            Upstream::Unauthorized => status(
+                401,
+                vec![],
+                double::error_json(
+                    "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    None,
+                    Some("invalid_api_key"),
+                ),
+            ),
+            Upstream::ToolCall => Script::ToolCall,
         };
         let (d, closed) = Double::start(script).await;
         let p = OpenAiProvider::new(&config(&d.base_url()), http_client()).unwrap();

@@ -14,6 +14,15 @@
 //! | `context-long`  | 400 `context_length_exceeded` |
 //! | `hang`          | never answers (JSON), or sends one chunk then stalls (SSE) |
 //!
+//! `POST /v1/embeddings` and `POST /v1/images/generations` answer in
+//! OpenAI's shapes, scripted by the same `error-429` / `error-429-<s>` /
+//! `error-500` / `error-400` / `hang` models. Embeddings: one vector per
+//! input, `[chars, position, 0.5, 0.5, ...]` (`dimensions` long, 3 by
+//! default), so a test can tell which input a vector belongs to; floats
+//! only (a base64 request is refused: the gateway must ask for floats).
+//! Images: `n` images as `url`s, or `b64_json` when asked or for
+//! `gpt-image-*` models (which report usage too).
+//!
 //! `GET /_double/stats` reports how many chat requests arrived, how many
 //! answers were cut off by the client going away, and the last
 //! `authorization` header seen, so tests in any language can check them.
@@ -66,6 +75,8 @@ impl Double {
         let stats = Arc::new(Stats::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/images/generations", post(images))
             .route("/_double/stats", get(stats_handler))
             .with_state(stats.clone());
         let task = tokio::spawn(async move {
@@ -395,4 +406,187 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Counts and records a non-chat request like a chat one; the decoded
+/// body, or the error answer for one that is not JSON (boxed: a response is
+/// large next to a `Value`).
+fn record(stats: &Stats, headers: &HeaderMap, body: &[u8]) -> Result<Value, Box<Response>> {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    stats.received.notify_waiters();
+    if let Ok(mut a) = stats.last_authorization.lock() {
+        *a = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+    }
+    let body: Value = serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid JSON: {e}"),
+            "invalid_request_error",
+            None,
+            None,
+        ))
+    })?;
+    if let Ok(mut b) = stats.last_body.lock() {
+        *b = body.clone();
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    if let Ok(mut m) = stats.by_model.lock() {
+        *m.entry(model.to_owned()).or_default() += 1;
+    }
+    Ok(body)
+}
+
+/// The scripted failures every endpoint shares, by model name.
+async fn scripted_failure(model: &str) -> Option<Response> {
+    let retry_after = match model {
+        "error-429" => Some("2"),
+        m => m.strip_prefix("error-429-"),
+    };
+    if let Some(secs) = retry_after {
+        let mut res = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit reached for requests",
+            "requests",
+            None,
+            Some("rate_limit_exceeded"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(secs) {
+            res.headers_mut().insert("retry-after", v);
+        }
+        return Some(res);
+    }
+    match model {
+        "error-500" => Some(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream exploded",
+            "server_error",
+            None,
+            None,
+        )),
+        "error-400" => Some(error(
+            StatusCode::BAD_REQUEST,
+            "Invalid value for 'dimensions': upstream says no",
+            "invalid_request_error",
+            Some("dimensions"),
+            None,
+        )),
+        "hang" => {
+            std::future::pending::<()>().await;
+            None
+        }
+        _ => None,
+    }
+}
+
+fn ok_json(body: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The double's vector for the input at `position`.
+pub fn embedding_for(text: &str, position: usize, dims: usize) -> Vec<f32> {
+    let mut v = vec![0.5f32; dims];
+    if let Some(x) = v.get_mut(0) {
+        *x = text.chars().count() as f32;
+    }
+    if let Some(x) = v.get_mut(1) {
+        *x = position as f32;
+    }
+    v
+}
+
+async fn embeddings(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match record(&stats, &headers, &body) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    if let Some(res) = scripted_failure(model).await {
+        return res;
+    }
+    if body.get("encoding_format").and_then(Value::as_str) == Some("base64") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "this double answers floats only: the gateway must ask for floats",
+            "invalid_request_error",
+            Some("encoding_format"),
+            None,
+        );
+    }
+    let dims = body.get("dimensions").and_then(Value::as_u64).unwrap_or(3) as usize;
+    let texts: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+            vec![Value::Array(items.clone()).to_string()]
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "'input' is a required property",
+                "invalid_request_error",
+                Some("input"),
+                None,
+            );
+        }
+    };
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_for(t, i, dims)}))
+        .collect();
+    let tokens: u64 = texts.iter().map(|t| words(t)).sum();
+    ok_json(&json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+}
+
+async fn images(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match record(&stats, &headers, &body) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("dall-e-2");
+    if let Some(res) = scripted_failure(model).await {
+        return res;
+    }
+    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let gpt_image = model.starts_with("gpt-image");
+    let b64 = gpt_image || body.get("response_format").and_then(Value::as_str) == Some("b64_json");
+    let prompt = body.get("prompt").cloned().unwrap_or(Value::Null);
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            if b64 {
+                // Base64 of "double-image" stands in for PNG bytes.
+                json!({"b64_json": "ZG91YmxlLWltYWdl"})
+            } else {
+                json!({"url": format!("https://images.example/{i}.png"), "revised_prompt": prompt})
+            }
+        })
+        .collect();
+    let mut answer = json!({"created": 1_713_833_628, "data": data});
+    if gpt_image {
+        answer["usage"] = json!({
+            "total_tokens": 4210, "input_tokens": 50, "output_tokens": 4160,
+            "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}
+        });
+    }
+    ok_json(&answer)
 }

@@ -119,7 +119,7 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
     /// What to do with a request parameter this provider cannot honour
-    /// (`seed` on Anthropic, `n` > 1 on Gemini, ...). A model's own
+    /// (`seed` on Anthropic, `n` > 1 on Bedrock, ...). A model's own
     /// `unsupported_params` wins over this.
     #[serde(default)]
     pub unsupported_params: ParamPolicy,

@@ -421,8 +421,7 @@ pub mod cases {
             .iter()
             .flat_map(|c| c.choices.iter())
             .map(|d| d.finish_reason())
-            .filter(|f| *f != FinishReason::Unspecified)
-            .next_back();
+            .rfind(|f| *f != FinishReason::Unspecified);
         assert_eq!(finish, Some(FinishReason::ToolCalls));
     }
 }

@@ -27,6 +27,13 @@
 //!   with a call to it with arguments `{}`.
 //!
 //! Waiting uses `tokio::time`, so tests with paused time run instantly.
+//!
+//! Embeddings: a hashed bag of words per input (lowercased words hashed
+//! into `dimensions` buckets, 8 by default, with a hash-chosen sign), L2
+//! normalised: deterministic, and texts sharing words point the same way,
+//! so similarity search can be tried offline. An input that is a magic
+//! `demo:error ...` message fails the same way as in chat. Token-array
+//! inputs are refused (400). Image generation is not served.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -373,6 +380,85 @@ impl Provider for DemoProvider {
             Some((Ok(chunk), steps))
         })))
     }
+
+    async fn embed(
+        &self,
+        call: &crate::EmbedCall,
+    ) -> Result<switchyard_proto::gateway::v1::EmbedResult, ProviderError> {
+        embed(call)
+    }
+}
+
+/// Vector length when the request names no `dimensions`.
+const EMBED_DIMS: u32 = 8;
+/// Larger requests are cut here: the demo has no use for huge vectors.
+const EMBED_MAX_DIMS: u32 = 4096;
+
+fn embed(
+    call: &crate::EmbedCall,
+) -> Result<switchyard_proto::gateway::v1::EmbedResult, ProviderError> {
+    use switchyard_proto::gateway::v1::{EmbedResult, Embedding};
+    let spec = &call.spec;
+    if spec.inputs.is_empty() {
+        return Err(ProviderError::unsupported_param(
+            "input",
+            "the demo provider embeds text only: token-array inputs need an OpenAI-format provider",
+        ));
+    }
+    if let Some(e) = spec.inputs.iter().find_map(|t| {
+        t.trim()
+            .strip_prefix("demo:error")
+            .and_then(|rest| magic_error(rest.trim()))
+    }) {
+        return Err(e);
+    }
+    let dims = spec
+        .dimensions
+        .unwrap_or(EMBED_DIMS)
+        .clamp(1, EMBED_MAX_DIMS);
+    let mut words = 0u32;
+    let data = spec
+        .inputs
+        .iter()
+        .zip(0u32..)
+        .map(|(text, index)| {
+            words = words.saturating_add(count(text.split_whitespace().count()));
+            Embedding {
+                index,
+                vector: bag_of_words(text, dims),
+            }
+        })
+        .collect();
+    Ok(EmbedResult {
+        model: call.upstream_model.clone(),
+        data,
+        usage: Some(Usage {
+            prompt_tokens: words,
+            total_tokens: words,
+            ..Default::default()
+        }),
+    })
+}
+
+/// FNV-1a: stable across runs and platforms, unlike std's hasher.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn bag_of_words(text: &str, dims: u32) -> Vec<f32> {
+    let mut v = vec![0f32; dims as usize];
+    for word in text.split_whitespace() {
+        let h = fnv1a(&word.to_lowercase());
+        let i = (h % u64::from(dims)) as usize;
+        v[i] += if h >> 63 == 0 { 1.0 } else { -1.0 };
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
 }
 
 #[cfg(test)]
@@ -641,5 +727,69 @@ mod tests {
         // An undeclared tool is not called.
         let r = p.chat(&call("demo:call get_weather")).await.unwrap();
         assert!(r.choices[0].message.as_ref().unwrap().tool_calls.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use switchyard_proto::gateway::v1::EmbedSpec;
+
+    use super::*;
+    use crate::EmbedCall;
+
+    fn call(inputs: &[&str], dimensions: Option<u32>) -> EmbedCall {
+        EmbedCall {
+            spec: EmbedSpec {
+                model: "demo".into(),
+                inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+                dimensions,
+                ..Default::default()
+            },
+            upstream_model: "echo".into(),
+            request_id: "req-1".into(),
+            timeout: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn deterministic_normalised_bag_of_words() {
+        let p = DemoProvider::with_timeout(Duration::from_secs(1));
+        let r = p
+            .embed(&call(&["the cat sat", "The CAT sat", "dogs bark"], None))
+            .await
+            .unwrap();
+        assert_eq!(r.data.len(), 3);
+        assert_eq!(r.data[0].vector.len(), 8);
+        assert_eq!(r.data[0].vector, r.data[1].vector, "case-insensitive");
+        assert_ne!(r.data[0].vector, r.data[2].vector);
+        let norm: f32 = r.data[2].vector.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        assert_eq!(r.usage.unwrap().prompt_tokens, 8);
+        let again = p.embed(&call(&["dogs bark"], Some(3))).await.unwrap();
+        assert_eq!(again.data[0].vector.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn magic_errors_and_token_inputs() {
+        let p = DemoProvider::with_timeout(Duration::from_secs(1));
+        let e = p
+            .embed(&call(&["fine", "demo:error 429"], None))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::RateLimited { .. }), "{e:?}");
+        let e = p.embed(&call(&[], None)).await.unwrap_err();
+        assert!(matches!(e, ProviderError::BadRequest { .. }), "{e:?}");
+        let e = p
+            .images(&crate::ImageCall {
+                spec: Default::default(),
+                upstream_model: "echo".into(),
+                request_id: "r".into(),
+                timeout: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::BadRequest { .. }), "{e:?}");
     }
 }

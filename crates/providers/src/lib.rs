@@ -25,7 +25,9 @@ pub mod conformance;
 pub mod demo;
 pub mod error;
 pub mod gemini;
+mod http_call;
 pub mod openai;
+pub mod params;
 pub mod registry;
 mod upstream;
 

@@ -1,13 +1,14 @@
 //! Route tables: which targets may serve a requested model, and the model's
 //! settings for walking them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_config::{
-    Capability, Config, HedgeConfig, ModelConfig, PriceConfig, RetryConfig, Strategy,
+    Capability, Config, HedgeConfig, ModelConfig, ParamPolicy, PriceConfig, ProviderKind,
+    RetryConfig, Strategy,
 };
 
 /// One place a request can be sent: a configured provider and the model name
@@ -141,6 +142,8 @@ pub struct Plan {
     pub first_token_timeout: Option<Duration>,
     /// Whole-request deadline; `None` means the server's.
     pub timeout: Option<Duration>,
+    /// The model's `unsupported_params`, over each provider's own.
+    pub unsupported_params: Option<ParamPolicy>,
 }
 
 impl Plan {
@@ -164,6 +167,7 @@ impl Plan {
             hedge: m.hedge.clone(),
             first_token_timeout: m.first_token_timeout,
             timeout: m.timeout,
+            unsupported_params: m.unsupported_params,
         }
     }
 
@@ -178,6 +182,7 @@ impl Plan {
             hedge: None,
             first_token_timeout: None,
             timeout: None,
+            unsupported_params: None,
         }
     }
 
@@ -185,6 +190,13 @@ impl Plan {
     pub fn targets(&self) -> impl Iterator<Item = &Target> {
         self.routes.iter().map(|r| &r.target)
     }
+}
+
+/// What the table keeps of a configured provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProviderFacts {
+    kind: ProviderKind,
+    unsupported_params: ParamPolicy,
 }
 
 /// A model as `GET /v1/models` lists it.
@@ -201,7 +213,7 @@ pub struct ListedModel {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     named: HashMap<String, Plan>,
-    providers: HashSet<String>,
+    providers: HashMap<String, ProviderFacts>,
     listed_by_provider: HashMap<String, Target>,
     listing: Vec<ListedModel>,
 }
@@ -217,7 +229,13 @@ impl RouteTable {
             });
         }
         for p in &config.providers {
-            table.providers.insert(p.name.clone());
+            table.providers.insert(
+                p.name.clone(),
+                ProviderFacts {
+                    kind: p.kind,
+                    unsupported_params: p.unsupported_params,
+                },
+            );
             for model in &p.models {
                 table
                     .listed_by_provider
@@ -246,7 +264,7 @@ impl RouteTable {
         }
         if let Some((provider, upstream)) = model.split_once('/')
             && !upstream.is_empty()
-            && self.providers.contains(provider)
+            && self.providers.contains_key(provider)
         {
             return Some(Plan::single(model, Target::new(provider, upstream)));
         }
@@ -259,6 +277,17 @@ impl RouteTable {
     /// Every model a client can name, configured routes first.
     pub fn list(&self) -> &[ListedModel] {
         &self.listing
+    }
+
+    /// What the router must know of a target's provider to shape a request
+    /// for it: its kind, and the policy for parameters it cannot take (the
+    /// plan's own policy wins). `None` for a provider not in the config.
+    pub fn param_rules(&self, plan: &Plan, target: &Target) -> Option<(ProviderKind, ParamPolicy)> {
+        let facts = self.providers.get(&*target.provider)?;
+        Some((
+            facts.kind,
+            plan.unsupported_params.unwrap_or(facts.unsupported_params),
+        ))
     }
 
     /// The configured models' plans (for an admin view of the routes), in no
@@ -368,5 +397,27 @@ mod tests {
         );
         assert!(Caps::default().is_empty());
         assert_eq!(Target::new("p", "m").to_string(), "p/m");
+    }
+
+    #[test]
+    fn param_rules_take_the_models_policy_over_the_providers() {
+        let mut c = config();
+        c.providers[0].kind = ProviderKind::Anthropic;
+        c.providers[0].unsupported_params = ParamPolicy::Drop;
+        let t = RouteTable::from_config(&c);
+        let name = c.providers[0].name.clone();
+        let direct = t.resolve(&format!("{name}/x")).unwrap();
+        let target = direct.routes[0].target.clone();
+        assert_eq!(
+            t.param_rules(&direct, &target),
+            Some((ProviderKind::Anthropic, ParamPolicy::Drop))
+        );
+        let mut strict = direct.clone();
+        strict.unsupported_params = Some(ParamPolicy::Reject);
+        assert_eq!(
+            t.param_rules(&strict, &target),
+            Some((ProviderKind::Anthropic, ParamPolicy::Reject))
+        );
+        assert_eq!(t.param_rules(&direct, &Target::new("nope", "x")), None);
     }
 }

@@ -57,6 +57,7 @@ fn plan(strategy: Strategy, routes: Vec<Route>) -> Plan {
         hedge: None,
         first_token_timeout: None,
         timeout: None,
+        unsupported_params: None,
     }
 }
 

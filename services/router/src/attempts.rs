@@ -82,6 +82,9 @@ enum Next {
 fn next_step(e: &GatewayError) -> Next {
     match e {
         GatewayError::Upstream { error, .. } => match kind(error) {
+            // The target's wire format lacks the operation (embeddings on
+            // Anthropic): another route of the model may have it.
+            ErrorKind::BadRequest if error.code == UNSUPPORTED_OPERATION => Next::OtherTarget,
             ErrorKind::Connection | ErrorKind::Upstream => Next::OtherThenRetry,
             ErrorKind::RateLimited
             | ErrorKind::Overloaded
@@ -97,6 +100,7 @@ fn next_step(e: &GatewayError) -> Next {
         GatewayError::NoWorker { .. } => Next::OtherTarget,
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
+        | GatewayError::UnsupportedParameter(_)
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }
@@ -108,6 +112,10 @@ fn next_step(e: &GatewayError) -> Next {
         | GatewayError::Internal(_) => Next::Stop,
     }
 }
+
+/// The error code of a provider kind without the requested operation
+/// (`ProviderError::unsupported`).
+const UNSUPPORTED_OPERATION: &str = "unsupported_operation";
 
 fn kind(e: &UpstreamError) -> ErrorKind {
     ErrorKind::try_from(e.kind).unwrap_or(ErrorKind::Unspecified)
@@ -143,6 +151,7 @@ fn failure(e: &GatewayError) -> Failure {
         GatewayError::DeadlineExceeded(_) => Failure::Timeout,
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
+        | GatewayError::UnsupportedParameter(_)
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }

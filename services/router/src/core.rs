@@ -7,6 +7,7 @@
 //! end only once its first content event arrived, so every failure before
 //! that can still move to the next target.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,10 @@ use switchyard_bus::{Bus, BusError, Call, Event, Headers};
 use switchyard_config::Config;
 use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::bus::v1::{UpstreamError, WorkRequest};
-use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, ChatSpec, Role, Usage};
+use switchyard_proto::gateway::v1::{
+    ChatChunk, ChatResult, ChatSpec, EmbedResult, EmbedSpec, ImageResult, ImageSpec, Role, Usage,
+};
+use switchyard_providers::params;
 use switchyard_routing::{Health, InFlight, ListedModel, Plan, RequestFacts, RouteTable, Target};
 use tokio::time::Instant;
 
@@ -45,6 +49,9 @@ pub struct ServedBy {
     pub provider: String,
     pub upstream_model: String,
     pub attempts: AttemptLog,
+    /// What was changed to fit the request to the target (parameters
+    /// dropped or clamped); sent as `x-switchyard-warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// A request that failed, and every target tried on the way.
@@ -165,15 +172,19 @@ impl Gateway {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    fn plan(&self, spec: &ChatSpec) -> Result<Plan, GatewayError> {
+    fn plan(&self, model: &str, work: &Work) -> Result<Plan, GatewayError> {
         if !self.is_ready() {
             return Err(GatewayError::ShuttingDown);
         }
-        validate_spec(spec)?;
+        match work {
+            Work::Chat(spec) => validate_spec(spec)?,
+            Work::Embed(spec) => validate_embed(spec)?,
+            Work::Image(spec) => validate_image(spec)?,
+        }
         self.routes
             .load()
-            .resolve(&spec.model)
-            .ok_or_else(|| GatewayError::ModelNotFound(spec.model.clone()))
+            .resolve(model)
+            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))
     }
 
     /// A complete answer from the first target that gives one.
@@ -184,8 +195,13 @@ impl Gateway {
     ) -> Result<(ServedBy, ChatResult), Failed> {
         let started = Instant::now();
         let trace = RequestTrace::begin(&spec, false, self.record_content);
+        let facts = RequestFacts::from_spec(&spec);
+        let model = spec.model.clone();
+        let work = Work::Chat(spec);
         let out = self
-            .run(&spec, ctx, false, unary_attempt)
+            .run(&model, facts, &work, ctx, false, |b, m, r, h| {
+                unary_attempt(b, m, r, h, chat_result)
+            })
             .await
             .map(|(served, won, _deadline)| (served, won.value));
         match &out {
@@ -198,7 +214,7 @@ impl Gateway {
         match &out {
             Ok((served, result)) => self.metrics.record(&RequestRecord {
                 operation: ctx.operation,
-                model: &spec.model,
+                model: &model,
                 provider: &served.provider,
                 upstream_model: &served.upstream_model,
                 outcome: "ok",
@@ -208,7 +224,7 @@ impl Gateway {
                 usage: result.usage.as_ref(),
                 attempts: &served.attempts,
             }),
-            Err(f) => self.record_failure(ctx, &spec.model, false, started, f),
+            Err(f) => self.record_failure(ctx, &model, false, started, f),
         }
         out
     }
@@ -223,11 +239,17 @@ impl Gateway {
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
         let trace = RequestTrace::begin(&spec, true, self.record_content);
-        let (served, won, deadline) = match self.run(&spec, ctx, true, stream_attempt).await {
+        let facts = RequestFacts::from_spec(&spec);
+        let model = spec.model.clone();
+        let work = Work::Chat(spec);
+        let (served, won, deadline) = match self
+            .run(&model, facts, &work, ctx, true, stream_attempt)
+            .await
+        {
             Ok(v) => v,
             Err(f) => {
                 trace.failed(&f);
-                self.record_failure(ctx, &spec.model, true, started, &f);
+                self.record_failure(ctx, &model, true, started, &f);
                 return Err(f);
             }
         };
@@ -241,7 +263,7 @@ impl Gateway {
         );
         let record = StreamRecord {
             operation: ctx.operation,
-            model: spec.model.clone(),
+            model,
             provider: served.provider.clone(),
             upstream_model: served.upstream_model.clone(),
             started,
@@ -286,7 +308,9 @@ impl Gateway {
     /// each attempt with `attempt`.
     async fn run<T, F, Fut>(
         &self,
-        spec: &ChatSpec,
+        model: &str,
+        facts: RequestFacts,
+        work: &Work,
         ctx: &RequestContext,
         stream: bool,
         attempt: F,
@@ -296,10 +320,9 @@ impl Gateway {
         F: Fn(Arc<dyn Bus>, Arc<Metrics>, WorkRequest, Headers) -> Fut,
         Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
-        let routing = trace::routing_span(&spec.model);
-        let plan = routing.in_scope(|| self.plan(spec))?;
+        let routing = trace::routing_span(model);
+        let plan = routing.in_scope(|| self.plan(model, work))?;
         trace::routing_plan(&routing, &plan);
-        let facts = RequestFacts::from_spec(spec);
         let timeout = plan.timeout.unwrap_or(self.request_timeout);
         let deadline = Deadline {
             at: Instant::now() + timeout,
@@ -313,14 +336,28 @@ impl Gateway {
             &mut log,
             routing,
             |route, n| {
-                let request = self.work_request(spec, &route.target, ctx, stream, n, deadline.at);
                 let provider = route.target.provider.to_string();
-                // Called inside the attempt's span: the worker continues it
-                // (this replaces the client's own traceparent, if any).
-                let mut headers = ctx.headers.clone();
-                switchyard_telemetry::inject(&mut headers);
-                let fut = attempt(self.bus.clone(), self.metrics.clone(), request, headers);
-                async move { fut.await.map_err(|e| e.into_gateway(&provider)) }
+                let fut = self.fit_work(work, &plan, &route.target).map(|(work, _)| {
+                    let request = self.work_request(
+                        work.into_owned(),
+                        &route.target,
+                        ctx,
+                        stream,
+                        n,
+                        deadline.at,
+                    );
+                    // Called inside the attempt's span: the worker continues
+                    // it (this replaces the client's own traceparent, if any).
+                    let mut headers = ctx.headers.clone();
+                    switchyard_telemetry::inject(&mut headers);
+                    attempt(self.bus.clone(), self.metrics.clone(), request, headers)
+                });
+                async move {
+                    match fut {
+                        Ok(fut) => fut.await.map_err(|e| e.into_gateway(&provider)),
+                        Err(e) => Err(e),
+                    }
+                }
             },
         );
         let won = match tokio::time::timeout_at(deadline.at, walk).await {
@@ -338,17 +375,63 @@ impl Gateway {
                 });
             }
         };
+        // Fitting is deterministic: the winner's warnings are recomputed
+        // rather than carried out of every attempt.
+        let warnings = self
+            .fit_work(work, &plan, &won.route.target)
+            .map(|(_, w)| w)
+            .unwrap_or_default();
         let served = ServedBy {
             provider: won.route.target.provider.to_string(),
             upstream_model: won.route.target.upstream_model.to_string(),
             attempts: log,
+            warnings,
         };
         Ok((served, won, deadline))
     }
 
+    /// `spec` as a target of this provider's kind can take it, under the
+    /// route's `unsupported_params` policy (docs/providers.md,
+    /// "Parameters"), with the warnings to report. Borrowed when nothing
+    /// needed changing, which is the usual case.
+    fn fit_to_target<'s>(
+        &self,
+        spec: &'s ChatSpec,
+        plan: &Plan,
+        target: &Target,
+    ) -> Result<(Cow<'s, ChatSpec>, Vec<String>), GatewayError> {
+        let Some((kind, policy)) = self.routes.load().param_rules(plan, target) else {
+            return Ok((Cow::Borrowed(spec), Vec::new()));
+        };
+        if params::fits(spec, kind) {
+            return Ok((Cow::Borrowed(spec), Vec::new()));
+        }
+        let mut fitted = spec.clone();
+        let warnings = params::normalize(&mut fitted, &target.provider, kind, policy)
+            .map_err(GatewayError::UnsupportedParameter)?;
+        Ok((Cow::Owned(fitted), warnings))
+    }
+
+    /// The work as `target` can take it: chat goes through
+    /// [`Self::fit_to_target`]; embeddings and images are sent as they are.
+    fn fit_work<'w>(
+        &self,
+        work: &'w Work,
+        plan: &Plan,
+        target: &Target,
+    ) -> Result<(Cow<'w, Work>, Vec<String>), GatewayError> {
+        match work {
+            Work::Chat(spec) => Ok(match self.fit_to_target(spec, plan, target)? {
+                (Cow::Borrowed(_), warnings) => (Cow::Borrowed(work), warnings),
+                (Cow::Owned(fitted), warnings) => (Cow::Owned(Work::Chat(fitted)), warnings),
+            }),
+            Work::Embed(_) | Work::Image(_) => Ok((Cow::Borrowed(work), Vec::new())),
+        }
+    }
+
     fn work_request(
         &self,
-        spec: &ChatSpec,
+        work: Work,
         target: &Target,
         ctx: &RequestContext,
         stream: bool,
@@ -360,13 +443,96 @@ impl Gateway {
             request_id: ctx.request_id.clone(),
             provider: target.provider.to_string(),
             upstream_model: target.upstream_model.to_string(),
-            work: Some(Work::Chat(spec.clone())),
+            work: Some(work),
             stream,
             deadline_ms: u64::try_from(remaining.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
             attempt,
         }
+    }
+}
+
+/// Embeddings and image generation: the same route walk as chat (fallback,
+/// retries, breakers, deadlines), with one unary attempt per target.
+impl Gateway {
+    /// Embeddings from the first target that gives them, one per input in
+    /// input order. Vectors are floats; encoding them (base64) is the front
+    /// end's business.
+    pub async fn embed(
+        &self,
+        spec: EmbedSpec,
+        ctx: &RequestContext,
+    ) -> Result<(ServedBy, EmbedResult), Failed> {
+        let model = spec.model.clone();
+        self.unary(&model, Work::Embed(spec), ctx, embeddings_result, |r| {
+            (&r.model, r.usage.as_ref())
+        })
+        .await
+    }
+
+    /// Generated images from the first target that gives them.
+    pub async fn images(
+        &self,
+        spec: ImageSpec,
+        ctx: &RequestContext,
+    ) -> Result<(ServedBy, ImageResult), Failed> {
+        let model = spec.model.clone();
+        self.unary(&model, Work::Image(spec), ctx, images_result, |r| {
+            ("", r.usage.as_ref())
+        })
+        .await
+    }
+
+    /// A non-chat unary request, traced and recorded like chat. `summary`
+    /// gives the answering model (when the answer names it) and usage.
+    /// Routing needs no facts beyond the model: the context-window estimate
+    /// and capabilities are chat notions.
+    async fn unary<T: Send + 'static>(
+        &self,
+        model: &str,
+        work: Work,
+        ctx: &RequestContext,
+        terminal: fn(Event) -> Result<T, Box<Event>>,
+        summary: fn(&T) -> (&str, Option<&Usage>),
+    ) -> Result<(ServedBy, T), Failed> {
+        let started = Instant::now();
+        let trace = RequestTrace::begin_operation(ctx.operation, model);
+        let out = self
+            .run(
+                model,
+                RequestFacts::default(),
+                &work,
+                ctx,
+                false,
+                move |b, m, r, h| unary_attempt(b, m, r, h, terminal),
+            )
+            .await
+            .map(|(served, won, _deadline)| (served, won.value));
+        match &out {
+            Ok((served, value)) => {
+                let (answered_by, usage) = summary(value);
+                trace.served(served);
+                trace.unary_result(answered_by, usage);
+                self.metrics.record(&RequestRecord {
+                    operation: ctx.operation,
+                    model,
+                    provider: &served.provider,
+                    upstream_model: &served.upstream_model,
+                    outcome: "ok",
+                    stream: false,
+                    duration: started.elapsed(),
+                    first_token: None,
+                    usage,
+                    attempts: &served.attempts,
+                });
+            }
+            Err(f) => {
+                trace.failed(f);
+                self.record_failure(ctx, model, false, started, f);
+            }
+        }
+        out
     }
 }
 
@@ -424,20 +590,45 @@ async fn call_bus(
     Ok(call)
 }
 
-async fn unary_attempt(
+/// The terminal event a unary call of each operation answers with; any
+/// other event comes back as it is (boxed: events are large).
+fn chat_result(e: Event) -> Result<ChatResult, Box<Event>> {
+    match e {
+        Event::Result(r) => Ok(r),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn embeddings_result(e: Event) -> Result<EmbedResult, Box<Event>> {
+    match e {
+        Event::Embeddings(r) => Ok(r),
+        other => Err(Box::new(other)),
+    }
+}
+
+fn images_result(e: Event) -> Result<ImageResult, Box<Event>> {
+    match e {
+        Event::Images(r) => Ok(r),
+        other => Err(Box::new(other)),
+    }
+}
+
+/// One attempt answered in one piece: `terminal` picks the operation's
+/// answer out of the first content event.
+async fn unary_attempt<T>(
     bus: Arc<dyn Bus>,
     metrics: Arc<Metrics>,
     request: WorkRequest,
     headers: Headers,
-) -> Result<ChatResult, AttemptError> {
+    terminal: fn(Event) -> Result<T, Box<Event>>,
+) -> Result<T, AttemptError> {
     let provider = request.provider.clone();
     let mut call = call_bus(&*bus, &metrics, request, headers).await?;
     match call.next().await {
-        Some(Ok(Event::Result(r))) => Ok(r),
         Some(Ok(Event::Error(e))) => Err(AttemptError::Upstream(e)),
-        Some(Ok(other)) => Err(AttemptError::Protocol(format!(
-            "unexpected event {other:?} for a unary call"
-        ))),
+        Some(Ok(event)) => terminal(event).map_err(|other| {
+            AttemptError::Protocol(format!("unexpected event {other:?} for a unary call"))
+        }),
         Some(Err(e)) => Err(AttemptError::Bus(e)),
         None => Err(AttemptError::Bus(stream_ended(&provider))),
     }
@@ -554,6 +745,59 @@ pub fn validate_spec(spec: &ChatSpec) -> Result<(), GatewayError> {
         return Err(invalid(
             format!("{p} is not between 0 and 1 - 'top_p'"),
             "top_p",
+        ));
+    }
+    Ok(())
+}
+
+/// What every front end checks on an embeddings request (the HTTP shim
+/// checks more, as OpenAI does, before it builds the spec).
+pub fn validate_embed(spec: &EmbedSpec) -> Result<(), GatewayError> {
+    let invalid = |message: &str, param: &str| GatewayError::InvalidRequest {
+        message: message.to_owned(),
+        param: Some(param.to_owned()),
+    };
+    if spec.model.trim().is_empty() {
+        return Err(invalid("you must provide a model parameter", "model"));
+    }
+    let tokens = spec
+        .extra
+        .as_ref()
+        .is_some_and(|e| e.fields.contains_key("input"));
+    if spec.inputs.is_empty() && !tokens {
+        return Err(invalid("`inputs` must contain at least one input", "input"));
+    }
+    if !matches!(spec.encoding_format.as_str(), "" | "float" | "base64") {
+        return Err(invalid(
+            "`encoding_format` must be `float` or `base64`",
+            "encoding_format",
+        ));
+    }
+    if spec.dimensions == Some(0) {
+        return Err(invalid("`dimensions` must be at least 1", "dimensions"));
+    }
+    Ok(())
+}
+
+/// What every front end checks on an image generation request.
+pub fn validate_image(spec: &ImageSpec) -> Result<(), GatewayError> {
+    let invalid = |message: &str, param: &str| GatewayError::InvalidRequest {
+        message: message.to_owned(),
+        param: Some(param.to_owned()),
+    };
+    if spec.model.trim().is_empty() {
+        return Err(invalid("you must provide a model parameter", "model"));
+    }
+    if spec.prompt.trim().is_empty() {
+        return Err(invalid("`prompt` must not be empty", "prompt"));
+    }
+    if spec.n > 10 {
+        return Err(invalid("`n` must be between 1 and 10", "n"));
+    }
+    if !matches!(spec.response_format.as_str(), "" | "url" | "b64_json") {
+        return Err(invalid(
+            "`response_format` must be `url` or `b64_json`",
+            "response_format",
         ));
     }
     Ok(())

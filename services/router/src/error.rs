@@ -7,6 +7,7 @@ use http::StatusCode;
 use switchyard_bus::BusError;
 use switchyard_config::Capability;
 use switchyard_proto::bus::v1::{ErrorKind, UpstreamError};
+use switchyard_providers::params::UnsupportedParam;
 use switchyard_routing::Unroutable;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -20,6 +21,10 @@ pub enum GatewayError {
         message: String,
         param: Option<String>,
     },
+    /// The request uses a parameter the chosen target cannot take, and the
+    /// route's `unsupported_params` policy is `reject`.
+    #[error("{0}")]
+    UnsupportedParameter(UnsupportedParam),
     /// No configured model or provider serves the requested model.
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
@@ -109,6 +114,12 @@ impl GatewayError {
                 None,
                 Code::InvalidArgument,
             ),
+            GatewayError::UnsupportedParameter(_) => c(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("unsupported_parameter"),
+                Code::InvalidArgument,
+            ),
             GatewayError::ModelNotFound(_) => c(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -196,6 +207,7 @@ impl GatewayError {
     pub fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidRequest { param, .. } => param.as_deref(),
+            GatewayError::UnsupportedParameter(e) => Some(e.param),
             GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::Upstream { error, .. } if !error.param.is_empty() => Some(&error.param),
             GatewayError::Unroutable(Unroutable::TooLong { .. }) => Some("messages"),

@@ -9,7 +9,8 @@ use std::task::Poll;
 use futures_util::{Stream, StreamExt};
 use switchyard_proto::gateway::v1::gateway_service_server::GatewayService;
 use switchyard_proto::gateway::v1::{
-    ChatRequest, ChatResponse, ChatSpec, ChatStreamRequest, ChatStreamResponse, ListModelsRequest,
+    ChatRequest, ChatResponse, ChatSpec, ChatStreamRequest, ChatStreamResponse, EmbedRequest,
+    EmbedResponse, GenerateImagesRequest, GenerateImagesResponse, ListModelsRequest,
     ListModelsResponse, Model,
 };
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -20,7 +21,9 @@ use crate::access::{AccessInfo, AccessLine, GRPC};
 use crate::attempts::AttemptLog;
 use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem, UsageChunk};
 use crate::error::GatewayError;
-use crate::http::{ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID};
+use crate::http::{
+    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID, WARNINGS_HEADER,
+};
 
 pub struct GrpcGateway {
     gateway: Arc<Gateway>,
@@ -86,6 +89,11 @@ fn set_metadata(meta: &mut MetadataMap, ctx: &RequestContext, served: Option<&Se
         }
         if let Ok(v) = MetadataValue::try_from(s.upstream_model.as_str()) {
             meta.insert(MODEL_HEADER, v);
+        }
+        if !s.warnings.is_empty()
+            && let Ok(v) = MetadataValue::try_from(s.warnings.join("; "))
+        {
+            meta.insert(WARNINGS_HEADER, v);
         }
     }
 }
@@ -272,4 +280,110 @@ impl GatewayService for GrpcGateway {
             .collect();
         Ok(Response::new(ListModelsResponse { models }))
     }
+
+    async fn embed(
+        &self,
+        request: Request<EmbedRequest>,
+    ) -> Result<Response<EmbedResponse>, Status> {
+        let gateway = self.gateway.clone();
+        let (meta, _, message) = request.into_parts();
+        unary_call(
+            "Embed",
+            "grpc_embeddings",
+            &meta,
+            message.spec,
+            |spec| spec.model.clone(),
+            move |spec, ctx| async move { gateway.embed(spec, &ctx).await },
+            |r| r.usage.as_ref(),
+            |result, served| EmbedResponse {
+                result: Some(result),
+                provider: served.provider.clone(),
+                upstream_model: served.upstream_model.clone(),
+            },
+        )
+        .await
+    }
+
+    async fn generate_images(
+        &self,
+        request: Request<GenerateImagesRequest>,
+    ) -> Result<Response<GenerateImagesResponse>, Status> {
+        let gateway = self.gateway.clone();
+        let (meta, _, message) = request.into_parts();
+        unary_call(
+            "GenerateImages",
+            "grpc_images",
+            &meta,
+            message.spec,
+            |spec| spec.model.clone(),
+            move |spec, ctx| async move { gateway.images(spec, &ctx).await },
+            |r| r.usage.as_ref(),
+            |result, served| GenerateImagesResponse {
+                result: Some(result),
+                provider: served.provider.clone(),
+                upstream_model: served.upstream_model.clone(),
+            },
+        )
+        .await
+    }
+}
+
+/// One unary RPC beyond chat (`Embed`, `GenerateImages`): the same span,
+/// access line, metadata and error statuses as `Chat`. `operation` is the
+/// metrics label (`RequestContext::operation`).
+#[allow(clippy::too_many_arguments)]
+async fn unary_call<S, T, R, Fut>(
+    method: &'static str,
+    operation: &'static str,
+    meta: &MetadataMap,
+    spec: Option<S>,
+    model_of: impl FnOnce(&S) -> String,
+    serve: impl FnOnce(S, RequestContext) -> Fut,
+    usage_of: impl FnOnce(&T) -> Option<&switchyard_proto::gateway::v1::Usage>,
+    respond: impl FnOnce(T, &ServedBy) -> R,
+) -> Result<Response<R>, Status>
+where
+    Fut: std::future::Future<Output = Result<(ServedBy, T), Failed>>,
+{
+    let mut ctx = context(meta);
+    ctx.operation = operation;
+    let span = call_span(method, &ctx);
+    let access = AccessInfo::default();
+    let mut line = AccessLine::start(
+        GRPC,
+        &format!("/switchyard.gateway.v1.GatewayService/{method}"),
+        &ctx.request_id,
+        access.clone(),
+        span.clone(),
+    );
+    let out: Result<Response<R>, Status> = async {
+        let spec = spec.ok_or_else(|| {
+            let e = GatewayError::InvalidRequest {
+                message: "`spec` is required".into(),
+                param: Some("spec".into()),
+            };
+            access.error(&e);
+            with_request_id(&ctx, &e)
+        })?;
+        access.requested(&model_of(&spec));
+        let (served, result) = serve(spec, ctx.clone()).await.map_err(|f| {
+            access.failed(&f);
+            failed_status(&ctx, &f)
+        })?;
+        access.served(&served);
+        access.usage(usage_of(&result));
+        let mut res = Response::new(respond(result, &served));
+        set_metadata(res.metadata_mut(), &ctx, Some(&served));
+        Ok(res)
+    }
+    .instrument(span)
+    .await;
+    match &out {
+        Ok(_) => {
+            line.status(0);
+            line.complete();
+        }
+        Err(s) => line.status(i64::from(s.code() as i32)),
+    }
+    out
 }

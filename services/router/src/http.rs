@@ -33,14 +33,17 @@ pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
 pub const MODEL_HEADER: &str = "x-switchyard-model";
 pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
 pub const ATTEMPTED_HEADER: &str = "x-switchyard-attempted";
+/// What the gateway changed to fit the request to the target (parameters
+/// dropped or clamped under `unsupported_params: warn`), `; `-separated.
+pub const WARNINGS_HEADER: &str = "x-switchyard-warnings";
 
 /// Trace context headers forwarded to workers.
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
 #[derive(Clone)]
-struct AppState {
-    gateway: Arc<Gateway>,
-    max_body_bytes: u64,
+pub(crate) struct AppState {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) max_body_bytes: u64,
 }
 
 /// The HTTP application with its middleware, outermost first:
@@ -76,6 +79,15 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
         }));
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .merge(crate::messages::routes(
+            state.gateway.clone(),
+            max_body_bytes,
+        ))
+        .route("/v1/embeddings", post(crate::media::embeddings))
+        .route(
+            "/v1/images/generations",
+            post(crate::media::images_generations),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(retrieve_model))
         .route("/healthz", get(healthz))
@@ -107,7 +119,11 @@ fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
     // The route, not the raw path, names the span: an unknown path per
     // request would make span names unbounded.
     let route = match path {
-        "/v1/chat/completions" | "/v1/models" => path,
+        "/v1/chat/completions"
+        | "/v1/messages"
+        | "/v1/embeddings"
+        | "/v1/images/generations"
+        | "/v1/models" => path,
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         p if p.starts_with("/admin/v1/") => "/admin/v1",
         _ => "",
@@ -170,7 +186,7 @@ pub fn error_response(e: &GatewayError) -> Response {
     res
 }
 
-fn context(headers: &HeaderMap) -> RequestContext {
+pub(crate) fn context(headers: &HeaderMap) -> RequestContext {
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -184,13 +200,18 @@ fn context(headers: &HeaderMap) -> RequestContext {
     }
 }
 
-fn served_headers(res: &mut Response, served: &ServedBy) {
+pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&served.provider) {
         h.insert(PROVIDER_HEADER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&served.upstream_model) {
         h.insert(MODEL_HEADER, v);
+    }
+    if !served.warnings.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&served.warnings.join("; "))
+    {
+        h.insert(WARNINGS_HEADER, v);
     }
     attempt_headers(res, &served.attempts);
 }
@@ -208,7 +229,7 @@ fn attempt_headers(res: &mut Response, log: &AttemptLog) {
     }
 }
 
-fn failed_response(f: &Failed) -> Response {
+pub(crate) fn failed_response(f: &Failed) -> Response {
     let mut res = error_response(&f.error);
     attempt_headers(&mut res, &f.attempts);
     res
@@ -310,7 +331,7 @@ async fn chat_completions(
     }
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => error_response(&GatewayError::Internal(format!(

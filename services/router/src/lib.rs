@@ -19,6 +19,8 @@ pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod http;
+mod media;
+pub mod messages;
 pub mod metrics;
 mod trace;
 

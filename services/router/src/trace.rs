@@ -66,6 +66,31 @@ impl RequestTrace {
         }
     }
 
+    /// Records a non-chat request (`embeddings`, `images`, with or without
+    /// the `grpc_` prefix of `RequestContext.operation`) on the current span.
+    /// Inputs and prompts are not recorded: vectors of text and image
+    /// prompts are as sensitive as chat content and rarely worth a trace.
+    pub(crate) fn begin_operation(operation: &str, model: &str) -> Self {
+        let span = Span::current();
+        let operation = operation.strip_prefix("grpc_").unwrap_or(operation);
+        set_attribute(&span, GEN_AI_OPERATION_NAME, operation.to_owned());
+        set_attribute(&span, GEN_AI_REQUEST_MODEL, model.to_owned());
+        set_attribute(&span, SWITCHYARD_STREAM, false);
+        Self {
+            span,
+            record_content: false,
+            started: Instant::now(),
+        }
+    }
+
+    /// A complete non-chat answer: the model that answered (when it says)
+    /// and usage.
+    pub(crate) fn unary_result(&self, model: &str, u: Option<&Usage>) {
+        set_attribute(&self.span, SWITCHYARD_OUTCOME, "ok");
+        response(&self.span, "", model);
+        usage(&self.span, u);
+    }
+
     /// Who served, and how many attempts it took.
     pub(crate) fn served(&self, served: &ServedBy) {
         set_attribute(&self.span, GEN_AI_PROVIDER_NAME, served.provider.clone());

@@ -189,6 +189,7 @@ pub fn request_to_spec(
         n: n.unwrap_or(0),
         include_usage,
         extra: (!extra.is_empty()).then(|| struct_from_map(extra)),
+        dialect: pb::Dialect::Unspecified as i32,
     };
     Ok((spec, stream))
 }
@@ -551,11 +552,17 @@ pub fn spec_to_request_with(
     stream: bool,
     max_tokens_field: MaxTokensField,
 ) -> wire::ChatCompletionRequest {
-    let mut extra = spec
-        .extra
-        .as_ref()
-        .map(map_from_struct_ref)
-        .unwrap_or_default();
+    // Extras that came in another vendor's format (Anthropic's `thinking`,
+    // `top_k` on /v1/messages) mean nothing to an OpenAI-format server, and
+    // strict ones (Mistral, Groq) refuse unknown fields.
+    let mut extra = match spec.dialect() {
+        pb::Dialect::Unspecified => spec
+            .extra
+            .as_ref()
+            .map(map_from_struct_ref)
+            .unwrap_or_default(),
+        pb::Dialect::Anthropic => wire::Extra::new(),
+    };
     let verbatim_tools = take_verbatim::<Vec<wire::Tool>>(&mut extra, "tools");
     let verbatim_choice = take_verbatim::<wire::ToolChoice>(&mut extra, "tool_choice");
     let verbatim_format = take_verbatim::<wire::ResponseFormat>(&mut extra, "response_format");
@@ -1200,6 +1207,22 @@ mod tests {
         let mut expected = original;
         expected["model"] = json!("gpt-4o-2024-08-06");
         assert_eq!(serde_json::to_value(&upstream).unwrap(), expected);
+    }
+
+    #[test]
+    fn extras_from_another_dialect_are_not_forwarded() {
+        let (mut spec, _) = spec(rich_request());
+        spec.dialect = pb::Dialect::Anthropic as i32;
+        let upstream = serde_json::to_value(spec_to_request(&spec, "m", true)).unwrap();
+        assert!(upstream.get("x_vendor_knob").is_none());
+        assert!(upstream.get("reasoning_effort").is_none());
+        // What the canonical model names still goes.
+        assert_eq!(upstream["model"], "m");
+        assert!(
+            upstream["messages"]
+                .as_array()
+                .is_some_and(|m| m.len() == 5)
+        );
     }
 
     #[test]

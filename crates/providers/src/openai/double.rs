@@ -88,6 +88,8 @@ impl Double {
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
+            .route("/v1/embeddings", post(handle_embeddings))
+            .route("/v1/images/generations", post(handle_images))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -335,4 +337,129 @@ pub fn tool_call_events(model: &str) -> Vec<String> {
         .to_string(),
         "[DONE]".to_owned(),
     ]
+}
+
+/// `POST /v1/embeddings`. [`Script::Answer`] is OpenAI's answer with one
+/// [`embedding_for`] vector per input (`dimensions` long, 3 by default),
+/// base64 when asked; usage counts input words. Other scripts as for chat.
+async fn handle_embeddings(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Captured {
+        headers,
+        body: body.clone(),
+    });
+    if !matches!(s.script, Script::Answer) {
+        return scripted(&s.script).await;
+    }
+    let dims = body["dimensions"].as_u64().unwrap_or(3) as usize;
+    let texts: Vec<String> = match &body["input"] {
+        Value::String(t) => vec![t.clone()],
+        Value::Array(items) if items.iter().all(Value::is_number) => {
+            vec![body["input"].to_string()]
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let base64 = body["encoding_format"] == "base64";
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let v = embedding_for(t, dims);
+            let embedding = if base64 {
+                json!(super::embeddings::encode_f32_base64(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+    json(
+        200,
+        &[],
+        &json!({
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+        }),
+    )
+}
+
+/// The double's vector for `text`: a function of its length, so tests can
+/// tell which input a vector belongs to.
+pub fn embedding_for(text: &str, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|i| text.len() as f32 + i as f32 * 0.25)
+        .collect()
+}
+
+/// `POST /v1/images/generations`. [`Script::Answer`]: for `gpt-image-*`
+/// models gpt-image-1's answer (`b64_json` and usage), otherwise DALL-E's
+/// (`url`, or `b64_json` when asked), `n` images. Other scripts as for chat.
+async fn handle_images(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.requests.lock().unwrap().push(Captured {
+        headers,
+        body: body.clone(),
+    });
+    if !matches!(s.script, Script::Answer) {
+        return scripted(&s.script).await;
+    }
+    let n = body["n"].as_u64().unwrap_or(1);
+    let model = body["model"].as_str().unwrap_or("dall-e-2");
+    let gpt_image = model.starts_with("gpt-image");
+    let b64 = gpt_image || body["response_format"] == "b64_json";
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            if b64 {
+                json!({"b64_json": format!("iVBORw0KGgo{i}")})
+            } else {
+                json!({"url": format!("https://images.example/{i}.png"), "revised_prompt": body["prompt"]})
+            }
+        })
+        .collect();
+    let mut answer = json!({"created": 1_713_833_628, "data": data});
+    if gpt_image {
+        answer["usage"] = json!({
+            "total_tokens": 4210, "input_tokens": 50, "output_tokens": 4160,
+            "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}
+        });
+    }
+    json(200, &[], &answer)
+}
+
+/// The scripts that do not depend on the operation.
+async fn scripted(script: &Script) -> Response<Body> {
+    match script {
+        Script::Status {
+            status,
+            headers,
+            body,
+        } => json(*status, headers, body),
+        Script::Json(v) => json(200, &[], v),
+        Script::Hang => futures_util::future::pending().await,
+        other => json(
+            500,
+            &[],
+            &error_json(
+                &format!("script {other:?} is for chat"),
+                "server_error",
+                None,
+                None,
+            ),
+        ),
+    }
 }

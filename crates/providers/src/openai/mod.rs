@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use switchyard_config::{ProviderConfig, Secret};
+use switchyard_config::{ProviderConfig, ProviderKind, Secret, WireFormat};
 use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
 use tracing::Instrument;
 use url::Url;
@@ -23,32 +23,47 @@ use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited
 use crate::{ChatCall, ChunkStream, Provider, ProviderError};
 
 pub mod convert;
+pub mod embeddings;
 pub mod error;
+pub mod images;
+pub mod presets;
 pub mod stream;
 pub mod wire;
 
 pub use convert::{ConvertError, MaxTokensField};
 pub use error::{classify_error, classify_error_body};
+pub use presets::Preset;
 
 /// Where `kind: openai` goes when the config names no `base_url`.
 pub const DEFAULT_BASE_URL: &str = switchyard_config::DEFAULT_OPENAI_BASE_URL;
 
 pub struct OpenAiProvider {
     name: String,
+    kind: ProviderKind,
+    /// The chat completions URL. Azure: the resource URL; the deployment
+    /// (the call's upstream model) goes into the path per call.
     endpoint: Url,
-    /// Authorization (marked sensitive) and the configured extra headers.
+    /// Azure OpenAI: the `api-version` query parameter.
+    azure_api_version: Option<String>,
+    /// Authorization or `api-key` (marked sensitive) and the configured
+    /// extra headers.
     headers: HeaderMap,
     /// Kept only to scrub it from upstream error messages that echo it.
     api_key: Option<Secret>,
     timeout: Duration,
-    max_tokens_field: MaxTokensField,
+    preset: Preset,
     http: reqwest::Client,
 }
+
+/// Azure OpenAI's GA data-plane API version, used when the config names
+/// none.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
 impl std::fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiProvider")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("endpoint", &self.endpoint.as_str())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -56,8 +71,15 @@ impl std::fmt::Debug for OpenAiProvider {
 }
 
 impl OpenAiProvider {
+    /// Serves `kind: openai`, `azure-openai` and every OpenAI-compatible
+    /// vendor kind (its dialect from [`Preset::of`]).
     pub fn new(cfg: &ProviderConfig, http: reqwest::Client) -> Result<Self, BuildError> {
-        let base = cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let azure = cfg.kind.wire_format() == WireFormat::AzureOpenai;
+        let base = cfg
+            .base_url
+            .as_deref()
+            .or(cfg.kind.default_base_url())
+            .unwrap_or(DEFAULT_BASE_URL);
         let invalid_url = |reason: String| BuildError::InvalidBaseUrl {
             provider: cfg.name.clone(),
             url: base.to_owned(),
@@ -67,25 +89,37 @@ impl OpenAiProvider {
         if !matches!(endpoint.scheme(), "http" | "https") {
             return Err(invalid_url("the scheme must be http or https".into()));
         }
-        endpoint
-            .path_segments_mut()
-            .map_err(|()| invalid_url("the URL cannot have a path".into()))?
-            .pop_if_empty()
-            .extend(["chat", "completions"]);
+        if endpoint.cannot_be_a_base() {
+            return Err(invalid_url("the URL cannot have a path".into()));
+        }
+        if !azure {
+            endpoint
+                .path_segments_mut()
+                .map_err(|()| invalid_url("the URL cannot have a path".into()))?
+                .pop_if_empty()
+                .extend(["chat", "completions"]);
+        }
 
         let mut headers = HeaderMap::new();
         let api_key = cfg.resolve_api_key();
         match &api_key {
             Some(key) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-                    .map_err(|_| BuildError::InvalidApiKey {
+                // Azure takes the key in `api-key`; everyone else as a
+                // bearer token.
+                let (name, text) = if azure {
+                    (HeaderName::from_static("api-key"), key.expose().to_owned())
+                } else {
+                    (AUTHORIZATION, format!("Bearer {}", key.expose()))
+                };
+                let mut value =
+                    HeaderValue::from_str(&text).map_err(|_| BuildError::InvalidApiKey {
                         provider: cfg.name.clone(),
                     })?;
                 value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
+                headers.insert(name, value);
             }
             None => {
-                if let Some(var) = &cfg.api_key_env {
+                if let Some(var) = cfg.api_key_env.as_deref().or(cfg.kind.key_env()) {
                     tracing::warn!(provider = %cfg.name, env = %var, "no API key: the environment variable is unset or empty; calling upstream without one");
                 }
             }
@@ -107,13 +141,48 @@ impl OpenAiProvider {
 
         Ok(Self {
             name: cfg.name.clone(),
-            max_tokens_field: MaxTokensField::for_base_url(&endpoint),
+            kind: cfg.kind,
+            preset: Preset::of(cfg.kind, &endpoint),
+            azure_api_version: azure.then(|| {
+                cfg.api_version
+                    .clone()
+                    .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_owned())
+            }),
             endpoint,
             headers,
             api_key,
             timeout: cfg.timeout,
             http,
         })
+    }
+
+    /// Where an operation (`["chat", "completions"]`, `["embeddings"]`) of
+    /// `model` is called: `{base_url}/{operation}`, or for Azure
+    /// `{base_url}/openai/deployments/{model}/{operation}?api-version=...`.
+    pub(crate) fn operation_url(&self, model: &str, operation: &[&str]) -> Url {
+        let mut url = self.endpoint.clone();
+        let Some(version) = &self.azure_api_version else {
+            if let Ok(mut path) = url.path_segments_mut() {
+                // The endpoint ends with chat/completions.
+                path.pop().pop().extend(operation);
+            }
+            return url;
+        };
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .extend(["openai", "deployments", model])
+                .extend(operation);
+        }
+        url.query_pairs_mut().append_pair("api-version", version);
+        url
+    }
+
+    /// The chat completions URL for `model`.
+    fn chat_url(&self, model: &str) -> Url {
+        if self.azure_api_version.is_none() {
+            return self.endpoint.clone();
+        }
+        self.operation_url(model, &["chat", "completions"])
     }
 
     /// The deadline of one call: the configured timeout, or the caller's
@@ -129,12 +198,13 @@ impl OpenAiProvider {
         stream: bool,
         deadline: Duration,
     ) -> Result<reqwest::Response, ProviderError> {
-        let body = convert::spec_to_request_with(
+        let mut body = convert::spec_to_request_with(
             &call.spec,
             &call.upstream_model,
             stream,
-            self.max_tokens_field,
+            self.preset.max_tokens_field,
         );
+        self.preset.apply(&mut body);
         let body = serde_json::to_vec(&body).map_err(|e| ProviderError::BadRequest {
             message: format!("could not encode the upstream request: {e}"),
             status: 400,
@@ -144,7 +214,7 @@ impl OpenAiProvider {
         tracing::debug!(provider = %self.name, request_id = %call.request_id, model = %call.upstream_model, stream, "calling upstream");
         let resp = self
             .http
-            .post(self.endpoint.clone())
+            .post(self.chat_url(&call.upstream_model))
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(
@@ -174,12 +244,7 @@ impl OpenAiProvider {
 
     /// Upstream messages are quoted in errors; never let one carry our key.
     fn scrub(&self, e: ProviderError) -> ProviderError {
-        match &self.api_key {
-            Some(key) if !key.expose().is_empty() => {
-                e.map_message(|m| m.replace(key.expose(), "[redacted]"))
-            }
-            _ => e,
-        }
+        crate::http_call::scrub(self.api_key.as_ref(), e)
     }
 
     async fn chat_inner(
@@ -221,41 +286,11 @@ impl OpenAiProvider {
     /// conventions). The URL's host and path only: never its query or
     /// credentials.
     fn upstream_span(&self, call: &ChatCall) -> tracing::Span {
-        tracing::info_span!(
-            "upstream",
-            otel.name = %format_args!("chat {}", call.upstream_model),
-            otel.kind = "client",
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = %self.name,
-            gen_ai.request.model = %call.upstream_model,
-            http.request.method = "POST",
-            server.address = self.endpoint.host_str().unwrap_or_default(),
-            server.port = i64::from(self.endpoint.port_or_known_default().unwrap_or_default()),
-            url.path = self.endpoint.path(),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            otel.status_description = tracing::field::Empty,
-        )
+        crate::http_call::upstream_span(&self.name, call, &self.endpoint)
     }
 }
 
-/// Marks the upstream span failed with the (scrubbed) error.
-fn failed(span: &tracing::Span, e: &ProviderError) {
-    let kind = match e {
-        ProviderError::RateLimited { .. } => "rate_limited",
-        ProviderError::Overloaded { .. } => "overloaded",
-        ProviderError::BadRequest { .. } => "bad_request",
-        ProviderError::Auth { .. } => "auth",
-        ProviderError::ContextTooLong { .. } => "context_too_long",
-        ProviderError::NotFound { .. } => "not_found",
-        ProviderError::Timeout(_) => "timeout",
-        ProviderError::Connection(_) => "connection",
-        ProviderError::Upstream { .. } => "upstream",
-        ProviderError::InvalidResponse(_) => "invalid_response",
-    };
-    span.record("error.type", kind);
-    span.record("otel.status_description", e.to_string());
-}
+use crate::http_call::failed;
 
 /// reqwest's body stream type is unnameable; boxed.
 type BodyChunks = stream::SseChunks<
@@ -289,7 +324,7 @@ fn parse_response(body: &[u8]) -> Result<ChatResult, ProviderError> {
 #[async_trait::async_trait]
 impl Provider for OpenAiProvider {
     fn kind(&self) -> &'static str {
-        "openai"
+        self.kind.as_str()
     }
 
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
@@ -350,6 +385,20 @@ impl Provider for OpenAiProvider {
                 ))
             }
         }
+    }
+
+    async fn embed(
+        &self,
+        call: &crate::EmbedCall,
+    ) -> Result<switchyard_proto::gateway::v1::EmbedResult, ProviderError> {
+        self.embed_call(call).await
+    }
+
+    async fn images(
+        &self,
+        call: &crate::ImageCall,
+    ) -> Result<switchyard_proto::gateway::v1::ImageResult, ProviderError> {
+        self.images_call(call).await
     }
 }
 

@@ -226,6 +226,59 @@ mod tests {
         assert!(items.iter().all(Result::is_ok));
     }
 
+    /// Property: wherever the byte stream is cut into two reads (even inside
+    /// a multi-byte character or a CRLF), the parse is the same.
+    #[tokio::test]
+    async fn every_split_point_gives_the_same_chunks() {
+        let whole = [ROLE, &chunk("Grüße 👋"), FINISH, USAGE, DONE]
+            .concat()
+            .replace("\n", "\r\n")
+            .into_bytes();
+        let parse_bytes = |pieces: Vec<Vec<u8>>| async move {
+            let reads: Vec<Result<Vec<u8>, std::io::Error>> = pieces.into_iter().map(Ok).collect();
+            SseChunks::new(futures_util::stream::iter(reads))
+                .collect::<Vec<Item>>()
+                .await
+        };
+        let reference = parse_bytes(vec![whole.clone()]).await;
+        assert_eq!(content(&reference), "Grüße 👋");
+        assert_eq!(reference.len(), 4);
+        for cut in 1..whole.len() {
+            let got = parse_bytes(vec![whole[..cut].to_vec(), whole[cut..].to_vec()]).await;
+            assert_eq!(got, reference, "split at byte {cut}");
+        }
+    }
+
+    /// Property: arbitrary bytes end the stream with items or an error,
+    /// never a panic or a hang.
+    #[tokio::test]
+    async fn garbage_never_panics() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = move || {
+            // xorshift64: deterministic, so a failure reproduces.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"data: {}[]\"\n\r:,DONE\xff\x00abc";
+        for _ in 0..300 {
+            let len = usize::try_from(next() % 200).unwrap();
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[usize::try_from(next()).unwrap() % alphabet.len()])
+                .collect();
+            let reads: Vec<Result<Vec<u8>, std::io::Error>> =
+                bytes.chunks(7).map(|c| Ok(c.to_vec())).collect();
+            let items: Vec<Item> = SseChunks::new(futures_util::stream::iter(reads))
+                .collect()
+                .await;
+            // Once an error is yielded, the stream ends.
+            if let Some(i) = items.iter().position(Result::is_err) {
+                assert_eq!(i, items.len() - 1);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn nothing_after_done_is_read() {
         let items = parse(&[ROLE, FINISH, DONE, &chunk("ghost"), "data: {not json}\n\n"]).await;

@@ -252,7 +252,10 @@ async fn endpoint_keeps_the_base_path_and_query() {
         "https://x.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21"
     );
     let p = OpenAiProvider::new(&config("https://api.openai.com/v1"), http.clone()).unwrap();
-    assert_eq!(p.max_tokens_field, MaxTokensField::MaxCompletionTokens);
+    assert_eq!(
+        p.preset.max_tokens_field,
+        MaxTokensField::MaxCompletionTokens
+    );
     assert!(!format!("{p:?}").contains(KEY));
 }
 
@@ -407,4 +410,58 @@ async fn a_stream_cut_before_it_finished_ends_in_an_error() {
         items.last(),
         Some(Err(ProviderError::Connection(_)))
     ));
+}
+
+#[test]
+fn azure_puts_the_deployment_in_the_path_and_the_key_in_api_key() {
+    let mut cfg = config("https://my-res.openai.azure.com");
+    cfg.kind = switchyard_config::ProviderKind::AzureOpenai;
+    let p = OpenAiProvider::new(&cfg, http_client()).unwrap();
+    assert_eq!(
+        p.chat_url("gpt4o-prod").as_str(),
+        "https://my-res.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(
+        p.operation_url("embed-small", &["embeddings"]).as_str(),
+        "https://my-res.openai.azure.com/openai/deployments/embed-small/embeddings?api-version=2024-10-21"
+    );
+    assert_eq!(p.headers.get("api-key").unwrap(), KEY);
+    assert!(p.headers.get("authorization").is_none());
+    assert_eq!(p.kind(), "azure-openai");
+
+    cfg.api_version = Some("2025-04-01-preview".into());
+    let p = OpenAiProvider::new(&cfg, http_client()).unwrap();
+    assert!(
+        p.chat_url("d")
+            .as_str()
+            .ends_with("?api-version=2025-04-01-preview")
+    );
+}
+
+#[test]
+fn operation_urls_replace_chat_completions() {
+    let p = OpenAiProvider::new(&config("http://localhost:8000/v1"), http_client()).unwrap();
+    assert_eq!(
+        p.operation_url("m", &["images", "generations"]).as_str(),
+        "http://localhost:8000/v1/images/generations"
+    );
+}
+
+#[tokio::test]
+async fn a_vendor_kind_speaks_its_dialect() {
+    let (d, _) = Double::start(Script::Answer).await;
+    let mut cfg = config(&d.base_url());
+    cfg.kind = switchyard_config::ProviderKind::Mistral;
+    let p = OpenAiProvider::new(&cfg, http_client()).unwrap();
+    assert_eq!(p.kind(), "mistral");
+    let mut c = call("Hi");
+    c.spec = spec_from(json!({
+        "model": "m", "messages": [{"role": "user", "content": "Hi"}],
+        "seed": 3, "max_tokens": 50,
+    }));
+    p.chat(&c).await.unwrap();
+    let body = &d.requests()[0].body;
+    assert_eq!(body["random_seed"], 3);
+    assert_eq!(body["max_tokens"], 50);
+    assert!(body.get("seed").is_none() && body.get("max_completion_tokens").is_none());
 }

@@ -1,0 +1,366 @@
+//! Request parameters a target cannot honour, decided before the request
+//! leaves the router: each provider kind declares what it supports
+//! ([`capabilities`]), the route's [`ParamPolicy`] decides what happens to the
+//! rest (dropped with a warning, dropped silently, or a 400 naming the
+//! parameter), and out-of-range values are never passed on.
+//!
+//! Wire formats still map every supported parameter themselves; this table
+//! only says which canonical parameters survive the trip. docs/providers.md
+//! shows it per provider.
+
+use prost_types::value::Kind;
+use switchyard_config::{ParamPolicy, ProviderKind};
+use switchyard_proto::gateway::v1::ChatSpec;
+
+/// The request uses a parameter the target cannot take, under the `reject`
+/// policy. Answered as a 400 naming `param`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UnsupportedParam {
+    pub param: &'static str,
+    pub message: String,
+}
+
+/// A request parameter the normalisation knows about, by its OpenAI name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Seed,
+    PresencePenalty,
+    FrequencyPenalty,
+    /// `n` above 1.
+    N,
+    /// `logprobs` / `top_logprobs`.
+    Logprobs,
+    LogitBias,
+    User,
+    Tools,
+    ParallelToolCalls,
+}
+
+impl Param {
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Seed => "seed",
+            Param::PresencePenalty => "presence_penalty",
+            Param::FrequencyPenalty => "frequency_penalty",
+            Param::N => "n",
+            Param::Logprobs => "logprobs",
+            Param::LogitBias => "logit_bias",
+            Param::User => "user",
+            Param::Tools => "tools",
+            Param::ParallelToolCalls => "parallel_tool_calls",
+        }
+    }
+
+    /// Whether the request sets it; `n: 1` and `logprobs: false` do not
+    /// count.
+    fn is_set(self, spec: &ChatSpec) -> bool {
+        let extra = |key: &str| {
+            spec.extra
+                .as_ref()
+                .and_then(|e| e.fields.get(key))
+                .is_some_and(|v| match &v.kind {
+                    None | Some(Kind::NullValue(_)) => false,
+                    Some(Kind::BoolValue(b)) => *b,
+                    Some(_) => true,
+                })
+        };
+        match self {
+            Param::Seed => spec.seed.is_some(),
+            Param::PresencePenalty => spec.presence_penalty.is_some(),
+            Param::FrequencyPenalty => spec.frequency_penalty.is_some(),
+            Param::N => spec.n > 1,
+            Param::Logprobs => extra("logprobs") || extra("top_logprobs"),
+            Param::LogitBias => extra("logit_bias"),
+            Param::User => !spec.user.is_empty(),
+            Param::Tools => !spec.tools.is_empty(),
+            Param::ParallelToolCalls => spec.parallel_tool_calls.is_some(),
+        }
+    }
+
+    fn clear(self, spec: &mut ChatSpec) {
+        let mut remove = |key: &str| {
+            if let Some(e) = spec.extra.as_mut() {
+                e.fields.remove(key);
+            }
+        };
+        match self {
+            Param::Seed => spec.seed = None,
+            Param::PresencePenalty => spec.presence_penalty = None,
+            Param::FrequencyPenalty => spec.frequency_penalty = None,
+            Param::N => spec.n = 0,
+            Param::Logprobs => {
+                remove("logprobs");
+                remove("top_logprobs");
+            }
+            Param::LogitBias => remove("logit_bias"),
+            Param::User => spec.user.clear(),
+            Param::Tools => {
+                spec.tools.clear();
+                spec.tool_choice = None;
+                spec.parallel_tool_calls = None;
+            }
+            Param::ParallelToolCalls => spec.parallel_tool_calls = None,
+        }
+    }
+}
+
+/// What a provider kind accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capabilities {
+    /// Parameters it has no equivalent for.
+    pub unsupported: &'static [Param],
+    /// Highest `temperature` it accepts (OpenAI: 2, Anthropic: 1).
+    pub temperature_max: f64,
+}
+
+const EVERYTHING: Capabilities = Capabilities {
+    unsupported: &[],
+    temperature_max: 2.0,
+};
+
+/// What `kind` accepts, from each vendor's API reference.
+pub fn capabilities(kind: ProviderKind) -> Capabilities {
+    use Param::*;
+    match kind {
+        ProviderKind::Openai
+        | ProviderKind::AzureOpenai
+        | ProviderKind::Together
+        | ProviderKind::Fireworks
+        | ProviderKind::Openrouter
+        | ProviderKind::Vllm
+        | ProviderKind::Demo => EVERYTHING,
+        ProviderKind::Anthropic => Capabilities {
+            unsupported: &[
+                Seed,
+                PresencePenalty,
+                FrequencyPenalty,
+                N,
+                Logprobs,
+                LogitBias,
+            ],
+            temperature_max: 1.0,
+        },
+        ProviderKind::Bedrock => Capabilities {
+            unsupported: &[
+                Seed,
+                PresencePenalty,
+                FrequencyPenalty,
+                N,
+                Logprobs,
+                LogitBias,
+                User,
+                ParallelToolCalls,
+            ],
+            temperature_max: 1.0,
+        },
+        ProviderKind::Gemini => Capabilities {
+            unsupported: &[LogitBias, User, ParallelToolCalls],
+            temperature_max: 2.0,
+        },
+        ProviderKind::Mistral => Capabilities {
+            unsupported: &[Logprobs, LogitBias, User],
+            temperature_max: 1.5,
+        },
+        ProviderKind::Deepseek => Capabilities {
+            unsupported: &[N, LogitBias, Seed],
+            temperature_max: 2.0,
+        },
+        ProviderKind::Groq => Capabilities {
+            unsupported: &[N, Logprobs, LogitBias],
+            temperature_max: 2.0,
+        },
+        ProviderKind::Xai => Capabilities {
+            unsupported: &[LogitBias],
+            temperature_max: 2.0,
+        },
+        ProviderKind::Perplexity => Capabilities {
+            unsupported: &[Seed, N, Logprobs, LogitBias, User, Tools, ParallelToolCalls],
+            temperature_max: 2.0,
+        },
+        ProviderKind::Cerebras => Capabilities {
+            unsupported: &[PresencePenalty, FrequencyPenalty, N, LogitBias],
+            temperature_max: 1.5,
+        },
+        ProviderKind::Ollama => Capabilities {
+            unsupported: &[N, LogitBias],
+            temperature_max: 2.0,
+        },
+    }
+}
+
+/// Whether `spec` already fits a target of `kind` as it is: the common case,
+/// which then needs no copy.
+pub fn fits(spec: &ChatSpec, kind: ProviderKind) -> bool {
+    let caps = capabilities(kind);
+    caps.unsupported.iter().all(|p| !p.is_set(spec))
+        && spec.temperature.is_none_or(|t| t <= caps.temperature_max)
+}
+
+/// Makes `spec` fit a target of `kind` under `policy`. Returns the warnings
+/// to report (empty unless the policy is `warn`), or the 400 to answer with
+/// under `reject`. `provider` names the target in messages.
+pub fn normalize(
+    spec: &mut ChatSpec,
+    provider: &str,
+    kind: ProviderKind,
+    policy: ParamPolicy,
+) -> Result<Vec<String>, UnsupportedParam> {
+    let caps = capabilities(kind);
+    let mut warnings = Vec::new();
+    let kind_name = kind.as_str();
+    for &param in caps.unsupported {
+        if !param.is_set(spec) {
+            continue;
+        }
+        match policy {
+            ParamPolicy::Reject => {
+                return Err(UnsupportedParam {
+                    param: param.name(),
+                    message: format!(
+                        "`{}` is not supported by provider `{provider}` ({kind_name}); \
+                         remove it, or set `unsupported_params: drop` or `warn` for this model",
+                        param.name()
+                    ),
+                });
+            }
+            ParamPolicy::Warn => {
+                warnings.push(format!(
+                    "dropped {} (unsupported by {kind_name})",
+                    param.name()
+                ));
+            }
+            ParamPolicy::Drop => {}
+        }
+        param.clear(spec);
+    }
+    if let Some(t) = spec.temperature
+        && t > caps.temperature_max
+    {
+        let max = caps.temperature_max;
+        match policy {
+            ParamPolicy::Reject => {
+                return Err(UnsupportedParam {
+                    param: "temperature",
+                    message: format!(
+                        "temperature {t} is above the maximum of {max} for provider `{provider}` ({kind_name})"
+                    ),
+                });
+            }
+            ParamPolicy::Warn => warnings.push(format!(
+                "clamped temperature {t} to {max} (the maximum for {kind_name})"
+            )),
+            ParamPolicy::Drop => {}
+        }
+        spec.temperature = Some(max);
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_proto::json::struct_from_map;
+
+    fn spec() -> ChatSpec {
+        let extra =
+            serde_json::json!({"logprobs": true, "top_logprobs": 2, "service_tier": "auto"});
+        ChatSpec {
+            model: "m".into(),
+            temperature: Some(1.6),
+            seed: Some(7),
+            n: 2,
+            user: "u-1".into(),
+            extra: Some(struct_from_map(extra.as_object().unwrap().clone())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn openai_keeps_everything() {
+        let mut s = spec();
+        assert!(fits(&s, ProviderKind::Openai));
+        assert!(!fits(&s, ProviderKind::Anthropic));
+        let w = normalize(&mut s, "p", ProviderKind::Openai, ParamPolicy::Reject).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s, spec());
+    }
+
+    #[test]
+    fn warn_drops_and_clamps_and_says_so() {
+        let mut s = spec();
+        let w = normalize(&mut s, "claude", ProviderKind::Anthropic, ParamPolicy::Warn).unwrap();
+        assert_eq!(
+            w,
+            [
+                "dropped seed (unsupported by anthropic)",
+                "dropped n (unsupported by anthropic)",
+                "dropped logprobs (unsupported by anthropic)",
+                "clamped temperature 1.6 to 1 (the maximum for anthropic)",
+            ]
+        );
+        assert_eq!((s.seed, s.n, s.temperature), (None, 0, Some(1.0)));
+        let extra = s.extra.unwrap().fields;
+        assert!(!extra.contains_key("logprobs") && !extra.contains_key("top_logprobs"));
+        // Unrelated extras and supported fields stay.
+        assert!(extra.contains_key("service_tier"));
+        assert_eq!(s.user, "u-1");
+    }
+
+    #[test]
+    fn drop_is_silent() {
+        let mut s = spec();
+        let w = normalize(&mut s, "b", ProviderKind::Bedrock, ParamPolicy::Drop).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(
+            (s.seed, s.n, s.temperature, s.user.as_str()),
+            (None, 0, Some(1.0), "")
+        );
+    }
+
+    #[test]
+    fn reject_names_the_first_parameter() {
+        let mut s = spec();
+        let e = normalize(
+            &mut s,
+            "claude",
+            ProviderKind::Anthropic,
+            ParamPolicy::Reject,
+        )
+        .unwrap_err();
+        assert_eq!(e.param, "seed");
+        assert!(
+            e.message.contains("claude") && e.message.contains("anthropic"),
+            "{e}"
+        );
+        let mut s = ChatSpec {
+            temperature: Some(1.2),
+            ..Default::default()
+        };
+        let e = normalize(
+            &mut s,
+            "claude",
+            ProviderKind::Anthropic,
+            ParamPolicy::Reject,
+        )
+        .unwrap_err();
+        assert_eq!(e.param, "temperature");
+    }
+
+    #[test]
+    fn defaults_do_not_count_as_set() {
+        let mut s = ChatSpec {
+            n: 1,
+            temperature: Some(0.5),
+            extra: Some(struct_from_map(
+                serde_json::json!({"logprobs": false})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
+            ..Default::default()
+        };
+        let w = normalize(&mut s, "b", ProviderKind::Bedrock, ParamPolicy::Reject).unwrap();
+        assert!(w.is_empty());
+    }
+}

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use switchyard_proto::gateway::v1::{ChatResult, FinishReason, Role, content_part::Part};
+use switchyard_proto::gateway::v1::{
+    ChatChunk, ChatResult, FinishReason, Role, content_part::Part,
+};
 
 use crate::{ChatCall, ChunkStream, Provider, ProviderError};
 
@@ -146,7 +148,8 @@ macro_rules! provider_conformance {
 /// must not hang the suite forever.
 const GUARD: Duration = Duration::from_secs(20);
 
-fn text(r: &ChatResult) -> String {
+/// The text of every choice's message, concatenated.
+pub fn text(r: &ChatResult) -> String {
     r.choices
         .iter()
         .flat_map(|c| c.message.iter())
@@ -158,14 +161,31 @@ fn text(r: &ChatResult) -> String {
         .collect()
 }
 
-async fn both(t: &Target) -> (ProviderError, ProviderError) {
-    let chat = t
-        .provider
-        .chat(&t.call)
+/// The errors of the call, unary and streamed: both must fail, the stream
+/// before its first chunk.
+pub async fn both_errors(provider: &dyn Provider, call: &ChatCall) -> [ProviderError; 2] {
+    let chat = provider.chat(call).await.expect_err("chat should fail");
+    [chat, stream_err(provider.chat_stream(call).await)]
+}
+
+/// The chunks of a stream that must open and end without an error.
+pub async fn stream_chunks(provider: &dyn Provider, call: &ChatCall) -> Vec<ChatChunk> {
+    let items: Vec<_> = provider
+        .chat_stream(call)
         .await
-        .expect_err("chat should fail");
-    let stream = stream_err(t.provider.chat_stream(&t.call).await);
-    (chat, stream)
+        .expect("chat_stream")
+        .collect()
+        .await;
+    items.into_iter().map(|i| i.expect("stream item")).collect()
+}
+
+/// Starts `upstream` and checks that the call fails, unary and streamed, as
+/// `expected` says.
+async fn both_fail(h: &dyn Harness, upstream: Upstream, expected: impl Fn(&ProviderError) -> bool) {
+    let t = h.start(upstream).await;
+    for e in both_errors(t.provider.as_ref(), &t.call).await {
+        assert!(expected(&e), "{e:?}");
+    }
 }
 
 fn stream_err(r: Result<ChunkStream, ProviderError>) -> ProviderError {
@@ -200,14 +220,7 @@ pub mod cases {
     pub async fn stream_yields_incremental_chunks_then_usage(h: &dyn Harness) {
         let t = h.start(Upstream::Answer).await;
         let whole = t.provider.chat(&t.call).await.expect("chat");
-        let items: Vec<_> = t
-            .provider
-            .chat_stream(&t.call)
-            .await
-            .expect("chat_stream")
-            .collect()
-            .await;
-        let chunks: Vec<_> = items.into_iter().map(|i| i.expect("stream item")).collect();
+        let chunks = stream_chunks(t.provider.as_ref(), &t.call).await;
         let (last, body) = chunks.split_last().expect("no chunks");
 
         assert!(last.choices.is_empty(), "the last chunk has choices");
@@ -253,52 +266,44 @@ pub mod cases {
 
     pub async fn rate_limited_carries_retry_after(h: &dyn Harness) {
         let retry = Duration::from_secs(1);
-        let t = h.start(Upstream::RateLimited { retry_after: retry }).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(
-                matches!(&e, ProviderError::RateLimited { retry_after: Some(r), .. } if *r == retry),
-                "{e:?}"
-            );
-        }
+        both_fail(
+            h,
+            Upstream::RateLimited { retry_after: retry },
+            |e| matches!(e, ProviderError::RateLimited { retry_after: Some(r), .. } if *r == retry),
+        )
+        .await;
     }
 
     pub async fn server_error_is_upstream(h: &dyn Harness) {
-        let t = h.start(Upstream::ServerError).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(
-                matches!(e, ProviderError::Upstream { status: 500, .. }),
-                "{e:?}"
-            );
-        }
+        both_fail(h, Upstream::ServerError, |e| {
+            matches!(e, ProviderError::Upstream { status: 500, .. })
+        })
+        .await;
     }
 
     pub async fn overloaded_is_overloaded(h: &dyn Harness) {
-        let t = h.start(Upstream::Overloaded).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(matches!(e, ProviderError::Overloaded { .. }), "{e:?}");
-        }
+        both_fail(h, Upstream::Overloaded, |e| {
+            matches!(e, ProviderError::Overloaded { .. })
+        })
+        .await;
     }
 
     pub async fn bad_request_carries_upstream_message(h: &dyn Harness) {
         let message = "Invalid 'temperature': decimal above maximum value.".to_owned();
-        let t = h
-            .start(Upstream::BadRequest {
-                message: message.clone(),
-            })
-            .await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(
-                matches!(&e, ProviderError::BadRequest { message: m, status: 400, .. } if m.contains(&message)),
-                "{e:?}"
-            );
-        }
+        let upstream = Upstream::BadRequest {
+            message: message.clone(),
+        };
+        both_fail(h, upstream, |e| {
+            matches!(e, ProviderError::BadRequest { message: m, status: 400, .. } if m.contains(&message))
+        })
+        .await;
     }
 
     pub async fn context_too_long(h: &dyn Harness) {
-        let t = h.start(Upstream::ContextTooLong).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(matches!(e, ProviderError::ContextTooLong { .. }), "{e:?}");
-        }
+        both_fail(h, Upstream::ContextTooLong, |e| {
+            matches!(e, ProviderError::ContextTooLong { .. })
+        })
+        .await;
     }
 
     /// An upstream that never answers fails the call at the call's deadline,
@@ -330,10 +335,10 @@ pub mod cases {
     }
 
     pub async fn connection_refused(h: &dyn Harness) {
-        let t = h.start(Upstream::Refused).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(matches!(e, ProviderError::Connection(_)), "{e:?}");
-        }
+        both_fail(h, Upstream::Refused, |e| {
+            matches!(e, ProviderError::Connection(_))
+        })
+        .await;
     }
 
     /// Dropping the stream is how the gateway cancels: the upstream must see
@@ -359,13 +364,10 @@ pub mod cases {
     }
 
     pub async fn unauthorized_is_auth(h: &dyn Harness) {
-        let t = h.start(Upstream::Unauthorized).await;
-        for e in <[_; 2]>::from(both(&t).await) {
-            assert!(
-                matches!(e, ProviderError::Auth { status: 401, .. }),
-                "{e:?}"
-            );
-        }
+        both_fail(h, Upstream::Unauthorized, |e| {
+            matches!(e, ProviderError::Auth { status: 401, .. })
+        })
+        .await;
     }
 
     /// A tool call comes back as OpenAI shapes it, whatever the wire format:
@@ -390,14 +392,7 @@ pub mod cases {
     /// deltas concatenate to the arguments, all at one tool-call index.
     pub async fn streamed_tool_call_arguments_concatenate(h: &dyn Harness) {
         let t = h.start(Upstream::ToolCall).await;
-        let items: Vec<_> = t
-            .provider
-            .chat_stream(&t.call)
-            .await
-            .expect("chat_stream")
-            .collect()
-            .await;
-        let chunks: Vec<_> = items.into_iter().map(|i| i.expect("stream item")).collect();
+        let chunks = stream_chunks(t.provider.as_ref(), &t.call).await;
         let deltas: Vec<_> = chunks
             .iter()
             .flat_map(|c| c.choices.iter())

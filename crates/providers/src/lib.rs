@@ -29,6 +29,9 @@ mod http_call;
 pub mod openai;
 pub mod params;
 pub mod registry;
+mod sse;
+#[cfg(test)]
+mod test_support;
 mod upstream;
 
 pub use error::ProviderError;

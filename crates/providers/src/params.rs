@@ -9,8 +9,8 @@
 //! shows it per provider.
 
 use prost_types::value::Kind;
-use switchyard_config::{ParamPolicy, ProviderKind};
-use switchyard_proto::gateway::v1::ChatSpec;
+use switchyard_config::{ParamPolicy, ProviderKind, WireFormat};
+use switchyard_proto::gateway::v1::{ChatSpec, EmbedSpec};
 
 /// The request uses a parameter the target cannot take, under the `reject`
 /// policy. Answered as a 400 naming `param`.
@@ -189,6 +189,35 @@ pub fn capabilities(kind: ProviderKind) -> Capabilities {
     }
 }
 
+/// Embeddings inputs given as token arrays travel verbatim in `extra.input`
+/// (the canonical `inputs` are text): only OpenAI-format targets, which
+/// share the client's tokenizer assumption, can take them.
+pub fn check_embed(
+    spec: &EmbedSpec,
+    provider: &str,
+    kind: ProviderKind,
+) -> Result<(), UnsupportedParam> {
+    let token_arrays = spec.inputs.is_empty()
+        && spec
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.fields.contains_key("input"));
+    let openai_format = matches!(
+        kind.wire_format(),
+        WireFormat::Openai | WireFormat::AzureOpenai
+    );
+    if token_arrays && !openai_format {
+        return Err(UnsupportedParam {
+            param: "input",
+            message: format!(
+                "token-array inputs are only accepted by OpenAI-format providers; provider `{provider}` ({}) needs text inputs",
+                kind.as_str()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Whether `spec` already fits a target of `kind` as it is: the common case,
 /// which then needs no copy.
 pub fn fits(spec: &ChatSpec, kind: ProviderKind) -> bool {
@@ -345,6 +374,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param, "temperature");
+    }
+
+    #[test]
+    fn token_arrays_only_go_to_openai_formats() {
+        let tokens = EmbedSpec {
+            extra: Some(struct_from_map(
+                serde_json::json!({"input": [[1, 2, 3]]})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
+            ..Default::default()
+        };
+        assert!(check_embed(&tokens, "o", ProviderKind::Openai).is_ok());
+        assert!(check_embed(&tokens, "m", ProviderKind::Mistral).is_ok());
+        let e = check_embed(&tokens, "g", ProviderKind::Gemini).unwrap_err();
+        assert_eq!(e.param, "input");
+        let text = EmbedSpec {
+            inputs: vec!["hi".into()],
+            ..Default::default()
+        };
+        assert!(check_embed(&text, "g", ProviderKind::Gemini).is_ok());
     }
 
     #[test]

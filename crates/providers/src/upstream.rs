@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 
 use crate::ProviderError;
 
@@ -157,6 +157,69 @@ pub(crate) fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     truncate_chars(&collapsed, MESSAGE_LIMIT)
+}
+
+/// What a vendor's error said, read by its own rules, for the status table
+/// every wire format shares.
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    /// The vendor's wording of a prompt over the context window.
+    pub context_too_long: bool,
+    /// The vendor's name for overload, whatever the status.
+    pub overloaded: bool,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// An error's message, or the status's reason when the upstream gave none.
+pub(crate) fn message_or_reason(message: String, status: u16) -> String {
+    if !message.is_empty() {
+        return message;
+    }
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("no error message")
+        .to_owned()
+}
+
+/// A refusal by its status, once the vendor's own rules have had their say.
+pub(crate) fn classify_status(r: Refusal) -> ProviderError {
+    let Refusal {
+        status,
+        message,
+        retry_after,
+        ..
+    } = r;
+    match status {
+        429 => ProviderError::RateLimited {
+            message,
+            retry_after,
+        },
+        400 | 413 | 422 if r.context_too_long => ProviderError::ContextTooLong { message },
+        400 | 413 | 415 | 422 => ProviderError::BadRequest {
+            message,
+            status,
+            param: r.param,
+            code: r.code,
+        },
+        401 | 403 => ProviderError::Auth { message, status },
+        404 => ProviderError::NotFound { message },
+        // 529 is Anthropic's overloaded status; 503 everyone's.
+        503 | 529 => ProviderError::Overloaded {
+            message,
+            status,
+            retry_after,
+        },
+        _ if r.overloaded => ProviderError::Overloaded {
+            message,
+            status,
+            retry_after,
+        },
+        _ => ProviderError::Upstream { status, message },
+    }
 }
 
 pub(crate) fn truncate_chars(s: &str, max: usize) -> String {

@@ -228,6 +228,7 @@ pub(crate) async fn walk<T, F, Fut>(
     facts: &RequestFacts,
     log: &mut AttemptLog,
     routing: Span,
+    operation: &'static str,
     mut launch: F,
 ) -> Result<Won<T>, GatewayError>
 where
@@ -285,7 +286,7 @@ where
         *n += 1;
         log.targets.push(route.target.clone());
         let in_flight = health.start(&route.target);
-        let span = trace::attempt_span(&route.target, *attempts, kind);
+        let span = trace::attempt_span(operation, &route.target, *attempts, kind);
         // Launched inside its span, so the work request carries the
         // attempt's trace context to the worker.
         let attempt = span.in_scope(|| launch(&route, *attempts));

@@ -193,40 +193,22 @@ impl Gateway {
         spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
-        let started = Instant::now();
         let trace = RequestTrace::begin(&spec, false, self.record_content);
         let facts = RequestFacts::from_spec(&spec);
         let model = spec.model.clone();
-        let work = Work::Chat(spec);
-        let out = self
-            .run(&model, facts, &work, ctx, false, |b, m, r, h| {
-                unary_attempt(b, m, r, h, chat_result)
-            })
-            .await
-            .map(|(served, won, _deadline)| (served, won.value));
-        match &out {
-            Ok((served, result)) => {
-                trace.served(served);
-                trace.result(result);
-            }
-            Err(f) => trace.failed(f),
-        }
-        match &out {
-            Ok((served, result)) => self.metrics.record(&RequestRecord {
-                operation: ctx.operation,
-                model: &model,
-                provider: &served.provider,
-                upstream_model: &served.upstream_model,
-                outcome: "ok",
-                stream: false,
-                duration: started.elapsed(),
-                first_token: None,
-                usage: result.usage.as_ref(),
-                attempts: &served.attempts,
-            }),
-            Err(f) => self.record_failure(ctx, &model, false, started, f),
-        }
-        out
+        self.unary(
+            &model,
+            facts,
+            Work::Chat(spec),
+            ctx,
+            trace,
+            chat_result,
+            |t, r| {
+                t.result(r);
+                r.usage.as_ref()
+            },
+        )
+        .await
     }
 
     /// A streamed answer. Returns once the first chunk arrived (or the stream
@@ -335,6 +317,7 @@ impl Gateway {
             &facts,
             &mut log,
             routing,
+            trace::operation_name(work),
             |route, n| {
                 let provider = route.target.provider.to_string();
                 let fut = self.fit_work(work, &plan, &route.target).map(|(work, _)| {
@@ -425,7 +408,14 @@ impl Gateway {
                 (Cow::Borrowed(_), warnings) => (Cow::Borrowed(work), warnings),
                 (Cow::Owned(fitted), warnings) => (Cow::Owned(Work::Chat(fitted)), warnings),
             }),
-            Work::Embed(_) | Work::Image(_) => Ok((Cow::Borrowed(work), Vec::new())),
+            Work::Embed(spec) => {
+                if let Some((kind, _)) = self.routes.load().param_rules(plan, target) {
+                    params::check_embed(spec, &target.provider, kind)
+                        .map_err(GatewayError::UnsupportedParameter)?;
+                }
+                Ok((Cow::Borrowed(work), Vec::new()))
+            }
+            Work::Image(_) => Ok((Cow::Borrowed(work), Vec::new())),
         }
     }
 
@@ -465,9 +455,21 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, EmbedResult), Failed> {
         let model = spec.model.clone();
-        self.unary(&model, Work::Embed(spec), ctx, embeddings_result, |r| {
-            (&r.model, r.usage.as_ref())
-        })
+        let work = Work::Embed(spec);
+        let trace = RequestTrace::begin_operation(trace::operation_name(&work), &model);
+        let facts = RequestFacts::default();
+        self.unary(
+            &model,
+            facts,
+            work,
+            ctx,
+            trace,
+            embeddings_result,
+            |t, r| {
+                t.unary_result(&r.model, r.usage.as_ref());
+                r.usage.as_ref()
+            },
+        )
         .await
     }
 
@@ -478,42 +480,43 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ImageResult), Failed> {
         let model = spec.model.clone();
-        self.unary(&model, Work::Image(spec), ctx, images_result, |r| {
-            ("", r.usage.as_ref())
+        let work = Work::Image(spec);
+        let trace = RequestTrace::begin_operation(trace::operation_name(&work), &model);
+        let facts = RequestFacts::default();
+        self.unary(&model, facts, work, ctx, trace, images_result, |t, r| {
+            t.unary_result("", r.usage.as_ref());
+            r.usage.as_ref()
         })
         .await
     }
 
-    /// A non-chat unary request, traced and recorded like chat. `summary`
-    /// gives the answering model (when the answer names it) and usage.
-    /// Routing needs no facts beyond the model: the context-window estimate
-    /// and capabilities are chat notions.
+    /// A request answered in one piece (chat, embeddings, images): routed,
+    /// traced and recorded alike. `terminal` picks the answer out of the
+    /// worker's terminal event; `describe` records it on the trace and
+    /// gives its usage. Embeddings and images route on the model alone:
+    /// context windows and capabilities are chat notions.
+    #[allow(clippy::too_many_arguments)]
     async fn unary<T: Send + 'static>(
         &self,
         model: &str,
+        facts: RequestFacts,
         work: Work,
         ctx: &RequestContext,
+        trace: RequestTrace,
         terminal: fn(Event) -> Result<T, Box<Event>>,
-        summary: fn(&T) -> (&str, Option<&Usage>),
+        describe: for<'a> fn(&RequestTrace, &'a T) -> Option<&'a Usage>,
     ) -> Result<(ServedBy, T), Failed> {
         let started = Instant::now();
-        let trace = RequestTrace::begin_operation(ctx.operation, model);
         let out = self
-            .run(
-                model,
-                RequestFacts::default(),
-                &work,
-                ctx,
-                false,
-                move |b, m, r, h| unary_attempt(b, m, r, h, terminal),
-            )
+            .run(model, facts, &work, ctx, false, move |b, m, r, h| {
+                unary_attempt(b, m, r, h, terminal)
+            })
             .await
             .map(|(served, won, _deadline)| (served, won.value));
         match &out {
             Ok((served, value)) => {
-                let (answered_by, usage) = summary(value);
                 trace.served(served);
-                trace.unary_result(answered_by, usage);
+                let usage = describe(&trace, value);
                 self.metrics.record(&RequestRecord {
                     operation: ctx.operation,
                     model,

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -24,8 +24,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::access::AccessInfo;
-use crate::attempts::AttemptLog;
-use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem, UsageChunk};
+use crate::core::{ChatStream, Gateway, StreamItem, UsageChunk};
+use crate::edge::{self, Wording};
 use crate::error::GatewayError;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -36,9 +36,6 @@ pub const ATTEMPTED_HEADER: &str = "x-switchyard-attempted";
 /// What the gateway changed to fit the request to the target (parameters
 /// dropped or clamped under `unsupported_params: warn`), `; `-separated.
 pub const WARNINGS_HEADER: &str = "x-switchyard-warnings";
-
-/// Trace context headers forwarded to workers.
-const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -79,10 +76,7 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
         }));
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
-        .merge(crate::messages::routes(
-            state.gateway.clone(),
-            max_body_bytes,
-        ))
+        .route("/v1/messages", post(crate::messages::messages))
         .route("/v1/embeddings", post(crate::media::embeddings))
         .route(
             "/v1/images/generations",
@@ -140,23 +134,13 @@ fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
         request_id = %id,
         trace_id = tracing::field::Empty,
     );
-    switchyard_telemetry::continue_trace(&span, &trace_headers(req.headers()));
+    switchyard_telemetry::continue_trace(&span, &edge::trace_headers(req.headers()));
     switchyard_telemetry::set_attribute(&span, "http.request.method", method.to_string());
     switchyard_telemetry::set_attribute(&span, "url.path", path.to_owned());
     if !route.is_empty() {
         switchyard_telemetry::set_attribute(&span, "http.route", route.to_owned());
     }
     span
-}
-
-fn trace_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    TRACE_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(*name)?.to_str().ok()?;
-            Some(((*name).to_owned(), v.to_owned()))
-        })
-        .collect()
 }
 
 /// OpenAI's error JSON with the mapped status.
@@ -170,103 +154,20 @@ pub fn error_response(e: &GatewayError) -> Response {
             "code": e.code(),
         }
     });
-    let mut res = (
-        class.status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let Some(after) = e.retry_after() {
-        // Whole seconds, rounded up: HTTP's Retry-After has no fractions.
-        let secs = after.as_millis().div_ceil(1000).max(1);
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-    res
+    edge::error_with_status(e, body.to_string().into_bytes())
 }
 
-pub(crate) fn context(headers: &HeaderMap) -> RequestContext {
-    let request_id = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let headers = trace_headers(headers);
-    RequestContext {
-        request_id,
-        operation: "chat",
-        headers,
-    }
-}
-
-pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&served.provider) {
-        h.insert(PROVIDER_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&served.upstream_model) {
-        h.insert(MODEL_HEADER, v);
-    }
-    if !served.warnings.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&served.warnings.join("; "))
-    {
-        h.insert(WARNINGS_HEADER, v);
-    }
-    attempt_headers(res, &served.attempts);
-}
-
-/// How many attempts a request took and where they went, so a fallback is
-/// visible to the client without a trace.
-fn attempt_headers(res: &mut Response, log: &AttemptLog) {
-    if log.targets.is_empty() {
-        return;
-    }
-    let h = res.headers_mut();
-    h.insert(ATTEMPTS_HEADER, HeaderValue::from(log.targets.len()));
-    if let Ok(v) = HeaderValue::from_str(&log.describe()) {
-        h.insert(ATTEMPTED_HEADER, v);
-    }
-}
-
-pub(crate) fn failed_response(f: &Failed) -> Response {
-    let mut res = error_response(&f.error);
-    attempt_headers(&mut res, &f.attempts);
-    res
+fn json_ok<T: serde::Serialize>(body: &T) -> Response {
+    edge::json_response(StatusCode::OK, body, error_response)
 }
 
 /// Decodes the body into OpenAI's request shape, naming the offending field.
 fn parse_request(body: &[u8]) -> Result<(ChatSpec, bool), GatewayError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let req: wire::ChatCompletionRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            GatewayError::MalformedJson(format!(
-                "We could not parse the JSON body of your request: {inner}. The API expects a JSON payload."
-            ))
-        } else {
-            // serde reports a missing field at the parent path and names the
-            // field in the message; lift it into `param`.
-            let msg = inner.to_string();
-            let param = missing_field(&msg)
-                .map(|f| if path == "." { f.to_owned() } else { format!("{path}.{f}") })
-                .unwrap_or(path);
-            GatewayError::InvalidRequest {
-                message: format!("Invalid value for '{param}': {msg}"),
-                param: Some(param),
-            }
-        }
-    })?;
+    let req: wire::ChatCompletionRequest = edge::decode_json(body, Wording::OpenAi)?;
     convert::request_to_spec(req).map_err(|e| GatewayError::InvalidRequest {
-        message: e.message.clone(),
-        param: e.param.clone(),
+        message: e.message,
+        param: e.param,
     })
-}
-
-fn missing_field(msg: &str) -> Option<&str> {
-    let rest = msg.strip_prefix("missing field `")?;
-    rest.split('`').next()
 }
 
 async fn chat_completions(
@@ -275,68 +176,38 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let refused = |e: GatewayError| {
-        access.error(&e);
-        error_response(&e)
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refused(GatewayError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            });
-        }
-        Err(rejection) => {
-            return refused(GatewayError::InvalidRequest {
-                message: rejection.body_text(),
-                param: None,
-            });
-        }
-    };
-    let (spec, stream) = match parse_request(&body) {
+    let parsed = edge::read_body(state.max_body_bytes, body).and_then(|b| parse_request(&b));
+    let (spec, stream) = match parsed {
         Ok(v) => v,
-        Err(e) => return refused(e),
+        Err(e) => {
+            access.error(&e);
+            return error_response(&e);
+        }
     };
     access.requested(&spec.model);
-    let ctx = context(&headers);
-    if stream {
-        let include_usage = spec.include_usage;
-        match state.gateway.chat_stream(spec, &ctx).await {
-            Ok((served, events)) => {
-                access.served(&served);
-                let mut res = sse_response(access.watch(events), include_usage);
-                served_headers(&mut res, &served);
-                res
-            }
-            Err(f) => {
-                access.failed(&f);
-                failed_response(&f)
-            }
-        }
-    } else {
-        match state.gateway.chat(spec, &ctx).await {
-            Ok((served, result)) => {
-                access.served(&served);
-                access.usage(result.usage.as_ref());
-                let body = convert::result_to_response(&result);
-                let mut res = json_response(StatusCode::OK, &body);
-                served_headers(&mut res, &served);
-                res
-            }
-            Err(f) => {
-                access.failed(&f);
-                failed_response(&f)
-            }
-        }
+    let ctx = edge::context(&headers, "chat");
+    if !stream {
+        let out = state.gateway.chat(spec, &ctx).await;
+        return edge::unary_answer(
+            &access,
+            out,
+            |r| r.usage.as_ref(),
+            convert::result_to_response,
+            error_response,
+        );
     }
-}
-
-pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => error_response(&GatewayError::Internal(format!(
-            "could not encode the answer: {e}"
-        ))),
+    let include_usage = spec.include_usage;
+    match state.gateway.chat_stream(spec, &ctx).await {
+        Ok((served, events)) => {
+            access.served(&served);
+            let mut res = sse_response(access.watch(events), include_usage);
+            edge::served_headers(&mut res, &served);
+            res
+        }
+        Err(f) => {
+            access.failed(&f);
+            edge::failed_response(&f, error_response)
+        }
     }
 }
 
@@ -404,15 +275,12 @@ fn model_json(m: &switchyard_routing::ListedModel) -> serde_json::Value {
 
 async fn list_models(State(state): State<AppState>) -> Response {
     let data: Vec<_> = state.gateway.list_models().iter().map(model_json).collect();
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({"object": "list", "data": data}),
-    )
+    json_ok(&serde_json::json!({"object": "list", "data": data}))
 }
 
 async fn retrieve_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.gateway.list_models().iter().find(|m| m.id == id) {
-        Some(m) => json_response(StatusCode::OK, &model_json(m)),
+        Some(m) => json_ok(&model_json(m)),
         None => error_response(&GatewayError::ModelNotFound(id)),
     }
 }
@@ -435,12 +303,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn healthz() -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+    json_ok(&serde_json::json!({"status": "ok"}))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.gateway.is_ready() {
-        json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+        json_ok(&serde_json::json!({"status": "ready"}))
     } else {
         error_response(&GatewayError::ShuttingDown)
     }

@@ -16,6 +16,7 @@ mod access;
 pub mod admin;
 pub mod attempts;
 pub mod core;
+mod edge;
 pub mod error;
 pub mod grpc;
 pub mod http;

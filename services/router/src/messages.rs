@@ -15,15 +15,12 @@
 //! are not checked on any front end yet.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use futures_util::StreamExt;
 use switchyard_proto::bus::v1::ErrorKind;
 use switchyard_proto::gateway::v1::ChatSpec;
@@ -32,35 +29,10 @@ use switchyard_providers::anthropic::wire::{self, error_type};
 use switchyard_routing::Unroutable;
 
 use crate::access::AccessInfo;
-use crate::attempts::AttemptLog;
-use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy, StreamItem};
+use crate::core::{ChatStream, StreamItem};
+use crate::edge::{self, Wording};
 use crate::error::GatewayError;
-use crate::http::{
-    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID, WARNINGS_HEADER,
-};
-
-/// Trace context headers forwarded to workers (as on the OpenAI front end).
-const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
-
-#[derive(Clone)]
-struct MessagesState {
-    gateway: Arc<Gateway>,
-    max_body_bytes: u64,
-}
-
-/// The `/v1/messages` route, to merge into the HTTP application (whose
-/// middleware then covers it: request ids, tracing, access log, body limit).
-pub fn routes<S>(gateway: Arc<Gateway>, max_body_bytes: u64) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .route("/v1/messages", post(messages))
-        .with_state(MessagesState {
-            gateway,
-            max_body_bytes,
-        })
-}
+use crate::http::AppState;
 
 /// Anthropic's error `type` for a gateway error. Exhaustive on purpose: a
 /// new error must choose its Anthropic type here. The HTTP status stays the
@@ -111,177 +83,58 @@ fn error_body(e: &GatewayError) -> wire::ErrorResponse {
 /// Anthropic's error JSON with the gateway's status (and `retry-after`).
 pub fn error_response(e: &GatewayError) -> Response {
     let body = serde_json::to_vec(&error_body(e)).unwrap_or_default();
-    let mut res = (
-        e.class().status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
-    if let Some(after) = e.retry_after() {
-        // Whole seconds, rounded up: HTTP's Retry-After has no fractions.
-        let secs = after.as_millis().div_ceil(1000).max(1);
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-    res
-}
-
-fn failed_response(f: &Failed) -> Response {
-    let mut res = error_response(&f.error);
-    attempt_headers(&mut res, &f.attempts);
-    res
-}
-
-fn attempt_headers(res: &mut Response, log: &AttemptLog) {
-    if log.targets.is_empty() {
-        return;
-    }
-    let h = res.headers_mut();
-    h.insert(ATTEMPTS_HEADER, HeaderValue::from(log.targets.len()));
-    if let Ok(v) = HeaderValue::from_str(&log.describe()) {
-        h.insert(ATTEMPTED_HEADER, v);
-    }
-}
-
-fn served_headers(res: &mut Response, served: &ServedBy) {
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&served.provider) {
-        h.insert(PROVIDER_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&served.upstream_model) {
-        h.insert(MODEL_HEADER, v);
-    }
-    if !served.warnings.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&served.warnings.join("; "))
-    {
-        h.insert(WARNINGS_HEADER, v);
-    }
-    attempt_headers(res, &served.attempts);
-}
-
-fn context(headers: &HeaderMap) -> RequestContext {
-    let request_id = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let trace = TRACE_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let v = headers.get(*name)?.to_str().ok()?;
-            Some(((*name).to_owned(), v.to_owned()))
-        })
-        .collect();
-    RequestContext {
-        request_id,
-        // The GenAI operation is `chat` whichever front end took it, as for
-        // `/v1/chat/completions`.
-        operation: "chat",
-        headers: trace,
-    }
+    edge::error_with_status(e, body)
 }
 
 /// Decodes the body into Anthropic's request shape, naming the offending
 /// field the way Anthropic does (`messages.0.content`).
 fn parse_request(body: &[u8]) -> Result<(ChatSpec, bool), GatewayError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let req: wire::MessagesRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            GatewayError::MalformedJson(format!("The request body is not valid JSON: {inner}"))
-        } else {
-            let msg = inner.to_string();
-            // serde names a missing field in its message, at the parent path.
-            let param = match msg
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next())
-            {
-                Some(f) if path == "." => f.to_owned(),
-                Some(f) => format!("{path}.{f}"),
-                None => path,
-            };
-            GatewayError::InvalidRequest {
-                message: format!("{param}: {msg}"),
-                param: Some(param),
-            }
-        }
-    })?;
+    let req: wire::MessagesRequest = edge::decode_json(body, Wording::Anthropic)?;
     ingress::request_to_spec(req).map_err(|e| GatewayError::InvalidRequest {
         message: e.message,
         param: e.param,
     })
 }
 
-async fn messages(
-    State(state): State<MessagesState>,
+/// `POST /v1/messages`.
+pub(crate) async fn messages(
+    State(state): State<AppState>,
     Extension(access): Extension<AccessInfo>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let refused = |e: GatewayError| {
-        access.error(&e);
-        error_response(&e)
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refused(GatewayError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            });
-        }
-        Err(rejection) => {
-            return refused(GatewayError::InvalidRequest {
-                message: rejection.body_text(),
-                param: None,
-            });
-        }
-    };
-    let (spec, stream) = match parse_request(&body) {
+    let parsed = edge::read_body(state.max_body_bytes, body).and_then(|b| parse_request(&b));
+    let (spec, stream) = match parsed {
         Ok(v) => v,
-        Err(e) => return refused(e),
+        Err(e) => {
+            access.error(&e);
+            return error_response(&e);
+        }
     };
     access.requested(&spec.model);
     let requested_model = spec.model.clone();
-    let ctx = context(&headers);
-    if stream {
-        match state.gateway.chat_stream(spec, &ctx).await {
-            Ok((served, events)) => {
-                access.served(&served);
-                let mut res = sse_response(access.watch(events), &requested_model);
-                served_headers(&mut res, &served);
-                res
-            }
-            Err(f) => {
-                access.failed(&f);
-                failed_response(&f)
-            }
+    // The GenAI operation is `chat` whichever front end took it.
+    let ctx = edge::context(&headers, "chat");
+    if !stream {
+        let out = state.gateway.chat(spec, &ctx).await;
+        return edge::unary_answer(
+            &access,
+            out,
+            |r| r.usage.as_ref(),
+            |r| ingress::result_to_response(r, &requested_model),
+            error_response,
+        );
+    }
+    match state.gateway.chat_stream(spec, &ctx).await {
+        Ok((served, events)) => {
+            access.served(&served);
+            let mut res = sse_response(access.watch(events), &requested_model);
+            edge::served_headers(&mut res, &served);
+            res
         }
-    } else {
-        match state.gateway.chat(spec, &ctx).await {
-            Ok((served, result)) => {
-                access.served(&served);
-                access.usage(result.usage.as_ref());
-                let body = ingress::result_to_response(&result, &requested_model);
-                let mut res = match serde_json::to_vec(&body) {
-                    Ok(bytes) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, "application/json")],
-                        bytes,
-                    )
-                        .into_response(),
-                    Err(e) => error_response(&GatewayError::Internal(format!(
-                        "could not encode the answer: {e}"
-                    ))),
-                };
-                served_headers(&mut res, &served);
-                res
-            }
-            Err(f) => {
-                access.failed(&f);
-                failed_response(&f)
-            }
+        Err(f) => {
+            access.failed(&f);
+            edge::failed_response(&f, error_response)
         }
     }
 }

@@ -271,7 +271,7 @@ impl Metrics {
                     token_type: kind.to_owned(),
                 };
                 self.tokens.get_or_create(&l).inc_by(u64::from(n));
-                if kind == "input" || kind == "output" {
+                if kind == "input" || (kind == "output" && produces_output(r.operation)) {
                     self.token_usage.get_or_create(&l).observe(f64::from(n));
                 }
             }
@@ -467,6 +467,9 @@ impl OtelSink {
         }
         if let Some(u) = r.usage {
             for (kind, n) in [("input", u.prompt_tokens), ("output", u.completion_tokens)] {
+                if kind == "output" && !produces_output(r.operation) {
+                    continue;
+                }
                 attrs.push(KeyValue::new(GEN_AI_TOKEN_TYPE, kind));
                 self.token_usage.record(u64::from(n), &attrs);
                 attrs.pop();
@@ -622,4 +625,11 @@ impl Metrics {
             item
         }))
     }
+}
+
+/// Whether an operation's answers are counted in output tokens: an
+/// embeddings request has none, and a 0 sample per request would drag the
+/// output-token distribution down.
+fn produces_output(operation: &str) -> bool {
+    !operation.ends_with("embeddings")
 }

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use serde_json::json;
+use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::gateway::v1::{
     ChatChunk, ChatResult, ChatSpec, FinishReason, Message, Role, Usage, content_part::Part,
 };
@@ -70,10 +71,9 @@ impl RequestTrace {
     /// the `grpc_` prefix of `RequestContext.operation`) on the current span.
     /// Inputs and prompts are not recorded: vectors of text and image
     /// prompts are as sensitive as chat content and rarely worth a trace.
-    pub(crate) fn begin_operation(operation: &str, model: &str) -> Self {
+    pub(crate) fn begin_operation(operation: &'static str, model: &str) -> Self {
         let span = Span::current();
-        let operation = operation.strip_prefix("grpc_").unwrap_or(operation);
-        set_attribute(&span, GEN_AI_OPERATION_NAME, operation.to_owned());
+        set_attribute(&span, GEN_AI_OPERATION_NAME, operation);
         set_attribute(&span, GEN_AI_REQUEST_MODEL, model.to_owned());
         set_attribute(&span, SWITCHYARD_STREAM, false);
         Self {
@@ -382,16 +382,31 @@ pub(crate) fn routing_order(span: &Span, ordering: &Ordering) {
     }
 }
 
+/// The GenAI operation name (semantic conventions) of a unit of work, as
+/// request and attempt spans and the worker's span carry it.
+pub(crate) fn operation_name(work: &Work) -> &'static str {
+    match work {
+        Work::Chat(_) => "chat",
+        Work::Embed(_) => "embeddings",
+        Work::Image(_) => "image_generation",
+    }
+}
+
 /// One attempt: a client span (the worker's span continues it) under the
 /// request span; hedges and fallbacks are its siblings. `kind` says why it
 /// was started (`first`, `fallback`, `retry`, `hedge`, `redelivery`).
-pub(crate) fn attempt_span(target: &Target, n: u32, kind: &'static str) -> Span {
+pub(crate) fn attempt_span(
+    operation: &'static str,
+    target: &Target,
+    n: u32,
+    kind: &'static str,
+) -> Span {
     let span = tracing::info_span!(
         "attempt",
         otel.name = %format_args!("attempt {}/{}", target.provider, target.upstream_model),
         otel.kind = "client",
     );
-    set_attribute(&span, GEN_AI_OPERATION_NAME, "chat");
+    set_attribute(&span, GEN_AI_OPERATION_NAME, operation);
     set_attribute(&span, GEN_AI_PROVIDER_NAME, target.provider.to_string());
     set_attribute(
         &span,

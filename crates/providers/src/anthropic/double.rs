@@ -3,113 +3,53 @@
 //! SSE streams with `event:` lines, Anthropic's error bodies), scripted per
 //! test, recording what it received.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Response, StatusCode};
+use axum::http::{HeaderMap, Response};
 use axum::routing::post;
-use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// The answer's text, streamed in these pieces.
-pub const PIECES: &[&str] = &[
-    "Hello", " there,", " friend!", " How", " can", " I", " help?",
-];
+use crate::test_support::{self, PIECES, Wire};
+use crate::test_support::{Captured, answer_text};
 
-#[derive(Debug, Clone)]
-pub enum Script {
-    /// Anthropic's answer: JSON, or SSE when the request says `stream: true`.
-    Answer,
-    /// This status, these headers, this JSON body.
-    Status {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Value,
-    },
-    /// Read the request, never answer.
-    Hang,
-    /// 200 with SSE headers, then nothing.
-    StallAfterHeaders,
-    /// `message_start` and one text delta, then nothing until the client
-    /// goes away, which resolves the receiver [`Double::start`] returned.
-    Endless,
-    /// 200 `text/event-stream` with these events: each `data` payload's
-    /// `type` is also its `event:` name.
-    Sse(Vec<Value>),
-    /// 200 `application/json` with this body.
-    Json(Value),
-    /// One call of `get_weather` (`{"city":"Paris"}`), as JSON or as SSE
-    /// with the input split over two deltas.
-    ToolCall,
-}
+/// Anthropic's framing: `event: <type>` then `data: <json>` (each event's
+/// `type` is also its `event:` name), `request-id` on every answer.
+pub struct Anthropic;
 
-#[derive(Debug, Clone)]
-pub struct Captured {
-    pub headers: HeaderMap,
-    pub body: Value,
-}
+impl Wire for Anthropic {
+    type Event = Value;
+    const BASE_PATH: &'static str = "/v1";
+    const JSON_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "application/json"),
+        ("request-id", "req_double"),
+    ];
+    const STREAM_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "text/event-stream; charset=utf-8"),
+        ("cache-control", "no-cache"),
+        ("request-id", "req_double"),
+    ];
 
-struct Shared {
-    script: Script,
-    requests: Mutex<Vec<Captured>>,
-    closed: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-pub struct Double {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.task.abort();
+    fn frame(data: &Value) -> Bytes {
+        let name = data["type"].as_str().unwrap_or("message");
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
     }
 }
+
+/// [`Script::Answer`] is Anthropic's answer: JSON, or SSE when the request
+/// says `stream: true`. [`Script::Endless`] sends `message_start` and one
+/// text delta. [`Script::ToolCall`] streams the input split over two deltas.
+pub type Script = test_support::Script<Value>;
+pub type Double = test_support::Double<Anthropic, Captured>;
+type Shared = test_support::Shared<Anthropic, Captured>;
 
 impl Double {
     pub async fn start(script: Script) -> (Self, oneshot::Receiver<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(Shared {
-            script,
-            requests: Mutex::new(Vec::new()),
-            closed: Mutex::new(Some(tx)),
-        });
-        let app = Router::new()
-            .route("/v1/messages", post(handle))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Self { addr, shared, task }, rx)
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-
-    pub fn requests(&self) -> Vec<Captured> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-/// Sends on drop: the body stream holding it is dropped when hyper sees the
-/// client's connection close.
-struct SignalOnDrop(Option<oneshot::Sender<()>>);
-
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
+        let routes = Router::new().route("/v1/messages", post(handle));
+        Self::serve(script, (), routes).await
     }
 }
 
@@ -120,76 +60,24 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         .as_str()
         .unwrap_or("claude-sonnet-4-5")
         .to_owned();
-    s.requests.lock().unwrap().push(Captured { headers, body });
+    s.record(Captured { headers, body });
 
+    let endless_head = || {
+        vec![
+            message_start(&model),
+            block_start(0, json!({"type": "text", "text": ""})),
+            block_delta(0, json!({"type": "text_delta", "text": "tick"})),
+        ]
+    };
+    if let Some(r) = s.scripted(endless_head).await {
+        return r;
+    }
     match &s.script {
-        Script::Answer if streamed => sse(answer_events(&model)),
-        Script::Answer => json(200, &[], &answer_json(&model)),
-        Script::Status {
-            status,
-            headers,
-            body,
-        } => json(*status, headers, body),
-        Script::Hang => futures_util::future::pending().await,
-        Script::StallAfterHeaders => sse_body(Body::from_stream(stream::pending::<
-            Result<Bytes, Infallible>,
-        >())),
-        Script::Endless => {
-            let guard = SignalOnDrop(s.closed.lock().unwrap().take());
-            let first = [
-                message_start(&model),
-                block_start(0, json!({"type": "text", "text": ""})),
-                block_delta(0, json!({"type": "text_delta", "text": "tick"})),
-            ];
-            let head = stream::iter(first.map(|v| Ok::<_, Infallible>(event(&v))));
-            let tail = stream::unfold(guard, |g| async move {
-                futures_util::future::pending::<()>().await;
-                Some((Ok(Bytes::new()), g))
-            });
-            sse_body(Body::from_stream(head.chain(tail)))
-        }
-        Script::Sse(events) => sse(events.clone()),
-        Script::ToolCall if streamed => sse(tool_call_events(&model)),
-        Script::ToolCall => json(200, &[], &tool_call_json(&model)),
-        Script::Json(v) => json(200, &[], v),
+        Script::Answer if streamed => Anthropic::events(answer_events(&model)),
+        Script::ToolCall if streamed => Anthropic::events(tool_call_events(&model)),
+        Script::ToolCall => Anthropic::json(200, &[], &tool_call_json(&model)),
+        _ => Anthropic::json(200, &[], &answer_json(&model)),
     }
-}
-
-/// `event: <type>\ndata: <json>\n\n`, as Anthropic frames every event.
-fn event(data: &Value) -> Bytes {
-    let name = data["type"].as_str().unwrap_or("message");
-    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
-}
-
-fn sse(events: Vec<Value>) -> Response<Body> {
-    sse_body(Body::from_stream(stream::iter(
-        events.into_iter().map(|e| Ok::<_, Infallible>(event(&e))),
-    )))
-}
-
-fn sse_body(body: Body) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .header("request-id", "req_double")
-        .body(body)
-        .unwrap()
-}
-
-fn json(status: u16, headers: &[(&'static str, String)], body: &Value) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json")
-        .header("request-id", "req_double");
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
-pub fn answer_text() -> String {
-    PIECES.concat()
 }
 
 pub fn usage_json() -> Value {

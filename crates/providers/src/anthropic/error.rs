@@ -12,7 +12,7 @@ use http::{HeaderMap, StatusCode};
 
 use super::wire::{self, error_type};
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, retry_after};
+use crate::upstream::{Refusal, body_excerpt, classify_status, message_or_reason, retry_after};
 
 /// What an error body says: Anthropic's shape, or any text (a proxy's HTML
 /// page) as the message.
@@ -71,43 +71,16 @@ fn is_context_length(message: &str) -> bool {
 }
 
 fn classify(status: u16, headers: &HeaderMap, d: wire::ErrorDetail) -> ProviderError {
-    let message = if d.message.is_empty() {
-        StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no error message")
-            .to_owned()
-    } else {
-        d.message
-    };
-    let code = (!d.kind.is_empty()).then_some(d.kind);
-    match status {
-        429 => ProviderError::RateLimited {
-            message,
-            retry_after: retry_after(headers),
-        },
-        400 | 413 if is_context_length(&message) => ProviderError::ContextTooLong { message },
-        400 | 413 | 415 | 422 => ProviderError::BadRequest {
-            message,
-            status,
-            param: None,
-            code,
-        },
-        401 | 403 => ProviderError::Auth { message, status },
-        404 => ProviderError::NotFound { message },
-        // 529 is Anthropic's overloaded status; 503 comes from proxies.
-        503 | 529 => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers),
-        },
-        _ if code.as_deref() == Some(error_type::OVERLOADED) => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers),
-        },
-        _ => ProviderError::Upstream { status, message },
-    }
+    classify_status(Refusal {
+        status,
+        retry_after: retry_after(headers),
+        // 422 is none of Anthropic's statuses: a proxy's, not a long prompt.
+        context_too_long: status != 422 && is_context_length(&d.message),
+        overloaded: d.kind == error_type::OVERLOADED,
+        message: message_or_reason(d.message, status),
+        param: None,
+        code: (!d.kind.is_empty()).then_some(d.kind),
+    })
 }
 
 #[cfg(test)]

@@ -11,17 +11,13 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
-use switchyard_config::{ProviderConfig, Secret};
-use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
-use tracing::Instrument;
+use switchyard_config::ProviderConfig;
+use switchyard_proto::gateway::v1::ChatResult;
 use url::Url;
 
-use crate::http_call::{self, failed};
+use crate::http_call::{self, Opened, Upstream};
 use crate::registry::BuildError;
-use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited};
 use crate::{ChatCall, ChunkStream, Provider, ProviderError};
 
 pub mod convert;
@@ -37,23 +33,17 @@ pub use error::{classify_error, classify_error_body};
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 
 pub struct AnthropicProvider {
-    name: String,
+    /// x-api-key and anthropic-version in its headers.
+    up: Upstream,
     endpoint: Url,
-    /// x-api-key (marked sensitive), anthropic-version and the configured
-    /// extra headers.
-    headers: HeaderMap,
-    /// Kept only to scrub it from upstream error messages that echo it.
-    api_key: Option<Secret>,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for AnthropicProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnthropicProvider")
-            .field("name", &self.name)
+            .field("name", &self.up.name)
             .field("endpoint", &self.endpoint.as_str())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.up.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -62,21 +52,12 @@ impl AnthropicProvider {
     pub fn new(cfg: &ProviderConfig, http: reqwest::Client) -> Result<Self, BuildError> {
         let endpoint = http_call::endpoint(cfg, DEFAULT_BASE_URL, &["messages"])?;
         let mut headers = HeaderMap::new();
-        let api_key = cfg.resolve_api_key();
-        match &api_key {
-            Some(key) => {
-                let mut value =
-                    HeaderValue::from_str(key.expose()).map_err(|_| BuildError::InvalidApiKey {
-                        provider: cfg.name.clone(),
-                    })?;
-                value.set_sensitive(true);
-                headers.insert("x-api-key", value);
-            }
-            None => {
-                if let Some(var) = &cfg.api_key_env {
-                    tracing::warn!(provider = %cfg.name, env = %var, "no API key: the environment variable is unset or empty; calling upstream without one");
-                }
-            }
+        let mut secrets = Vec::new();
+        if let Some((key, value)) =
+            http_call::api_key(cfg, cfg.api_key_env.as_deref(), str::to_owned)?
+        {
+            headers.insert("x-api-key", value);
+            secrets.push(key);
         }
         let version = cfg.api_version.as_deref().unwrap_or(wire::DEFAULT_VERSION);
         let version = HeaderValue::from_str(version).map_err(|e| BuildError::InvalidHeader {
@@ -87,12 +68,8 @@ impl AnthropicProvider {
         headers.insert("anthropic-version", version);
         http_call::add_configured_headers(cfg, &mut headers)?;
         Ok(Self {
-            name: cfg.name.clone(),
+            up: Upstream::new(cfg, http, headers, secrets, classify_error),
             endpoint,
-            headers,
-            api_key,
-            timeout: cfg.timeout,
-            http,
         })
     }
 
@@ -105,45 +82,13 @@ impl AnthropicProvider {
         deadline: Duration,
     ) -> Result<(reqwest::Response, Option<String>), ProviderError> {
         let req = convert::spec_to_request(&call.spec, &call.upstream_model, stream)?;
-        let body = serde_json::to_vec(&req.body).map_err(|e| ProviderError::BadRequest {
-            message: format!("could not encode the upstream request: {e}"),
-            status: 400,
-            param: None,
-            code: None,
-        })?;
-        tracing::debug!(provider = %self.name, request_id = %call.request_id, model = %call.upstream_model, stream, "calling upstream");
+        let url = self.endpoint.clone();
+        let accept = http_call::accept(stream);
         let resp = self
-            .http
-            .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(
-                ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| from_reqwest(&e, deadline))?;
-        let status = resp.status();
-        // i64: the OpenTelemetry layer records unsigned integers as text.
-        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        if status.is_success() {
-            return Ok((resp, req.answer_tool));
-        }
-        let headers = resp.headers().clone();
-        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
-        let err = classify_error(status, &headers, &body);
-        tracing::debug!(provider = %self.name, request_id = %call.request_id, %status, error = %err, "upstream refused");
-        Err(err)
-    }
-
-    fn scrub(&self, e: ProviderError) -> ProviderError {
-        http_call::scrub(self.api_key.as_ref(), e)
+            .up
+            .post_json(&call.request_id, url, &req.body, accept, deadline)
+            .await?;
+        Ok((resp, req.answer_tool))
     }
 
     async fn chat_inner(
@@ -152,68 +97,41 @@ impl AnthropicProvider {
         deadline: Duration,
     ) -> Result<ChatResult, ProviderError> {
         let (resp, answer_tool) = self.send(call, false, deadline).await?;
-        let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+        let body = http_call::read_body(resp, deadline).await?;
         parse_response(&body, answer_tool.as_deref())
     }
 
-    /// Everything up to the first chunk: the part the deadline covers.
+    /// Everything up to the stream: the part the deadline covers.
     async fn open_stream(
         &self,
         call: &ChatCall,
         deadline: Duration,
     ) -> Result<Opened, ProviderError> {
         let (resp, answer_tool) = self.send(call, true, deadline).await?;
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        if is_json {
+        if http_call::is_json(&resp) {
             // A proxy that ignored `stream: true`.
-            let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+            let body = http_call::read_body(resp, deadline).await?;
             let result = parse_response(&body, answer_tool.as_deref())?;
             return Ok(Opened::Complete(crate::openai::convert::result_to_chunks(
                 &result,
             )));
         }
-        let mut chunks = stream::SseChunks::new(
-            resp.bytes_stream().boxed(),
+        Ok(Opened::Streaming(Box::pin(stream::SseChunks::new(
+            resp.bytes_stream(),
             answer_tool,
             convert::now_unix(),
-        );
-        let first = chunks.next().await;
-        Ok(Opened::Streaming(first, Box::new(chunks)))
+        ))))
     }
-}
-
-/// reqwest's body stream type is unnameable; boxed.
-type BodyChunks = stream::SseChunks<
-    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
->;
-
-enum Opened {
-    Complete(Vec<ChatChunk>),
-    Streaming(Option<Result<ChatChunk, ProviderError>>, Box<BodyChunks>),
 }
 
 /// A 2xx body: the answer, or an error body a proxy sent with 200.
 fn parse_response(body: &[u8], answer_tool: Option<&str>) -> Result<ChatResult, ProviderError> {
-    match serde_json::from_slice::<wire::MessagesResponse>(body) {
-        Ok(resp) if resp.kind != "error" => Ok(convert::response_to_result(resp, answer_tool)),
-        Ok(_) => Err(classify_error_body(body)),
-        Err(e) => {
-            let is_error = serde_json::from_slice::<serde_json::Value>(body)
-                .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("error"));
-            if is_error {
-                Err(classify_error_body(body))
-            } else {
-                Err(ProviderError::InvalidResponse(format!(
-                    "{e}: {}",
-                    body_excerpt(body)
-                )))
-            }
-        }
+    let is_error = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()) == Some("error");
+    let resp: wire::MessagesResponse = http_call::parse_2xx(body, is_error, classify_error_body)?;
+    if resp.kind == "error" {
+        return Err(classify_error_body(body));
     }
+    Ok(convert::response_to_result(resp, answer_tool))
 }
 
 #[async_trait::async_trait]
@@ -223,58 +141,23 @@ impl Provider for AnthropicProvider {
     }
 
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
-        let deadline = http_call::deadline(self.timeout, call);
-        let span = http_call::upstream_span(&self.name, call, &self.endpoint);
-        let result = match tokio::time::timeout(deadline, self.chat_inner(call, deadline))
-            .instrument(span.clone())
+        let chat = async |deadline| self.chat_inner(call, deadline).await;
+        self.up
+            .unary(
+                "chat",
+                &call.upstream_model,
+                &self.endpoint,
+                call.timeout,
+                chat,
+            )
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        if let Err(e) = &result {
-            failed(&span, e);
-        }
-        result
     }
 
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
-        let deadline = http_call::deadline(self.timeout, call);
-        let span = http_call::upstream_span(&self.name, call, &self.endpoint);
-        let opened = match tokio::time::timeout(deadline, self.open_stream(call, deadline))
-            .instrument(span.clone())
+        let open = async |deadline| self.open_stream(call, deadline).await;
+        self.up
+            .stream(&call.upstream_model, &self.endpoint, call.timeout, open)
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        let opened = opened.inspect_err(|e| failed(&span, e))?;
-        match opened {
-            Opened::Complete(chunks) => Ok(Box::pin(futures_util::stream::iter(
-                chunks.into_iter().map(Ok),
-            ))),
-            Opened::Streaming(None, _) => Ok(Box::pin(futures_util::stream::empty())),
-            Opened::Streaming(Some(Err(e)), _) => {
-                let e = self.scrub(e);
-                failed(&span, &e);
-                Err(e)
-            }
-            Opened::Streaming(Some(Ok(first)), rest) => {
-                let key = self.api_key.clone();
-                // The span lives as long as the body: the upstream call ends
-                // with the stream.
-                let rest = rest.map(move |item| {
-                    item.map_err(|e| {
-                        let e = http_call::scrub(key.as_ref(), e);
-                        failed(&span, &e);
-                        e
-                    })
-                });
-                Ok(Box::pin(
-                    futures_util::stream::once(async { Ok(first) }).chain(rest),
-                ))
-            }
-        }
     }
 }
 

@@ -22,10 +22,7 @@
 //! was seen, and otherwise truncated: `Err`.
 
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
-use eventsource_stream::{EventStream, EventStreamError, Eventsource};
 use futures_util::Stream;
 use switchyard_proto::gateway::v1::{ChatChunk, ChoiceDelta, FinishReason, Role, ToolCallDelta};
 
@@ -33,7 +30,7 @@ use super::convert::{finish_reason, usage_to_canonical};
 use super::error::classify_error_body;
 use super::wire::{self, BlockDelta, ContentBlock, StreamEvent};
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, describe};
+use crate::sse::{Sse, SseEvents, undecodable};
 
 /// What an open content block is, by its Anthropic index.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,7 +46,7 @@ enum Block {
 
 /// The stream's state between events, apart from the byte source.
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     done: bool,
     saw_finish: bool,
     id: String,
@@ -63,10 +60,7 @@ struct State {
 }
 
 /// Canonical chunks from an Anthropic SSE byte stream.
-pub struct SseChunks<S> {
-    events: Pin<Box<EventStream<S>>>,
-    state: State,
-}
+pub type SseChunks<S> = Sse<S, State>;
 
 impl<S, B, E> SseChunks<S>
 where
@@ -76,14 +70,12 @@ where
     /// `answer_tool`: the structured-output tool's name, if the request used
     /// the fallback. `created`: the chunks' timestamp (Anthropic sends none).
     pub fn new(bytes: S, answer_tool: Option<String>, created: i64) -> Self {
-        Self {
-            events: Box::pin(bytes.eventsource()),
-            state: State {
-                answer_tool,
-                created,
-                ..State::default()
-            },
-        }
+        let state = State {
+            answer_tool,
+            created,
+            ..State::default()
+        };
+        Self::with_state(bytes, state)
     }
 }
 
@@ -131,11 +123,6 @@ impl State {
         }))
     }
 
-    fn fail(&mut self, e: ProviderError) -> Item {
-        self.done = true;
-        Some(Err(e))
-    }
-
     /// Later usage reports replace earlier ones, field by field: Anthropic's
     /// `message_delta` usage is cumulative.
     fn merge_usage(&mut self, u: wire::Usage) {
@@ -163,18 +150,79 @@ impl State {
         );
     }
 
-    fn on_data(&mut self, event: &str, data: &str) -> Item {
+    fn on_block_start(&mut self, index: u32, block: ContentBlock) -> Item {
+        match block {
+            ContentBlock::Text(t) => {
+                self.blocks.insert(index, Block::Text);
+                self.content(t.text)
+            }
+            ContentBlock::ToolUse(t) if self.answer_tool.as_deref() == Some(t.name.as_str()) => {
+                self.blocks.insert(index, Block::Answer);
+                self.answered_by_tool = true;
+                None
+            }
+            ContentBlock::ToolUse(t) => {
+                let i = self.next_tool;
+                self.next_tool += 1;
+                self.blocks.insert(index, Block::Tool(i));
+                // Anthropic starts with `input: {}` and streams the input;
+                // a non-empty start input is the whole input.
+                let arguments = match &t.input {
+                    serde_json::Value::Object(m) if !m.is_empty() => t.input.to_string(),
+                    _ => String::new(),
+                };
+                self.tool(ToolCallDelta {
+                    index: i,
+                    id: t.id,
+                    name: t.name,
+                    arguments,
+                })
+            }
+            ContentBlock::Thinking(t) => {
+                self.blocks.insert(index, Block::Thinking);
+                (!t.thinking.is_empty())
+                    .then(|| {
+                        self.chunk(ChoiceDelta {
+                            reasoning_content: Some(t.thinking),
+                            ..Default::default()
+                        })
+                    })
+                    .flatten()
+            }
+            ContentBlock::Image(_) | ContentBlock::ToolResult(_) | ContentBlock::Other(_) => {
+                self.blocks.insert(index, Block::Ignored);
+                None
+            }
+        }
+    }
+}
+
+impl SseEvents for State {
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn fail(&mut self, e: ProviderError) -> Item {
+        self.done = true;
+        Some(Err(e))
+    }
+
+    fn on_close(&mut self) -> Item {
+        if self.saw_finish {
+            return self.finish();
+        }
+        self.fail(ProviderError::Connection(
+            "the upstream stream ended before it finished (no stop_reason, no message_stop)".into(),
+        ))
+    }
+
+    fn on_event(&mut self, event: &str, data: &str) -> Item {
         if event == "error" {
             return self.fail(classify_error_body(data.as_bytes()));
         }
         let ev: StreamEvent = match serde_json::from_str(data) {
             Ok(ev) => ev,
-            Err(e) => {
-                return self.fail(ProviderError::InvalidResponse(format!(
-                    "undecodable stream event ({e}): {}",
-                    body_excerpt(data.as_bytes())
-                )));
-            }
+            Err(e) => return self.fail(undecodable(e, data)),
         };
         match ev {
             StreamEvent::MessageStart { message } => {
@@ -236,94 +284,6 @@ impl State {
             StreamEvent::MessageStop => self.finish(),
             StreamEvent::Error { .. } => self.fail(classify_error_body(data.as_bytes())),
             StreamEvent::ContentBlockStop { .. } | StreamEvent::Ping | StreamEvent::Unknown => None,
-        }
-    }
-
-    fn on_block_start(&mut self, index: u32, block: ContentBlock) -> Item {
-        match block {
-            ContentBlock::Text(t) => {
-                self.blocks.insert(index, Block::Text);
-                self.content(t.text)
-            }
-            ContentBlock::ToolUse(t) if self.answer_tool.as_deref() == Some(t.name.as_str()) => {
-                self.blocks.insert(index, Block::Answer);
-                self.answered_by_tool = true;
-                None
-            }
-            ContentBlock::ToolUse(t) => {
-                let i = self.next_tool;
-                self.next_tool += 1;
-                self.blocks.insert(index, Block::Tool(i));
-                // Anthropic starts with `input: {}` and streams the input;
-                // a non-empty start input is the whole input.
-                let arguments = match &t.input {
-                    serde_json::Value::Object(m) if !m.is_empty() => t.input.to_string(),
-                    _ => String::new(),
-                };
-                self.tool(ToolCallDelta {
-                    index: i,
-                    id: t.id,
-                    name: t.name,
-                    arguments,
-                })
-            }
-            ContentBlock::Thinking(t) => {
-                self.blocks.insert(index, Block::Thinking);
-                (!t.thinking.is_empty())
-                    .then(|| {
-                        self.chunk(ChoiceDelta {
-                            reasoning_content: Some(t.thinking),
-                            ..Default::default()
-                        })
-                    })
-                    .flatten()
-            }
-            ContentBlock::Image(_) | ContentBlock::ToolResult(_) | ContentBlock::Other(_) => {
-                self.blocks.insert(index, Block::Ignored);
-                None
-            }
-        }
-    }
-}
-
-impl<S, B, E> Stream for SseChunks<S>
-where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
-    E: std::error::Error + 'static,
-{
-    type Item = Result<ChatChunk, ProviderError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if this.state.done {
-                return Poll::Ready(None);
-            }
-            let item = match ready!(this.events.as_mut().poll_next(cx)) {
-                None if this.state.saw_finish => this.state.finish(),
-                None => this.state.fail(ProviderError::Connection(
-                    "the upstream stream ended before it finished (no stop_reason, no message_stop)"
-                        .into(),
-                )),
-                Some(Err(EventStreamError::Transport(e))) => {
-                    this.state.fail(ProviderError::Connection(describe(&e)))
-                }
-                Some(Err(EventStreamError::Utf8(e))) => this.state.fail(
-                    ProviderError::InvalidResponse(format!("malformed event stream: {e}")),
-                ),
-                Some(Err(EventStreamError::Parser(e))) => {
-                    this.state.fail(ProviderError::InvalidResponse(format!(
-                        "malformed event stream: {:?}",
-                        e.code
-                    )))
-                }
-                Some(Ok(ev)) if ev.data.trim().is_empty() => None,
-                Some(Ok(ev)) => this.state.on_data(&ev.event, ev.data.trim()),
-            };
-            if let Some(item) = item {
-                return Poll::Ready(Some(item));
-            }
         }
     }
 }

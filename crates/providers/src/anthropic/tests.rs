@@ -1,34 +1,22 @@
 //! The Anthropic provider against an HTTP double speaking the Messages API.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use switchyard_config::{ProviderConfig, Secret};
+use switchyard_config::{ProviderConfig, ProviderKind};
 use switchyard_proto::gateway::v1::{ChatSpec, FinishReason, content_part::Part};
 use switchyard_proto::json::map_from_struct_ref;
 
 use super::double::{self, Double, Script};
 use super::*;
-use crate::conformance::{Harness, Target, Upstream};
+use crate::conformance::{Upstream, both_errors};
 use crate::registry::http_client;
+use crate::test_support::{self, spec_from, stream_items, user_says};
 
 const KEY: &str = "sk-ant-test-0123456789";
 
 fn config(base_url: &str) -> ProviderConfig {
-    let mut c: ProviderConfig =
-        serde_json::from_value(json!({"name": "anthropic", "kind": "anthropic"})).unwrap();
-    c.base_url = Some(base_url.to_owned());
-    c.api_key = Some(Secret::new(KEY));
-    c
-}
-
-/// A canonical spec as the router makes it from an OpenAI client request.
-fn spec_from(client_request: Value) -> ChatSpec {
-    let req: crate::openai::wire::ChatCompletionRequest =
-        serde_json::from_value(client_request).unwrap();
-    crate::openai::convert::request_to_spec(req).unwrap().0
+    test_support::config(ProviderKind::Anthropic, base_url, Some(KEY))
 }
 
 fn call_with(spec: ChatSpec, model: &str) -> ChatCall {
@@ -41,12 +29,7 @@ fn call_with(spec: ChatSpec, model: &str) -> ChatCall {
 }
 
 fn call(text: &str) -> ChatCall {
-    call_with(
-        spec_from(
-            json!({"model": "chat-default", "messages": [{"role": "user", "content": text}]}),
-        ),
-        "claude-sonnet-4-5",
-    )
+    test_support::chat_call(user_says(text), "claude-sonnet-4-5")
 }
 
 async fn provider_for(script: Script) -> (AnthropicProvider, Double) {
@@ -55,92 +38,40 @@ async fn provider_for(script: Script) -> (AnthropicProvider, Double) {
     (p, d)
 }
 
-struct AnthropicHarness;
-
-#[async_trait::async_trait]
-impl Harness for AnthropicHarness {
-    async fn start(&self, upstream: Upstream) -> Target {
-        let status =
-            |status: u16, headers: Vec<(&'static str, String)>, body: Value| Script::Status {
-                status,
-                headers,
-                body,
-            };
-        let script = match upstream {
-            Upstream::Refused => {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = l.local_addr().unwrap();
-                drop(l);
-                let p =
-                    AnthropicProvider::new(&config(&format!("http://{addr}/v1")), http_client())
-                        .unwrap();
-                return Target {
-                    provider: Arc::new(p),
-                    call: call("Hi"),
-                    upstream_closed: None,
-                    guard: Box::new(()),
-                };
-            }
-            Upstream::Answer => Script::Answer,
-            Upstream::RateLimited { retry_after } => status(
-                429,
-                vec![
-                    ("retry-after", retry_after.as_secs().to_string()),
-                    ("anthropic-ratelimit-requests-remaining", "0".into()),
-                ],
-                double::error_json(
-                    "rate_limit_error",
-                    "This request would exceed the rate limit for your organization of 50 requests per minute.",
-                ),
-            ),
-            Upstream::ServerError => status(
-                500,
-                vec![],
-                double::error_json("api_error", "Internal server error"),
-            ),
-            Upstream::Overloaded => status(
-                529,
-                vec![],
-                double::error_json("overloaded_error", "Overloaded"),
-            ),
-            Upstream::BadRequest { message } => status(
-                400,
-                vec![],
-                double::error_json("invalid_request_error", &message),
-            ),
-            Upstream::ContextTooLong => status(
-                400,
-                vec![],
-                double::error_json(
-                    "invalid_request_error",
-                    "prompt is too long: 208310 tokens > 200000 maximum",
-                ),
-            ),
-            Upstream::Hang => Script::Hang,
-            Upstream::StallAfterHeaders => Script::StallAfterHeaders,
-            Upstream::EndlessStream => Script::Endless,
-            Upstream::Unauthorized => status(
-                401,
-                vec![],
-                double::error_json("authentication_error", "invalid x-api-key"),
-            ),
-            Upstream::ToolCall => Script::ToolCall,
-        };
-        let (d, closed) = Double::start(script).await;
-        let p = AnthropicProvider::new(&config(&d.base_url()), http_client()).unwrap();
-        Target {
-            provider: Arc::new(p),
-            call: call("Hi"),
-            upstream_closed: Some(Box::pin(async move {
-                let _ = closed.await;
-            })),
-            guard: Box::new(d),
-        }
+/// The wire's answer to each failing [`Upstream`].
+fn error_answer(upstream: Upstream) -> Script {
+    let error =
+        |status, kind, message: &str| Script::status(status, double::error_json(kind, message));
+    match upstream {
+        Upstream::RateLimited { retry_after } => error(
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 requests per minute.",
+        )
+        .with_header("retry-after", retry_after.as_secs().to_string())
+        .with_header("anthropic-ratelimit-requests-remaining", "0"),
+        Upstream::ServerError => error(500, "api_error", "Internal server error"),
+        Upstream::Overloaded => error(529, "overloaded_error", "Overloaded"),
+        Upstream::BadRequest { message } => error(400, "invalid_request_error", &message),
+        Upstream::ContextTooLong => error(
+            400,
+            "invalid_request_error",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+        ),
+        Upstream::Unauthorized => error(401, "authentication_error", "invalid x-api-key"),
+        other => unreachable!("{other:?} is not an error answer"),
     }
 }
 
 mod conformance {
-    crate::provider_conformance!(super::AnthropicHarness);
+    use super::*;
+
+    crate::provider_conformance!(test_support::DoubleHarness {
+        errors: error_answer,
+        start: |s| Box::pin(Double::start(s)),
+        build: |url| AnthropicProvider::new(&config(url), http_client()).unwrap(),
+        call: || call("Hi"),
+    });
 }
 
 /// Sends `client_request` (OpenAI-shaped, as the router receives it) through
@@ -150,7 +81,7 @@ async fn upstream_body(client_request: Value, model: &str) -> Value {
     let (p, d) = provider_for(Script::Answer).await;
     let c = call_with(spec_from(client_request), model);
     p.chat(&c).await.unwrap();
-    let items: Vec<_> = p.chat_stream(&c).await.unwrap().collect().await;
+    let items = stream_items(&p, &c).await;
     assert!(items.iter().all(Result::is_ok), "{items:?}");
     let reqs = d.requests();
     assert_eq!(reqs.len(), 2);
@@ -172,12 +103,7 @@ async fn sends_anthropic_headers() {
         .insert("anthropic-beta".into(), "prompt-caching-2024-07-31".into());
     let p = AnthropicProvider::new(&cfg, http_client()).unwrap();
     p.chat(&call("Hi")).await.unwrap();
-    let _ = p
-        .chat_stream(&call("Hi"))
-        .await
-        .unwrap()
-        .collect::<Vec<_>>()
-        .await;
+    let _ = stream_items(&p, &call("Hi")).await;
     let reqs = d.requests();
     for r in &reqs {
         assert_eq!(r.headers["x-api-key"], KEY);
@@ -480,10 +406,7 @@ async fn unsupported_content_fails_before_any_call() {
             spec_from(json!({"model": "m", "messages": [{"role": "user", "content": content}]})),
             "claude-sonnet-4-5",
         );
-        for e in [
-            p.chat(&c).await.unwrap_err(),
-            p.chat_stream(&c).await.err().unwrap(),
-        ] {
+        for e in both_errors(&p, &c).await {
             assert!(
                 matches!(&e, ProviderError::BadRequest { status: 400, param: Some(pa), code: Some(code), .. }
                     if pa == param && code == "unsupported_parameter"),
@@ -566,16 +489,12 @@ async fn responses_convert_with_cache_usage_and_thinking() {
 
 #[tokio::test]
 async fn an_upstream_echoing_the_key_is_scrubbed() {
-    let (p, _d) = provider_for(Script::Status {
-        status: 401,
-        headers: vec![],
-        body: double::error_json("authentication_error", &format!("invalid x-api-key: {KEY}")),
-    })
+    let (p, _d) = provider_for(Script::status(
+        401,
+        double::error_json("authentication_error", &format!("invalid x-api-key: {KEY}")),
+    ))
     .await;
-    for e in [
-        p.chat(&call("Hi")).await.unwrap_err(),
-        p.chat_stream(&call("Hi")).await.err().unwrap(),
-    ] {
+    for e in both_errors(&p, &call("Hi")).await {
         let ProviderError::Auth { message, .. } = &e else {
             panic!("{e:?}")
         };
@@ -609,8 +528,8 @@ async fn stream_errors_mid_stream_are_classified() {
         double::block_delta(0, json!({"type": "text_delta", "text": "partial"})),
         double::error_json("overloaded_error", "Overloaded"),
     ];
-    let (p, _d) = provider_for(Script::Sse(events)).await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let (p, _d) = provider_for(Script::Events(events)).await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert_eq!(items.len(), 3);
     assert!(matches!(
         items[2],

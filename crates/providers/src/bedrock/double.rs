@@ -7,28 +7,44 @@
 //! the expected region and service, or the expected bearer key), and records
 //! every request's path, headers and body.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::routing::post;
-use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::bedrock::eventstream::{event, exception};
 use crate::bedrock::sign::parse_authorization;
+use crate::test_support::answer_text;
+use crate::test_support::{self, PIECES, Wire};
 
-/// The answer's text, streamed in these pieces.
-pub const PIECES: &[&str] = &[
-    "Hello", " there,", " friend!", " How", " can", " I", " help?",
-];
 pub const REQUEST_ID: &str = "5b2f8c1e-7a3d-4e0b-9c6f-1d2e3f4a5b6c";
+
+/// Bedrock's framing: binary event-stream frames, written as they are;
+/// `x-amzn-requestid` on every answer.
+pub struct Bedrock;
+
+impl Wire for Bedrock {
+    type Event = Vec<u8>;
+    const BASE_PATH: &'static str = "";
+    const JSON_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "application/json"),
+        ("x-amzn-requestid", REQUEST_ID),
+    ];
+    const STREAM_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "application/vnd.amazon.eventstream"),
+        ("x-amzn-requestid", REQUEST_ID),
+    ];
+
+    fn frame(frame: &Vec<u8>) -> Bytes {
+        Bytes::from(frame.clone())
+    }
+}
 
 /// What the double accepts as credentials.
 #[derive(Debug, Clone)]
@@ -39,32 +55,13 @@ pub enum Expect {
     Bearer(String),
 }
 
-#[derive(Debug, Clone)]
-pub enum Script {
-    /// Converse's answer: JSON, or event-stream frames on `converse-stream`;
-    /// embeddings on `invoke`.
-    Answer,
-    /// This status, these headers, this JSON body.
-    Status {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Value,
-    },
-    /// Read the request, never answer.
-    Hang,
-    /// 200 with event-stream headers, then nothing.
-    StallAfterHeaders,
-    /// messageStart and one text delta, then nothing until the client goes
-    /// away, which resolves the receiver [`Double::start`] returned.
-    Endless,
-    /// One call of `get_weather` (`{"city":"Paris"}`), as JSON or streamed
-    /// with the input split over two deltas.
-    ToolCall,
-    /// 200 event-stream with these raw frames, each in its own write.
-    Frames(Vec<Vec<u8>>),
-    /// 200 `application/json` with this body.
-    Json(Value),
-}
+/// [`Script::Answer`] is Converse's answer: JSON, or event-stream frames on
+/// `converse-stream`; embeddings on `invoke`. [`Script::Endless`] sends
+/// messageStart and one text delta. [`Script::ToolCall`] streams the input
+/// split over two deltas. [`Script::Events`] are raw frames.
+pub type Script = test_support::Script<Vec<u8>>;
+pub type Double = test_support::Double<Bedrock, Captured, Expect>;
+type Shared = test_support::Shared<Bedrock, Captured, Expect>;
 
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -78,72 +75,10 @@ pub struct Captured {
     pub raw: Bytes,
 }
 
-struct Shared {
-    script: Script,
-    expect: Expect,
-    requests: Mutex<Vec<Captured>>,
-    closed: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-pub struct Double {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Converse,
-    ConverseStream,
-    Invoke,
-}
-
 impl Double {
     pub async fn start(script: Script, expect: Expect) -> (Self, oneshot::Receiver<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(Shared {
-            script,
-            expect,
-            requests: Mutex::new(Vec::new()),
-            closed: Mutex::new(Some(tx)),
-        });
-        let app = Router::new()
-            .route("/model/{model}/converse", post(converse))
-            .route("/model/{model}/converse-stream", post(converse_stream))
-            .route("/model/{model}/invoke", post(invoke))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Self { addr, shared, task }, rx)
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn requests(&self) -> Vec<Captured> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-/// Sends on drop: the body stream holding it is dropped when hyper sees the
-/// client's connection close.
-struct SignalOnDrop(Option<oneshot::Sender<()>>);
-
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
+        let routes = Router::new().route("/model/{model}/{op}", post(handle));
+        Self::serve(script, expect, routes).await
     }
 }
 
@@ -184,55 +119,27 @@ fn check_auth(expect: &Expect, headers: &HeaderMap) -> Option<String> {
     }
 }
 
-async fn converse(
-    s: State<Arc<Shared>>,
-    p: Path<String>,
-    u: Uri,
-    h: HeaderMap,
-    b: Bytes,
-) -> Response<Body> {
-    handle(Op::Converse, s, p, u, h, b).await
-}
-
-async fn converse_stream(
-    s: State<Arc<Shared>>,
-    p: Path<String>,
-    u: Uri,
-    h: HeaderMap,
-    b: Bytes,
-) -> Response<Body> {
-    handle(Op::ConverseStream, s, p, u, h, b).await
-}
-
-async fn invoke(
-    s: State<Arc<Shared>>,
-    p: Path<String>,
-    u: Uri,
-    h: HeaderMap,
-    b: Bytes,
-) -> Response<Body> {
-    handle(Op::Invoke, s, p, u, h, b).await
-}
-
+/// `op` is `converse`, `converse-stream` or `invoke`.
 async fn handle(
-    op: Op,
     State(s): State<Arc<Shared>>,
-    Path(model): Path<String>,
+    Path((model, op)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    raw: Bytes,
 ) -> Response<Body> {
-    let raw = body;
+    if !["converse", "converse-stream", "invoke"].contains(&op.as_str()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Captured {
+    s.record(Captured {
         path: uri.path().to_owned(),
         model: model.clone(),
         headers: headers.clone(),
         body: body.clone(),
         raw,
     });
-    if let Some(why) = check_auth(&s.expect, &headers) {
-        return json(
+    if let Some(why) = check_auth(&s.ext, &headers) {
+        return Bedrock::json(
             403,
             &[(
                 "x-amzn-errortype",
@@ -242,83 +149,33 @@ async fn handle(
         );
     }
 
-    match (&s.script, op) {
-        (Script::Answer, Op::Converse) => json(200, &[], &answer_json()),
-        (Script::Answer, Op::ConverseStream) => frames(answer_frames()),
-        (Script::Answer, Op::Invoke) => embeddings(&model, &body),
-        (Script::ToolCall, Op::ConverseStream) => frames(tool_call_frames()),
-        (Script::ToolCall, _) => json(200, &[], &tool_call_json()),
-        (
-            Script::Status {
-                status,
-                headers,
-                body,
-            },
-            _,
-        ) => json(*status, headers, body),
-        (Script::Hang, _) => futures_util::future::pending().await,
-        (Script::StallAfterHeaders, _) => stream_body(Body::from_stream(stream::pending::<
-            Result<Bytes, Infallible>,
-        >())),
-        (Script::Endless, _) => {
-            let guard = SignalOnDrop(s.closed.lock().unwrap().take());
-            let first = [
-                event(
-                    "messageStart",
-                    &json!({"p": "abcdefghij", "role": "assistant"}),
-                ),
-                event(
-                    "contentBlockDelta",
-                    &json!({"contentBlockIndex": 0, "delta": {"text": "tick"}, "p": "abcd"}),
-                ),
-            ];
-            let head = stream::iter(first.map(|f| Ok::<_, Infallible>(Bytes::from(f))));
-            let tail = stream::unfold(guard, |g| async move {
-                futures_util::future::pending::<()>().await;
-                Some((Ok(Bytes::new()), g))
-            });
-            stream_body(Body::from_stream(head.chain(tail)))
-        }
-        (Script::Frames(f), _) => frames(f.clone()),
-        (Script::Json(v), _) => json(200, &[], v),
+    let endless_head = || {
+        vec![
+            event(
+                "messageStart",
+                &json!({"p": "abcdefghij", "role": "assistant"}),
+            ),
+            event(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": 0, "delta": {"text": "tick"}, "p": "abcd"}),
+            ),
+        ]
+    };
+    if let Some(r) = s.scripted(endless_head).await {
+        return r;
+    }
+    match (&s.script, op.as_str()) {
+        (Script::ToolCall, "converse-stream") => Bedrock::events(tool_call_frames()),
+        (Script::ToolCall, _) => Bedrock::json(200, &[], &tool_call_json()),
+        (_, "converse-stream") => Bedrock::events(answer_frames()),
+        (_, "invoke") => embeddings(&model, &body),
+        _ => Bedrock::json(200, &[], &answer_json()),
     }
 }
 
 /// The `x-amzn-errortype` value Bedrock sends.
 pub fn error_type(kind: &str) -> String {
     format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")
-}
-
-fn frames(frames: Vec<Vec<u8>>) -> Response<Body> {
-    stream_body(Body::from_stream(stream::iter(
-        frames
-            .into_iter()
-            .map(|f| Ok::<_, Infallible>(Bytes::from(f))),
-    )))
-}
-
-fn stream_body(body: Body) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/vnd.amazon.eventstream")
-        .header("x-amzn-requestid", REQUEST_ID)
-        .body(body)
-        .unwrap()
-}
-
-fn json(status: u16, headers: &[(&'static str, String)], body: &Value) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json")
-        .header("x-amzn-requestid", REQUEST_ID);
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
-pub fn answer_text() -> String {
-    PIECES.concat()
 }
 
 pub fn usage_json() -> Value {
@@ -425,7 +282,7 @@ fn embeddings(model: &str, body: &Value) -> Response<Body> {
     if model.contains("titan-embed") {
         let text = body["inputText"].as_str().unwrap_or_default();
         let dims = body["dimensions"].as_u64().unwrap_or(4) as usize;
-        return json(
+        return Bedrock::json(
             200,
             &[(
                 "x-amzn-bedrock-input-token-count",
@@ -440,7 +297,7 @@ fn embeddings(model: &str, body: &Value) -> Response<Body> {
     }
     let texts: Vec<String> = serde_json::from_value(body["texts"].clone()).unwrap_or_default();
     let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-    json(
+    Bedrock::json(
         200,
         &[("x-amzn-bedrock-input-token-count", tokens.to_string())],
         &json!({

@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, retry_after};
+use crate::upstream::{Refusal, body_excerpt, classify_status, message_or_reason, retry_after};
 
 /// What a Bedrock error says: the exception name (`ThrottlingException`)
 /// and the message.
@@ -116,18 +116,15 @@ fn classify(status: u16, headers: &HeaderMap, d: ErrorDetail) -> ProviderError {
         (false, true) => d.message.clone(),
         (false, false) => format!("{}: {}", d.kind, d.message),
         (true, false) => d.kind.clone(),
-        (true, true) => StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no error message")
-            .to_owned(),
+        (true, true) => message_or_reason(String::new(), status),
     };
+    let retry_after = retry_after(headers);
     // The exception name decides where it is telling; the status otherwise.
     match d.kind.as_str() {
         "ThrottlingException" | "ServiceQuotaExceededException" => {
             return ProviderError::RateLimited {
                 message,
-                retry_after: retry_after(headers),
+                retry_after,
             };
         }
         // A model that is still loading (imported models): come back later.
@@ -135,7 +132,7 @@ fn classify(status: u16, headers: &HeaderMap, d: ErrorDetail) -> ProviderError {
             return ProviderError::Overloaded {
                 message,
                 status,
-                retry_after: retry_after(headers),
+                retry_after,
             };
         }
         "AccessDeniedException" | "UnrecognizedClientException" if status != 404 => {
@@ -144,30 +141,18 @@ fn classify(status: u16, headers: &HeaderMap, d: ErrorDetail) -> ProviderError {
         "ResourceNotFoundException" => return ProviderError::NotFound { message },
         _ => {}
     }
-    match status {
-        429 => ProviderError::RateLimited {
-            message,
-            retry_after: retry_after(headers),
-        },
-        400 | 413 | 422 if d.is_context_length() => ProviderError::ContextTooLong { message },
-        400 | 413 | 415 | 422 => ProviderError::BadRequest {
-            message,
-            status,
-            param: None,
-            code: (!d.kind.is_empty()).then(|| d.kind.clone()),
-        },
-        401 | 403 => ProviderError::Auth { message, status },
-        404 => ProviderError::NotFound { message },
-        503 | 529 => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers),
-        },
-        // 408 ModelTimeoutException, 424 ModelErrorException, 500
-        // InternalServerException and the unexpected: the upstream failed;
-        // the router may retry elsewhere.
-        _ => ProviderError::Upstream { status, message },
-    }
+    // 408 ModelTimeoutException, 424 ModelErrorException and 500
+    // InternalServerException end as `Upstream`: the router may retry
+    // elsewhere.
+    classify_status(Refusal {
+        status,
+        message,
+        retry_after,
+        context_too_long: d.is_context_length(),
+        overloaded: false,
+        param: None,
+        code: (!d.kind.is_empty()).then_some(d.kind),
+    })
 }
 
 #[cfg(test)]

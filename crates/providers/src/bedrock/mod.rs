@@ -19,15 +19,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use percent_encoding::utf8_percent_encode;
 use switchyard_config::{ProviderConfig, Secret};
-use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, EmbedResult, Embedding, Usage};
-use tracing::Instrument;
+use switchyard_proto::gateway::v1::{ChatResult, EmbedResult, Embedding, Usage};
 use url::Url;
 
+use crate::http_call::{self, Opened, Upstream};
 use crate::registry::BuildError;
-use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited};
 use crate::{ChatCall, ChunkStream, EmbedCall, Provider, ProviderError};
 
 pub mod convert;
@@ -54,17 +53,12 @@ enum Auth {
 }
 
 pub struct BedrockProvider {
-    name: String,
+    /// Only the configured headers: credentials are added per call.
+    up: Upstream,
     /// Scheme, host and base path; operations are appended per call.
     base: Url,
     region: String,
     auth: Auth,
-    /// Configured extra headers (marked sensitive).
-    headers: HeaderMap,
-    /// Secrets to scrub from upstream messages that echo them.
-    secrets: Vec<Secret>,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for BedrockProvider {
@@ -75,11 +69,11 @@ impl std::fmt::Debug for BedrockProvider {
             Auth::None => "none",
         };
         f.debug_struct("BedrockProvider")
-            .field("name", &self.name)
+            .field("name", &self.up.name)
             .field("base", &self.base.as_str())
             .field("region", &self.region)
             .field("auth", &auth)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.up.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -127,14 +121,9 @@ impl BedrockProvider {
         }
 
         let mut secrets = Vec::new();
-        let auth = if let Some(key) = cfg.resolve_api_key() {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    BuildError::InvalidApiKey {
-                        provider: cfg.name.clone(),
-                    }
-                })?;
-            v.set_sensitive(true);
+        // No key is no warning here: SigV4 is the usual way.
+        let bearer = http_call::api_key(cfg, None, |k| format!("Bearer {k}"))?;
+        let auth = if let Some((key, v)) = bearer {
             secrets.push(key);
             Auth::Bearer(v)
         } else {
@@ -191,27 +180,13 @@ impl BedrockProvider {
         };
 
         let mut headers = HeaderMap::new();
-        for (name, value) in &cfg.headers {
-            let invalid = |reason: String| BuildError::InvalidHeader {
-                provider: cfg.name.clone(),
-                name: name.clone(),
-                reason,
-            };
-            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-            let mut v = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
-            v.set_sensitive(true);
-            headers.insert(n, v);
-        }
+        http_call::add_configured_headers(cfg, &mut headers)?;
 
         Ok(Self {
-            name: cfg.name.clone(),
+            up: Upstream::new(cfg, http, headers, secrets, classify_error),
             base,
             region,
             auth,
-            headers,
-            secrets,
-            timeout: cfg.timeout,
-            http,
         })
     }
 
@@ -229,14 +204,10 @@ impl BedrockProvider {
         url
     }
 
-    fn deadline(&self, timeout: Option<Duration>) -> Duration {
-        timeout.map_or(self.timeout, |t| t.min(self.timeout))
-    }
-
     /// The headers of one call: configured ones, content negotiation, and
     /// the credentials (signed over exactly the bytes sent).
     fn request_headers(&self, url: &Url, body: &[u8], accept: &'static str) -> HeaderMap {
-        let mut h = self.headers.clone();
+        let mut h = self.up.headers.clone();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(ACCEPT, HeaderValue::from_static(accept));
         if h.contains_key(AUTHORIZATION) {
@@ -303,31 +274,7 @@ impl BedrockProvider {
         request_id: &str,
     ) -> Result<reqwest::Response, ProviderError> {
         let headers = self.request_headers(&url, &body, accept);
-        tracing::debug!(provider = %self.name, request_id, path = url.path(), "calling upstream");
-        let resp = self
-            .http
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| from_reqwest(&e, deadline))?;
-        let status = resp.status();
-        // i64: the OpenTelemetry layer records unsigned integers as text.
-        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let headers = resp.headers().clone();
-        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
-        let err = classify_error(status, &headers, &body);
-        tracing::debug!(provider = %self.name, request_id, %status, error = %err, "upstream refused");
-        Err(err)
-    }
-
-    /// Upstream messages are quoted in errors; never let one carry a secret.
-    fn scrub(&self, e: ProviderError) -> ProviderError {
-        scrub_with(&self.secrets, e)
+        self.up.post(request_id, url, headers, body, deadline).await
     }
 
     fn context(
@@ -355,24 +302,24 @@ impl BedrockProvider {
         prepared: convert::Prepared,
         deadline: Duration,
     ) -> Result<ChatResult, ProviderError> {
-        let body = encode(&prepared.request)?;
+        let body = http_call::encode(&prepared.request)?;
         let url = self.url(&call.upstream_model, "converse");
         let resp = self
             .post(url, body, "application/json", deadline, &call.request_id)
             .await?;
         let ctx = self.context(call, resp.headers(), prepared.structured_tool);
-        let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+        let body = http_call::read_body(resp, deadline).await?;
         parse_response(&body, &ctx)
     }
 
-    /// Everything up to the first chunk: the part the deadline covers.
+    /// Everything up to the stream: the part the deadline covers.
     async fn open_stream(
         &self,
         call: &ChatCall,
         prepared: convert::Prepared,
         deadline: Duration,
     ) -> Result<Opened, ProviderError> {
-        let body = encode(&prepared.request)?;
+        let body = http_call::encode(&prepared.request)?;
         let url = self.url(&call.upstream_model, "converse-stream");
         let resp = self
             .post(
@@ -384,43 +331,19 @@ impl BedrockProvider {
             )
             .await?;
         let ctx = self.context(call, resp.headers(), prepared.structured_tool);
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        if is_json {
+        if http_call::is_json(&resp) {
             // A proxy that does not stream may answer the whole Converse
             // response instead.
-            let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
+            let body = http_call::read_body(resp, deadline).await?;
             let result = parse_response(&body, &ctx)?;
             return Ok(Opened::Complete(crate::openai::convert::result_to_chunks(
                 &result,
             )));
         }
-        let mut chunks = stream::ConverseChunks::new(resp.bytes_stream().boxed(), ctx);
-        let first = chunks.next().await;
-        Ok(Opened::Streaming(first, Box::new(chunks)))
-    }
-
-    /// The client span of one upstream call (GenAI and HTTP client
-    /// conventions). The URL's host and path only.
-    fn upstream_span(&self, operation: &str, model: &str, path: &str) -> tracing::Span {
-        tracing::info_span!(
-            "upstream",
-            otel.name = %format_args!("{operation} {model}"),
-            otel.kind = "client",
-            gen_ai.operation.name = operation,
-            gen_ai.provider.name = %self.name,
-            gen_ai.request.model = %model,
-            http.request.method = "POST",
-            server.address = self.base.host_str().unwrap_or_default(),
-            server.port = i64::from(self.base.port_or_known_default().unwrap_or_default()),
-            url.path = path,
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            otel.status_description = tracing::field::Empty,
-        )
+        Ok(Opened::Streaming(Box::pin(stream::ConverseChunks::new(
+            resp.bytes_stream(),
+            ctx,
+        ))))
     }
 
     // --- embeddings ------------------------------------------------------
@@ -432,7 +355,7 @@ impl BedrockProvider {
         deadline: Duration,
         request_id: &str,
     ) -> Result<(T, Option<u32>), ProviderError> {
-        let body = encode(body)?;
+        let body = http_call::encode(body)?;
         let resp = self
             .post(
                 self.url(model, "invoke"),
@@ -449,10 +372,8 @@ impl BedrockProvider {
             .get("x-amzn-bedrock-input-token-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        let bytes = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
-        let parsed = serde_json::from_slice(&bytes).map_err(|e| {
-            ProviderError::InvalidResponse(format!("{e}: {}", body_excerpt(&bytes)))
-        })?;
+        let bytes = http_call::read_body(resp, deadline).await?;
+        let parsed = serde_json::from_slice(&bytes).map_err(|e| http_call::invalid(e, &bytes))?;
         Ok((parsed, tokens))
     }
 
@@ -610,55 +531,10 @@ fn cohere_vectors(v: serde_json::Value) -> Result<Vec<Vec<f32>>, ProviderError> 
     })
 }
 
-fn scrub_with(secrets: &[Secret], e: ProviderError) -> ProviderError {
-    secrets
-        .iter()
-        .filter(|s| !s.expose().is_empty())
-        .fold(e, |e, s| {
-            e.map_message(|m| m.replace(s.expose(), "[redacted]"))
-        })
-}
-
-fn encode(body: &impl serde::Serialize) -> Result<Vec<u8>, ProviderError> {
-    serde_json::to_vec(body).map_err(|e| ProviderError::BadRequest {
-        message: format!("could not encode the upstream request: {e}"),
-        status: 400,
-        param: None,
-        code: None,
-    })
-}
-
-/// Marks the upstream span failed with the (scrubbed) error.
-fn failed(span: &tracing::Span, e: &ProviderError) {
-    let kind = match e {
-        ProviderError::RateLimited { .. } => "rate_limited",
-        ProviderError::Overloaded { .. } => "overloaded",
-        ProviderError::BadRequest { .. } => "bad_request",
-        ProviderError::Auth { .. } => "auth",
-        ProviderError::ContextTooLong { .. } => "context_too_long",
-        ProviderError::NotFound { .. } => "not_found",
-        ProviderError::Timeout(_) => "timeout",
-        ProviderError::Connection(_) => "connection",
-        ProviderError::Upstream { .. } => "upstream",
-        ProviderError::InvalidResponse(_) => "invalid_response",
-    };
-    span.record("error.type", kind);
-    span.record("otel.status_description", e.to_string());
-}
-
-type BodyChunks = stream::ConverseChunks<
-    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
->;
-
-enum Opened {
-    Complete(Vec<ChatChunk>),
-    Streaming(Option<Result<ChatChunk, ProviderError>>, Box<BodyChunks>),
-}
-
 fn parse_response(body: &[u8], ctx: &convert::AnswerContext) -> Result<ChatResult, ProviderError> {
     serde_json::from_slice::<wire::ConverseResponse>(body)
         .map(|r| convert::response_to_result(r, ctx))
-        .map_err(|e| ProviderError::InvalidResponse(format!("{e}: {}", body_excerpt(body))))
+        .map_err(|e| http_call::invalid(e, body))
 }
 
 #[async_trait::async_trait]
@@ -670,68 +546,20 @@ impl Provider for BedrockProvider {
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
         // Refusals of what Bedrock cannot express come before any call.
         let prepared = convert::spec_to_request(&call.spec)?;
-        let deadline = self.deadline(call.timeout);
-        let span = self.upstream_span(
-            "chat",
-            &call.upstream_model,
-            self.url(&call.upstream_model, "converse").path(),
-        );
-        let result = match tokio::time::timeout(deadline, self.chat_inner(call, prepared, deadline))
-            .instrument(span.clone())
+        let url = self.url(&call.upstream_model, "converse");
+        let chat = async |deadline| self.chat_inner(call, prepared, deadline).await;
+        self.up
+            .unary("chat", &call.upstream_model, &url, call.timeout, chat)
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        if let Err(e) = &result {
-            failed(&span, e);
-        }
-        result
     }
 
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
         let prepared = convert::spec_to_request(&call.spec)?;
-        let deadline = self.deadline(call.timeout);
-        let span = self.upstream_span(
-            "chat",
-            &call.upstream_model,
-            self.url(&call.upstream_model, "converse-stream").path(),
-        );
-        let opened =
-            match tokio::time::timeout(deadline, self.open_stream(call, prepared, deadline))
-                .instrument(span.clone())
-                .await
-            {
-                Ok(r) => r.map_err(|e| self.scrub(e)),
-                Err(_) => Err(ProviderError::Timeout(deadline)),
-            };
-        let opened = opened.inspect_err(|e| failed(&span, e))?;
-        match opened {
-            Opened::Complete(chunks) => Ok(Box::pin(futures_util::stream::iter(
-                chunks.into_iter().map(Ok),
-            ))),
-            Opened::Streaming(None, _) => Ok(Box::pin(futures_util::stream::empty())),
-            Opened::Streaming(Some(Err(e)), _) => {
-                let e = self.scrub(e);
-                failed(&span, &e);
-                Err(e)
-            }
-            Opened::Streaming(Some(Ok(first)), rest) => {
-                let secrets = self.secrets.clone();
-                // The span lives as long as the body: the upstream call ends
-                // with the stream.
-                let rest = rest.map(move |item| {
-                    item.map_err(|e| {
-                        let e = scrub_with(&secrets, e);
-                        failed(&span, &e);
-                        e
-                    })
-                });
-                Ok(Box::pin(
-                    futures_util::stream::once(async { Ok(first) }).chain(rest),
-                ))
-            }
-        }
+        let url = self.url(&call.upstream_model, "converse-stream");
+        let open = async |deadline| self.open_stream(call, prepared, deadline).await;
+        self.up
+            .stream(&call.upstream_model, &url, call.timeout, open)
+            .await
     }
 
     async fn embed(&self, call: &EmbedCall) -> Result<EmbedResult, ProviderError> {
@@ -755,23 +583,17 @@ impl Provider for BedrockProvider {
                 "Bedrock embedding models take text inputs, not token arrays",
             ));
         }
-        let deadline = self.deadline(call.timeout);
-        let span = self.upstream_span(
-            "embeddings",
-            &call.upstream_model,
-            self.url(&call.upstream_model, "invoke").path(),
-        );
-        let result = match tokio::time::timeout(deadline, self.embed_inner(call, deadline))
-            .instrument(span.clone())
+        let url = self.url(&call.upstream_model, "invoke");
+        let embed = async |deadline| self.embed_inner(call, deadline).await;
+        self.up
+            .unary(
+                "embeddings",
+                &call.upstream_model,
+                &url,
+                call.timeout,
+                embed,
+            )
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        if let Err(e) = &result {
-            failed(&span, e);
-        }
-        result
     }
 }
 

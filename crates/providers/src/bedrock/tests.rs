@@ -1,20 +1,17 @@
 //! The Bedrock provider against an HTTP double speaking Bedrock's wire
 //! format, SigV4-signed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_config::{AwsCredentials, ProviderConfig, ProviderKind, Secret};
-use switchyard_proto::gateway::v1::{
-    ChatChunk, ChatResult, ChatSpec, EmbedSpec, FinishReason, content_part::Part,
-};
+use switchyard_proto::gateway::v1::FinishReason;
 
 use super::double::{self, Double, Expect, Script};
 use super::*;
-use crate::conformance::{Harness, Target, Upstream};
+use crate::conformance::{Upstream, both_errors, text};
 use crate::registry::http_client;
+use crate::test_support::{self, embed_call, stream_items, user_says};
 
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const REGION: &str = "us-west-2";
@@ -22,8 +19,7 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLETOKEN";
 
 fn config(base_url: &str) -> ProviderConfig {
-    let mut c = ProviderConfig::new("bedrock", ProviderKind::Bedrock);
-    c.base_url = Some(base_url.to_owned());
+    let mut c = test_support::config(ProviderKind::Bedrock, base_url, None);
     c.region = Some(REGION.to_owned());
     c.aws = Some(AwsCredentials {
         access_key_id: Secret::new("AKIDEXAMPLE"),
@@ -39,23 +35,12 @@ fn sigv4() -> Expect {
     }
 }
 
-fn spec_from(client_request: Value) -> ChatSpec {
-    let req: crate::openai::wire::ChatCompletionRequest =
-        serde_json::from_value(client_request).unwrap();
-    crate::openai::convert::request_to_spec(req).unwrap().0
-}
-
 fn call_with(client_request: Value) -> ChatCall {
-    ChatCall {
-        spec: spec_from(client_request),
-        upstream_model: MODEL.into(),
-        request_id: "req-42".into(),
-        timeout: None,
-    }
+    test_support::chat_call(client_request, MODEL)
 }
 
 fn call(text: &str) -> ChatCall {
-    call_with(json!({"model": "chat-default", "messages": [{"role": "user", "content": text}]}))
+    call_with(user_says(text))
 }
 
 async fn provider_for(script: Script) -> (BedrockProvider, Double) {
@@ -64,105 +49,61 @@ async fn provider_for(script: Script) -> (BedrockProvider, Double) {
     (p, d)
 }
 
-fn text(r: &ChatResult) -> String {
-    r.choices
-        .iter()
-        .flat_map(|c| c.message.iter())
-        .flat_map(|m| m.content.iter())
-        .filter_map(|p| match &p.part {
-            Some(Part::Text(t)) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-struct BedrockHarness;
-
+/// Bedrock's error: this status, `x-amzn-errortype` naming `kind`.
 fn aws_error(status: u16, kind: &str, message: &str) -> Script {
-    Script::Status {
-        status,
-        headers: vec![("x-amzn-errortype", double::error_type(kind))],
-        body: json!({ "message": message }),
-    }
+    Script::status(status, json!({ "message": message }))
+        .with_header("x-amzn-errortype", double::error_type(kind))
 }
 
-#[async_trait::async_trait]
-impl Harness for BedrockHarness {
-    async fn start(&self, upstream: Upstream) -> Target {
-        let script = match upstream {
-            Upstream::Refused => {
-                // A port nothing listens on: bound, then released.
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = l.local_addr().unwrap();
-                drop(l);
-                let p = BedrockProvider::new(&config(&format!("http://{addr}")), http_client())
-                    .unwrap();
-                return Target {
-                    provider: Arc::new(p),
-                    call: call("Hi"),
-                    upstream_closed: None,
-                    guard: Box::new(()),
-                };
-            }
-            Upstream::Answer => Script::Answer,
-            Upstream::RateLimited { retry_after } => Script::Status {
-                status: 429,
-                headers: vec![
-                    (
-                        "x-amzn-errortype",
-                        double::error_type("ThrottlingException"),
-                    ),
-                    ("retry-after", retry_after.as_secs().to_string()),
-                ],
-                body: json!({"message": "Too many requests, please wait before trying again."}),
-            },
-            Upstream::ServerError => aws_error(
-                500,
-                "InternalServerException",
-                "The server encountered an error processing your request.",
-            ),
-            Upstream::Overloaded => aws_error(
-                503,
-                "ServiceUnavailableException",
-                "Bedrock is unable to process your request.",
-            ),
-            Upstream::BadRequest { message } => aws_error(400, "ValidationException", &message),
-            Upstream::ContextTooLong => aws_error(
-                400,
-                "ValidationException",
-                "Input is too long for requested model.",
-            ),
-            Upstream::Hang => Script::Hang,
-            Upstream::StallAfterHeaders => Script::StallAfterHeaders,
-            Upstream::EndlessStream => Script::Endless,
-            Upstream::Unauthorized => aws_error(
-                401,
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ),
-            Upstream::ToolCall => Script::ToolCall,
-        };
-        let (d, closed) = Double::start(script, sigv4()).await;
-        let p = BedrockProvider::new(&config(&d.base_url()), http_client()).unwrap();
-        Target {
-            provider: Arc::new(p),
-            call: call("Hi"),
-            upstream_closed: Some(Box::pin(async move {
-                let _ = closed.await;
-            })),
-            guard: Box::new(d),
-        }
+/// The wire's answer to each failing [`Upstream`].
+fn error_answer(upstream: Upstream) -> Script {
+    match upstream {
+        Upstream::RateLimited { retry_after } => aws_error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        )
+        .with_header("retry-after", retry_after.as_secs().to_string()),
+        Upstream::ServerError => aws_error(
+            500,
+            "InternalServerException",
+            "The server encountered an error processing your request.",
+        ),
+        Upstream::Overloaded => aws_error(
+            503,
+            "ServiceUnavailableException",
+            "Bedrock is unable to process your request.",
+        ),
+        Upstream::BadRequest { message } => aws_error(400, "ValidationException", &message),
+        Upstream::ContextTooLong => aws_error(
+            400,
+            "ValidationException",
+            "Input is too long for requested model.",
+        ),
+        Upstream::Unauthorized => aws_error(
+            401,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        other => unreachable!("{other:?} is not an error answer"),
     }
 }
 
 mod conformance {
-    crate::provider_conformance!(super::BedrockHarness);
+    use super::*;
+
+    crate::provider_conformance!(test_support::DoubleHarness {
+        errors: error_answer,
+        start: |s| Box::pin(Double::start(s, sigv4())),
+        build: |url| BedrockProvider::new(&config(url), http_client()).unwrap(),
+        call: || call("Hi"),
+    });
 }
 
 /// Both calls of a chat (plain and streamed) and the bodies the double got.
 async fn both_bodies(p: &BedrockProvider, d: &Double, c: &ChatCall) -> Vec<double::Captured> {
     p.chat(c).await.unwrap();
-    let chunks: Vec<_> = p.chat_stream(c).await.unwrap().collect().await;
+    let chunks = stream_items(p, c).await;
     assert!(chunks.iter().all(Result::is_ok), "{chunks:?}");
     let reqs = d.requests();
     assert_eq!(reqs.len(), 2);
@@ -389,10 +330,7 @@ async fn unsupported_parts_are_refused_before_any_call() {
     for (content, param) in cases {
         let c =
             call_with(json!({"model": "m", "messages": [{"role": "user", "content": content}]}));
-        for e in [
-            p.chat(&c).await.unwrap_err(),
-            p.chat_stream(&c).await.err().unwrap(),
-        ] {
+        for e in both_errors(&p, &c).await {
             assert!(
                 matches!(&e, ProviderError::BadRequest { status: 400, param: Some(got), code: Some(code), .. }
                     if got == param && code == "unsupported_parameter"),
@@ -563,10 +501,7 @@ async fn upstream_messages_echoing_secrets_are_scrubbed() {
         &format!("The security token {SESSION_TOKEN} is invalid (secret {SECRET_KEY})."),
     ))
     .await;
-    for e in [
-        p.chat(&call("Hi")).await.unwrap_err(),
-        p.chat_stream(&call("Hi")).await.err().unwrap(),
-    ] {
+    for e in both_errors(&p, &call("Hi")).await {
         let ProviderError::Auth {
             message,
             status: 403,
@@ -584,7 +519,7 @@ async fn upstream_messages_echoing_secrets_are_scrubbed() {
 
 #[tokio::test]
 async fn stream_exceptions_before_and_after_the_first_chunk() {
-    let (p, _d) = provider_for(Script::Frames(vec![double::exception_frame(
+    let (p, _d) = provider_for(Script::Events(vec![double::exception_frame(
         "serviceUnavailableException",
         "Bedrock is unable to process your request.",
     )]))
@@ -599,8 +534,8 @@ async fn stream_exceptions_before_and_after_the_first_chunk() {
         "throttlingException",
         "Too many tokens, please wait before trying again.",
     ));
-    let (p, _d) = provider_for(Script::Frames(frames)).await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let (p, _d) = provider_for(Script::Events(frames)).await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert_eq!(items.len(), 4);
     assert!(items[..3].iter().all(Result::is_ok));
     assert!(matches!(items[3], Err(ProviderError::RateLimited { .. })));
@@ -609,19 +544,7 @@ async fn stream_exceptions_before_and_after_the_first_chunk() {
 #[tokio::test]
 async fn a_json_answer_to_a_stream_request_becomes_chunks() {
     let (p, _d) = provider_for(Script::Json(double::answer_json())).await;
-    let chunks: Vec<ChatChunk> = p
-        .chat_stream(&call("Hi"))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
-    assert_eq!(chunks.len(), 3);
-    assert_eq!(
-        chunks[0].choices[0].content.as_deref(),
-        Some(double::answer_text().as_str())
-    );
-    assert_eq!(chunks[2].usage.unwrap().total_tokens, 21);
+    test_support::whole_answer_as_chunks(&p, &call("Hi")).await;
 }
 
 #[tokio::test]
@@ -631,20 +554,6 @@ async fn an_undecodable_answer_is_invalid_response() {
         p.chat(&call("Hi")).await,
         Err(ProviderError::InvalidResponse(_))
     ));
-}
-
-fn embed_call(model: &str, inputs: &[&str], dimensions: Option<u32>) -> EmbedCall {
-    EmbedCall {
-        spec: EmbedSpec {
-            model: "embed".into(),
-            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
-            dimensions,
-            ..EmbedSpec::default()
-        },
-        upstream_model: model.into(),
-        request_id: "req-e".into(),
-        timeout: None,
-    }
 }
 
 #[tokio::test]
@@ -765,7 +674,7 @@ async fn the_signature_covers_what_was_sent() {
         "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.meta.llama3-2-1b-instruct-v1:0"
             .into();
     p.chat(&c).await.unwrap();
-    p.chat_stream(&c).await.unwrap().collect::<Vec<_>>().await;
+    stream_items(&p, &c).await;
     p.embed(&embed_call("amazon.titan-embed-text-v2:0", &["x"], None))
         .await
         .unwrap();

@@ -4,53 +4,46 @@
 //! marker, `:batchEmbedContents`, Imagen's `:predict`, Google's error
 //! bodies), scripted per test, recording what it received.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, Response, Uri};
 use axum::routing::post;
-use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// The answer's text, streamed in these pieces.
-pub const PIECES: &[&str] = &[
-    "Hello", " there,", " friend!", " How", " can", " I", " help?",
-];
+use crate::test_support::answer_text;
+use crate::test_support::{self, PIECES, Wire};
 
 pub const MODEL_VERSION: &str = "gemini-2.5-flash";
 
-#[derive(Debug, Clone)]
-pub enum Script {
-    /// Gemini's answer for whichever method was called: generateContent
-    /// JSON, SSE fragments, embeddings, Imagen predictions.
-    Answer,
-    /// This status, these headers, this JSON body.
-    Status {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Value,
-    },
-    /// Read the request, never answer.
-    Hang,
-    /// 200 with SSE headers, then nothing.
-    StallAfterHeaders,
-    /// One text fragment, then nothing until the client goes away, which
-    /// resolves the receiver [`Double::start`] returned.
-    Endless,
-    /// 200 `text/event-stream` with these raw payloads, each sent as
-    /// `data: <payload>\r\n\r\n` in its own write.
-    Sse(Vec<String>),
-    /// 200 `application/json` with this body.
-    Json(Value),
-    /// One call of `get_weather` (`{"city":"Paris"}`), as JSON or as SSE.
-    ToolCall,
+/// Gemini's framing: `data: <payload>` events ended by CRLF pairs, no end
+/// marker, no request id header.
+pub struct Gemini;
+
+impl Wire for Gemini {
+    type Event = String;
+    const BASE_PATH: &'static str = "/v1beta";
+    const JSON_HEADERS: &'static [(&'static str, &'static str)] =
+        &[("content-type", "application/json; charset=UTF-8")];
+    const STREAM_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "text/event-stream"),
+        ("x-content-type-options", "nosniff"),
+    ];
+
+    fn frame(payload: &String) -> Bytes {
+        Bytes::from(format!("data: {payload}\r\n\r\n"))
+    }
 }
+
+/// [`Script::Answer`] is Gemini's answer for whichever method was called:
+/// generateContent JSON, SSE fragments, embeddings, Imagen predictions.
+/// [`Script::Endless`] sends one text fragment.
+pub type Script = test_support::Script<String>;
+pub type Double = test_support::Double<Gemini, Captured>;
+type Shared = test_support::Shared<Gemini, Captured>;
 
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -61,65 +54,12 @@ pub struct Captured {
     pub body: Value,
 }
 
-struct Shared {
-    script: Script,
-    requests: Mutex<Vec<Captured>>,
-    closed: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-pub struct Double {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl Double {
-    /// The server, and a receiver that resolves when an [`Script::Endless`]
-    /// stream's client has gone.
     pub async fn start(script: Script) -> (Self, oneshot::Receiver<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(Shared {
-            script,
-            requests: Mutex::new(Vec::new()),
-            closed: Mutex::new(Some(tx)),
-        });
         // `{model}:{method}` is one path segment; the method is split off by
         // hand (axum captures whole segments only).
-        let app = Router::new()
-            .route("/v1beta/{*rest}", post(handle))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Self { addr, shared, task }, rx)
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1beta", self.addr)
-    }
-
-    pub fn requests(&self) -> Vec<Captured> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-/// Sends on drop: the body stream holding it is dropped when hyper sees the
-/// client's connection close.
-struct SignalOnDrop(Option<oneshot::Sender<()>>);
-
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
+        let routes = Router::new().route("/v1beta/{*rest}", post(handle));
+        Self::serve(script, (), routes).await
     }
 }
 
@@ -132,96 +72,42 @@ async fn handle(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path().to_owned();
     let method = path.rsplit_once(':').map_or("", |(_, m)| m).to_owned();
-    s.requests.lock().unwrap().push(Captured {
+    s.record(Captured {
         headers,
         path: path.clone(),
         query: uri.query().map(str::to_owned),
         body: body.clone(),
     });
     if !path.starts_with("/v1beta/models/") && !path.starts_with("/v1beta/tunedModels/") {
-        return json(
+        return Gemini::json(
             404,
             &[],
             &error_json(404, "NOT_FOUND", "unknown path", json!([])),
         );
     }
+    let endless_head = || vec![text_fragment("tick", None, false).to_string()];
+    if let Some(r) = s.scripted(endless_head).await {
+        return r;
+    }
     let streamed = method == "streamGenerateContent";
-
-    match &s.script {
-        Script::Answer => match method.as_str() {
-            "generateContent" => json(200, &[], &answer_json()),
-            "streamGenerateContent" => sse(answer_events()),
-            "batchEmbedContents" => json(200, &[], &embeddings_json(&body)),
-            "predict" => json(200, &[], &predictions_json(&body)),
-            other => json(
+    match (&s.script, method.as_str()) {
+        (Script::ToolCall, _) if streamed => Gemini::events(vec![tool_call_json().to_string()]),
+        (Script::ToolCall, _) => Gemini::json(200, &[], &tool_call_json()),
+        (_, "generateContent") => Gemini::json(200, &[], &answer_json()),
+        (_, "streamGenerateContent") => Gemini::events(answer_events()),
+        (_, "batchEmbedContents") => Gemini::json(200, &[], &embeddings_json(&body)),
+        (_, "predict") => Gemini::json(200, &[], &predictions_json(&body)),
+        (_, other) => Gemini::json(
+            404,
+            &[],
+            &error_json(
                 404,
-                &[],
-                &error_json(
-                    404,
-                    "NOT_FOUND",
-                    &format!("unknown method {other}"),
-                    json!([]),
-                ),
+                "NOT_FOUND",
+                &format!("unknown method {other}"),
+                json!([]),
             ),
-        },
-        Script::Status {
-            status,
-            headers,
-            body,
-        } => json(*status, headers, body),
-        Script::Hang => futures_util::future::pending().await,
-        Script::StallAfterHeaders => sse_body(Body::from_stream(stream::pending::<
-            Result<Bytes, Infallible>,
-        >())),
-        Script::Endless => {
-            let guard = SignalOnDrop(s.closed.lock().unwrap().take());
-            let head = stream::iter([Ok::<_, Infallible>(event(
-                &text_fragment("tick", None, false).to_string(),
-            ))]);
-            let tail = stream::unfold(guard, |g| async move {
-                futures_util::future::pending::<()>().await;
-                Some((Ok(Bytes::new()), g))
-            });
-            sse_body(Body::from_stream(head.chain(tail)))
-        }
-        Script::Sse(events) => sse(events.clone()),
-        Script::ToolCall if streamed => sse(vec![tool_call_json().to_string()]),
-        Script::ToolCall => json(200, &[], &tool_call_json()),
-        Script::Json(v) => json(200, &[], v),
+        ),
     }
-}
-
-fn event(payload: &str) -> Bytes {
-    Bytes::from(format!("data: {payload}\r\n\r\n"))
-}
-
-fn sse(events: Vec<String>) -> Response<Body> {
-    sse_body(Body::from_stream(stream::iter(
-        events.into_iter().map(|e| Ok::<_, Infallible>(event(&e))),
-    )))
-}
-
-fn sse_body(body: Body) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream")
-        .header("x-content-type-options", "nosniff")
-        .body(body)
-        .unwrap()
-}
-
-fn json(status: u16, headers: &[(&'static str, String)], body: &Value) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json; charset=UTF-8");
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
-pub fn answer_text() -> String {
-    PIECES.concat()
 }
 
 pub fn usage_json() -> Value {

@@ -21,7 +21,9 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, parse_go_duration, retry_after};
+use crate::upstream::{
+    Refusal, body_excerpt, classify_status, message_or_reason, parse_go_duration, retry_after,
+};
 
 /// What an error body says, read leniently: Google's `{"error": {...}}`, the
 /// same wrapped in an array (the non-SSE stream format), or any text.
@@ -151,45 +153,33 @@ fn status_of_code_name(name: &str) -> u16 {
 }
 
 fn classify(status: u16, headers: &HeaderMap, d: ErrorDetail) -> ProviderError {
-    let message = if d.message.is_empty() {
-        StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no error message")
-            .to_owned()
-    } else {
-        d.message.clone()
-    };
-    let code = (!d.status.is_empty()).then(|| d.status.clone());
+    let bad_key = d.is_bad_key();
+    let context_too_long = d.is_context_length();
+    let message = message_or_reason(d.message, status);
     match status {
-        429 => ProviderError::RateLimited {
-            message,
-            // The header is the HTTP-level answer; RetryInfo is what Gemini
-            // actually sends.
-            retry_after: retry_after(headers).or(d.retry_delay),
-        },
-        400 | 413 | 422 if d.is_bad_key() => ProviderError::Auth {
-            message,
-            // A credentials failure, whatever status Google chose: the router
-            // and clients treat 401 as "fix the key".
-            status: 401,
-        },
-        400 | 413 | 422 if d.is_context_length() => ProviderError::ContextTooLong { message },
-        400 | 413 | 415 | 422 => ProviderError::BadRequest {
-            message,
-            status,
-            param: None,
-            code,
-        },
-        401 | 403 => ProviderError::Auth { message, status },
-        404 => ProviderError::NotFound { message },
-        503 => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers).or(d.retry_delay),
-        },
-        _ => ProviderError::Upstream { status, message },
+        400 | 413 | 422 if bad_key => {
+            return ProviderError::Auth {
+                message,
+                // A credentials failure, whatever status Google chose: the
+                // router and clients treat 401 as "fix the key".
+                status: 401,
+            };
+        }
+        // Anthropic's overload status; none of Google's: a plain failure.
+        529 => return ProviderError::Upstream { status, message },
+        _ => {}
     }
+    classify_status(Refusal {
+        status,
+        message,
+        // The header is the HTTP-level answer; RetryInfo is what Gemini
+        // actually sends.
+        retry_after: retry_after(headers).or(d.retry_delay),
+        context_too_long,
+        overloaded: false,
+        param: None,
+        code: (!d.status.is_empty()).then_some(d.status),
+    })
 }
 
 #[cfg(test)]

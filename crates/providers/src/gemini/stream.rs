@@ -18,16 +18,13 @@
 //!   the same error over HTTP, and ends the stream.
 
 use std::collections::{HashMap, VecDeque};
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
-use eventsource_stream::{EventStream, EventStreamError, Eventsource};
 use futures_util::Stream;
 use switchyard_proto::gateway::v1::{ChatChunk, ChoiceDelta, Role, ToolCallDelta, Usage};
 
 use super::{convert, error::classify_error_body, wire};
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, describe};
+use crate::sse::{Sse, SseEvents, undecodable};
 
 /// Per-candidate progress.
 #[derive(Debug, Default)]
@@ -210,8 +207,10 @@ impl Assembler {
 
 /// Canonical chunks from an SSE byte stream (reqwest's `bytes_stream()`, or
 /// any stream of byte buffers).
-pub struct SseChunks<S> {
-    events: Pin<Box<EventStream<S>>>,
+pub type SseChunks<S> = Sse<S, State>;
+
+/// The stream's state between events, apart from the byte source.
+pub struct State {
     assembler: Assembler,
     pending: VecDeque<ChatChunk>,
     done: bool,
@@ -223,89 +222,51 @@ where
     B: AsRef<[u8]>,
 {
     pub fn new(bytes: S, created: i64) -> Self {
-        Self {
-            events: Box::pin(bytes.eventsource()),
+        let state = State {
             assembler: Assembler::new(created),
             pending: VecDeque::new(),
             done: false,
-        }
+        };
+        Self::with_state(bytes, state)
     }
 }
 
-impl<S> SseChunks<S> {
+impl SseEvents for State {
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn queued(&mut self) -> Option<ChatChunk> {
+        self.pending.pop_front()
+    }
+
     fn fail(&mut self, e: ProviderError) -> Option<Result<ChatChunk, ProviderError>> {
         self.done = true;
         self.pending.clear();
         Some(Err(e))
     }
 
-    /// One `data:` payload: queues its chunks, or ends the stream in error.
-    fn on_data(&mut self, data: &str) -> Option<Result<ChatChunk, ProviderError>> {
+    fn on_close(&mut self) -> Option<Result<ChatChunk, ProviderError>> {
+        if !self.assembler.finished() {
+            return self.fail(ProviderError::Connection(
+                "the upstream stream ended before it finished (no finishReason)".into(),
+            ));
+        }
+        self.done = true;
+        self.assembler.end().map(Ok)
+    }
+
+    /// Queues the chunks of one `data:` payload, or ends the stream in error.
+    fn on_event(&mut self, _event: &str, data: &str) -> Option<Result<ChatChunk, ProviderError>> {
         let resp: wire::GenerateContentResponse = match serde_json::from_str(data) {
             Ok(r) => r,
-            Err(e) => {
-                return self.fail(ProviderError::InvalidResponse(format!(
-                    "undecodable stream event ({e}): {}",
-                    body_excerpt(data.as_bytes())
-                )));
-            }
+            Err(e) => return self.fail(undecodable(e, data)),
         };
         if resp.extra.contains_key("error") {
             return self.fail(classify_error_body(data.as_bytes()));
         }
         self.pending.extend(self.assembler.fragment(resp));
         None
-    }
-}
-
-impl<S, B, E> Stream for SseChunks<S>
-where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
-    E: std::error::Error + 'static,
-{
-    type Item = Result<ChatChunk, ProviderError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(c) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(c)));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let item = match ready!(this.events.as_mut().poll_next(cx)) {
-                None if this.assembler.finished() => {
-                    this.done = true;
-                    this.assembler.end().map(Ok)
-                }
-                None => this.fail(ProviderError::Connection(
-                    "the upstream stream ended before it finished (no finishReason)".into(),
-                )),
-                Some(Err(EventStreamError::Transport(e))) => {
-                    this.fail(ProviderError::Connection(describe(&e)))
-                }
-                Some(Err(e @ (EventStreamError::Utf8(_) | EventStreamError::Parser(_)))) => this
-                    .fail(ProviderError::InvalidResponse(format!(
-                        "malformed event stream: {}",
-                        error_text(&e)
-                    ))),
-                Some(Ok(ev)) if ev.data.trim().is_empty() => None,
-                Some(Ok(ev)) => this.on_data(ev.data.trim()),
-            };
-            if let Some(item) = item {
-                return Poll::Ready(Some(item));
-            }
-        }
-    }
-}
-
-fn error_text<E>(e: &EventStreamError<E>) -> String {
-    match e {
-        EventStreamError::Utf8(u) => u.to_string(),
-        EventStreamError::Parser(p) => format!("{:?}", p.code),
-        EventStreamError::Transport(_) => "transport error".into(),
     }
 }
 

@@ -1,49 +1,30 @@
 //! The Gemini provider against an HTTP double speaking Gemini's wire format.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use switchyard_config::{ProviderConfig, Secret};
-use switchyard_proto::gateway::v1::{
-    ChatChunk, ChatSpec, EmbedSpec, FinishReason, ImageSpec, content_part::Part,
-};
+use switchyard_config::{ProviderConfig, ProviderKind};
+use switchyard_proto::gateway::v1::{FinishReason, ImageSpec, content_part::Part};
 use switchyard_proto::json::{map_from_struct_ref, struct_from_map};
 
 use super::double::{self, Double, Script};
 use super::*;
-use crate::conformance::{Harness, Target, Upstream};
+use crate::conformance::{Upstream, both_errors, stream_chunks};
 use crate::registry::http_client;
+use crate::test_support::{self, stream_items, user_says};
 
 const KEY: &str = "AIzaSy-test-0123456789";
 
 fn config(base_url: &str) -> ProviderConfig {
-    let mut c: ProviderConfig =
-        serde_json::from_value(json!({"name": "gemini", "kind": "gemini"})).unwrap();
-    c.base_url = Some(base_url.to_owned());
-    c.api_key = Some(Secret::new(KEY));
-    c
-}
-
-/// A canonical spec as the router makes it from an OpenAI client request.
-fn spec_from(client_request: Value) -> ChatSpec {
-    let req: crate::openai::wire::ChatCompletionRequest =
-        serde_json::from_value(client_request).unwrap();
-    crate::openai::convert::request_to_spec(req).unwrap().0
+    test_support::config(ProviderKind::Gemini, base_url, Some(KEY))
 }
 
 fn call(text: &str) -> ChatCall {
-    call_with(json!({"model": "chat-default", "messages": [{"role": "user", "content": text}]}))
+    call_with(user_says(text))
 }
 
 fn call_with(client_request: Value) -> ChatCall {
-    ChatCall {
-        spec: spec_from(client_request),
-        upstream_model: "gemini-2.5-flash".into(),
-        request_id: "req-42".into(),
-        timeout: None,
-    }
+    test_support::chat_call(client_request, "gemini-2.5-flash")
 }
 
 async fn provider_for(script: Script) -> (GeminiProvider, Double) {
@@ -59,120 +40,82 @@ async fn sent_body(client_request: Value) -> Value {
     d.requests().remove(0).body
 }
 
-struct GeminiHarness;
-
-#[async_trait::async_trait]
-impl Harness for GeminiHarness {
-    async fn start(&self, upstream: Upstream) -> Target {
-        let status =
-            |status: u16, headers: Vec<(&'static str, String)>, body: Value| Script::Status {
-                status,
-                headers,
-                body,
-            };
-        let script = match upstream {
-            Upstream::Refused => {
-                // A port nothing listens on: bound, then released.
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = l.local_addr().unwrap();
-                drop(l);
-                let p =
-                    GeminiProvider::new(&config(&format!("http://{addr}/v1beta")), http_client())
-                        .unwrap();
-                return Target {
-                    provider: Arc::new(p),
-                    call: call("Hi"),
-                    upstream_closed: None,
-                    guard: Box::new(()),
-                };
-            }
-            Upstream::Answer => Script::Answer,
-            // Gemini sends no retry-after header: the delay is in RetryInfo.
-            Upstream::RateLimited { retry_after } => status(
+/// The wire's answer to each failing [`Upstream`].
+fn error_answer(upstream: Upstream) -> Script {
+    match upstream {
+        // Gemini sends no retry-after header: the delay is in RetryInfo.
+        Upstream::RateLimited { retry_after } => Script::status(
+            429,
+            double::error_json(
                 429,
-                vec![],
-                double::error_json(
-                    429,
-                    "RESOURCE_EXHAUSTED",
-                    "You exceeded your current quota, please check your plan and billing details.",
-                    json!([
-                        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                            "quotaValue": "10"}]},
-                        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{}s", retry_after.as_secs())}
-                    ]),
-                ),
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing details.",
+                json!([
+                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        "quotaValue": "10"}]},
+                    {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{}s", retry_after.as_secs())}
+                ]),
             ),
-            Upstream::ServerError => status(
+        ),
+        Upstream::ServerError => Script::status(
+            500,
+            double::error_json(
                 500,
-                vec![],
-                double::error_json(
-                    500,
-                    "INTERNAL",
-                    "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
-                    json!([]),
-                ),
+                "INTERNAL",
+                "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+                json!([]),
             ),
-            Upstream::Overloaded => status(
+        ),
+        Upstream::Overloaded => Script::status(
+            503,
+            double::error_json(
                 503,
-                vec![],
-                double::error_json(
-                    503,
-                    "UNAVAILABLE",
-                    "The model is overloaded. Please try again later.",
-                    json!([]),
-                ),
+                "UNAVAILABLE",
+                "The model is overloaded. Please try again later.",
+                json!([]),
             ),
-            Upstream::BadRequest { message } => status(
+        ),
+        Upstream::BadRequest { message } => Script::status(
+            400,
+            double::error_json(400, "INVALID_ARGUMENT", &message, json!([])),
+        ),
+        Upstream::ContextTooLong => Script::status(
+            400,
+            double::error_json(
                 400,
-                vec![],
-                double::error_json(400, "INVALID_ARGUMENT", &message, json!([])),
+                "INVALID_ARGUMENT",
+                "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+                json!([]),
             ),
-            Upstream::ContextTooLong => status(
+        ),
+        // What the Gemini API really answers to a bad key: 400, with the
+        // reason in ErrorInfo.
+        Upstream::Unauthorized => Script::status(
+            400,
+            double::error_json(
                 400,
-                vec![],
-                double::error_json(
-                    400,
-                    "INVALID_ARGUMENT",
-                    "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
-                    json!([]),
-                ),
-            ),
-            Upstream::Hang => Script::Hang,
-            Upstream::StallAfterHeaders => Script::StallAfterHeaders,
-            Upstream::EndlessStream => Script::Endless,
-            // What the Gemini API really answers to a bad key: 400, with the
-            // reason in ErrorInfo.
-            Upstream::Unauthorized => status(
-                400,
-                vec![],
-                double::error_json(
-                    400,
-                    "INVALID_ARGUMENT",
-                    "API key not valid. Please pass a valid API key.",
-                    json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                         "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]),
-                ),
             ),
-            Upstream::ToolCall => Script::ToolCall,
-        };
-        let (d, closed) = Double::start(script).await;
-        let p = GeminiProvider::new(&config(&d.base_url()), http_client()).unwrap();
-        Target {
-            provider: Arc::new(p),
-            call: call("Hi"),
-            upstream_closed: Some(Box::pin(async move {
-                let _ = closed.await;
-            })),
-            guard: Box::new(d),
-        }
+        ),
+        other => unreachable!("{other:?} is not an error answer"),
     }
 }
 
 mod conformance {
-    crate::provider_conformance!(super::GeminiHarness);
+    use super::*;
+
+    crate::provider_conformance!(test_support::DoubleHarness {
+        errors: error_answer,
+        start: |s| Box::pin(Double::start(s)),
+        build: |url| GeminiProvider::new(&config(url), http_client()).unwrap(),
+        call: || call("Hi"),
+    });
 }
 
 // --- the HTTP exchange --------------------------------------------------------
@@ -186,7 +129,7 @@ async fn endpoints_headers_and_no_key_in_the_url() {
     let p = GeminiProvider::new(&cfg, http_client()).unwrap();
 
     p.chat(&call("Hi")).await.unwrap();
-    let chunks: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let chunks = stream_items(&p, &call("Hi")).await;
     assert!(chunks.iter().all(Result::is_ok));
 
     let reqs = d.requests();
@@ -292,16 +235,8 @@ async fn an_upstream_echoing_the_key_is_scrubbed() {
         &format!("API key not valid: {KEY}. Please pass a valid API key."),
         json!([]),
     );
-    let (p, _d) = provider_for(Script::Status {
-        status: 400,
-        headers: vec![],
-        body,
-    })
-    .await;
-    for e in [
-        p.chat(&call("Hi")).await.unwrap_err(),
-        p.chat_stream(&call("Hi")).await.err().unwrap(),
-    ] {
+    let (p, _d) = provider_for(Script::status(400, body)).await;
+    for e in both_errors(&p, &call("Hi")).await {
         let ProviderError::Auth {
             message,
             status: 401,
@@ -340,13 +275,7 @@ async fn a_json_array_answer_to_a_stream_request_becomes_chunks() {
         double::text_fragment("lo", Some("STOP"), true)
     ]);
     let (p, _d) = provider_for(Script::Json(fragments)).await;
-    let chunks: Vec<ChatChunk> = p
-        .chat_stream(&call("Hi"))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let chunks = stream_chunks(&p, &call("Hi")).await;
     assert_eq!(chunks.len(), 3);
     assert_eq!(chunks[0].choices[0].content.as_deref(), Some("Hel"));
     assert_eq!(chunks[1].choices[0].finish_reason(), FinishReason::Stop);
@@ -372,7 +301,7 @@ async fn stream_errors_before_and_after_the_first_chunk() {
         json!([]),
     )
     .to_string();
-    let (p, _d) = provider_for(Script::Sse(vec![err.clone()])).await;
+    let (p, _d) = provider_for(Script::Events(vec![err.clone()])).await;
     assert!(matches!(
         p.chat_stream(&call("Hi")).await.err(),
         Some(ProviderError::Upstream { status: 500, .. })
@@ -381,8 +310,8 @@ async fn stream_errors_before_and_after_the_first_chunk() {
         double::text_fragment("partial", None, false).to_string(),
         err,
     ];
-    let (p, _d) = provider_for(Script::Sse(events)).await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let (p, _d) = provider_for(Script::Events(events)).await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert_eq!(items.len(), 2);
     assert!(items[0].is_ok());
     assert!(matches!(
@@ -390,11 +319,11 @@ async fn stream_errors_before_and_after_the_first_chunk() {
         Err(ProviderError::Upstream { status: 500, .. })
     ));
 
-    let (p, _d) = provider_for(Script::Sse(vec![
+    let (p, _d) = provider_for(Script::Events(vec![
         double::text_fragment("half", None, false).to_string(),
     ]))
     .await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert!(matches!(
         items.last(),
         Some(Err(ProviderError::Connection(_)))
@@ -754,14 +683,8 @@ async fn a_blocked_prompt_is_a_content_filter_choice() {
     );
     assert_eq!(r.usage.unwrap().prompt_tokens, 7);
 
-    let (p, _d) = provider_for(Script::Sse(vec![answer.to_string()])).await;
-    let chunks: Vec<ChatChunk> = p
-        .chat_stream(&call("Hi"))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let (p, _d) = provider_for(Script::Events(vec![answer.to_string()])).await;
+    let chunks = stream_chunks(&p, &call("Hi")).await;
     assert_eq!(chunks.len(), 2);
     assert_eq!(
         chunks[0].choices[0].finish_reason(),
@@ -773,18 +696,9 @@ async fn a_blocked_prompt_is_a_content_filter_choice() {
 // --- embeddings and images ----------------------------------------------------------
 
 fn embed_call(inputs: &[&str], dimensions: Option<u32>, extra: Option<Value>) -> EmbedCall {
-    EmbedCall {
-        spec: EmbedSpec {
-            model: "embed".into(),
-            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
-            dimensions,
-            extra: extra.map(|e| struct_from_map(e.as_object().unwrap().clone())),
-            ..Default::default()
-        },
-        upstream_model: "gemini-embedding-001".into(),
-        request_id: "req-e".into(),
-        timeout: None,
-    }
+    let mut call = test_support::embed_call("gemini-embedding-001", inputs, dimensions);
+    call.spec.extra = extra.map(|e| struct_from_map(e.as_object().unwrap().clone()));
+    call
 }
 
 #[tokio::test]
@@ -905,12 +819,7 @@ async fn embeddings_and_images_errors_are_classified() {
         "quota",
         json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}]),
     );
-    let (p, _d) = provider_for(Script::Status {
-        status: 429,
-        headers: vec![],
-        body,
-    })
-    .await;
+    let (p, _d) = provider_for(Script::status(429, body)).await;
     for e in [
         p.embed(&embed_call(&["a"], None, None)).await.unwrap_err(),
         p.images(&image_call(1, "", "")).await.unwrap_err(),

@@ -3,118 +3,66 @@
 //! `data: [DONE]`, OpenAI's error bodies), scripted per test, recording what
 //! it received.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Response, StatusCode};
+use axum::http::{HeaderMap, Response};
 use axum::routing::post;
-use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// The answer's text, streamed in these pieces.
-pub const PIECES: &[&str] = &[
-    "Hello", " there,", " friend!", " How", " can", " I", " help?",
-];
+use crate::test_support::{self, PIECES, Wire};
+use crate::test_support::{Captured, answer_text};
 
-#[derive(Debug, Clone)]
-pub enum Script {
-    /// OpenAI's answer: JSON, or SSE when the request says `stream: true`
-    /// (with the usage chunk when `stream_options.include_usage`).
-    Answer,
-    /// This status, these headers, this JSON body.
-    Status {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Value,
-    },
-    /// Read the request, never answer.
-    Hang,
-    /// 200 with SSE headers, then nothing.
-    StallAfterHeaders,
-    /// A role chunk and a content chunk, then nothing until the client goes
-    /// away, which resolves the receiver [`Double::start`] returned.
-    Endless,
-    /// 200 `text/event-stream` with these raw event payloads, each sent as
-    /// `data: <payload>\n\n` in its own write.
-    Sse(Vec<String>),
-    /// 200 `application/json` with this body.
-    Json(Value),
-    /// One call of `get_weather` (`{"city":"Paris"}`), as JSON or as SSE
-    /// with the arguments split over two deltas.
-    ToolCall,
-}
+/// OpenAI's framing: `data: <payload>` events (the payload a JSON text, or
+/// `[DONE]`), `x-request-id` on every answer.
+pub struct OpenAi;
 
-#[derive(Debug, Clone)]
-pub struct Captured {
-    pub headers: HeaderMap,
-    pub body: Value,
-}
+impl Wire for OpenAi {
+    type Event = String;
+    const BASE_PATH: &'static str = "/v1";
+    const JSON_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "application/json"),
+        ("x-request-id", "req_double"),
+    ];
+    const STREAM_HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("content-type", "text/event-stream; charset=utf-8"),
+        ("cache-control", "no-cache"),
+        ("x-request-id", "req_double"),
+    ];
 
-struct Shared {
-    script: Script,
-    requests: Mutex<Vec<Captured>>,
-    closed: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-pub struct Double {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Double {
-    fn drop(&mut self) {
-        self.task.abort();
+    fn frame(payload: &String) -> Bytes {
+        Bytes::from(format!("data: {payload}\n\n"))
     }
 }
+
+/// [`Script::Answer`] is OpenAI's answer: JSON, or SSE when the request says
+/// `stream: true` (with the usage chunk when `stream_options.include_usage`).
+/// [`Script::Endless`] sends a role chunk and a content chunk.
+/// [`Script::ToolCall`] streams the arguments split over two deltas.
+pub type Script = test_support::Script<String>;
+pub type Double = test_support::Double<OpenAi, Captured>;
+type Shared = test_support::Shared<OpenAi, Captured>;
 
 impl Double {
-    /// The server, and a receiver that resolves when an [`Script::Endless`]
-    /// stream's client has gone.
     pub async fn start(script: Script) -> (Self, oneshot::Receiver<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(Shared {
-            script,
-            requests: Mutex::new(Vec::new()),
-            closed: Mutex::new(Some(tx)),
-        });
-        let app = Router::new()
+        let routes = Router::new()
             .route("/v1/chat/completions", post(handle))
-            .route("/v1/embeddings", post(handle_embeddings))
-            .route("/v1/images/generations", post(handle_images))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Self { addr, shared, task }, rx)
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-
-    pub fn requests(&self) -> Vec<Captured> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-/// Sends on drop: the body stream holding it is dropped when hyper sees the
-/// client's connection close.
-struct SignalOnDrop(Option<oneshot::Sender<()>>);
-
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
+            .route(
+                "/v1/embeddings",
+                post(|State(s): State<Arc<Shared>>, h, b: Bytes| async move {
+                    operation(&s, h, &b, embeddings_answer).await
+                }),
+            )
+            .route(
+                "/v1/images/generations",
+                post(|State(s): State<Arc<Shared>>, h, b: Bytes| async move {
+                    operation(&s, h, &b, images_answer).await
+                }),
+            );
+        Self::serve(script, (), routes).await
     }
 }
 
@@ -123,73 +71,23 @@ async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     let streamed = body["stream"] == true;
     let include_usage = body["stream_options"]["include_usage"] == true;
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
-    s.requests.lock().unwrap().push(Captured { headers, body });
+    s.record(Captured { headers, body });
 
+    let endless_head = || {
+        vec![
+            role_chunk(&model, false).to_string(),
+            content_chunk(&model, "tick", false).to_string(),
+        ]
+    };
+    if let Some(r) = s.scripted(endless_head).await {
+        return r;
+    }
     match &s.script {
-        Script::Answer if streamed => sse(answer_events(&model, include_usage)),
-        Script::Answer => json(200, &[], &answer_json(&model)),
-        Script::Status {
-            status,
-            headers,
-            body,
-        } => json(*status, headers, body),
-        Script::Hang => futures_util::future::pending().await,
-        Script::StallAfterHeaders => sse_body(Body::from_stream(stream::pending::<
-            Result<Bytes, Infallible>,
-        >())),
-        Script::Endless => {
-            let guard = SignalOnDrop(s.closed.lock().unwrap().take());
-            let first = [
-                role_chunk(&model, false),
-                content_chunk(&model, "tick", false),
-            ];
-            let head = stream::iter(first.map(|v| Ok::<_, Infallible>(event(&v.to_string()))));
-            let tail = stream::unfold(guard, |g| async move {
-                futures_util::future::pending::<()>().await;
-                Some((Ok(Bytes::new()), g))
-            });
-            sse_body(Body::from_stream(head.chain(tail)))
-        }
-        Script::Sse(events) => sse(events.clone()),
-        Script::ToolCall if streamed => sse(tool_call_events(&model)),
-        Script::ToolCall => json(200, &[], &tool_call_json(&model)),
-        Script::Json(v) => json(200, &[], v),
+        Script::Answer if streamed => OpenAi::events(answer_events(&model, include_usage)),
+        Script::ToolCall if streamed => OpenAi::events(tool_call_events(&model)),
+        Script::ToolCall => OpenAi::json(200, &[], &tool_call_json(&model)),
+        _ => OpenAi::json(200, &[], &answer_json(&model)),
     }
-}
-
-fn event(payload: &str) -> Bytes {
-    Bytes::from(format!("data: {payload}\n\n"))
-}
-
-fn sse(events: Vec<String>) -> Response<Body> {
-    sse_body(Body::from_stream(stream::iter(
-        events.into_iter().map(|e| Ok::<_, Infallible>(event(&e))),
-    )))
-}
-
-fn sse_body(body: Body) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .header("x-request-id", "req_double")
-        .body(body)
-        .unwrap()
-}
-
-fn json(status: u16, headers: &[(&'static str, String)], body: &Value) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json")
-        .header("x-request-id", "req_double");
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
-pub fn answer_text() -> String {
-    PIECES.concat()
 }
 
 pub fn usage_json() -> Value {
@@ -339,22 +237,10 @@ pub fn tool_call_events(model: &str) -> Vec<String> {
     ]
 }
 
-/// `POST /v1/embeddings`. [`Script::Answer`] is OpenAI's answer with one
+/// `POST /v1/embeddings`: for [`Script::Answer`], OpenAI's answer with one
 /// [`embedding_for`] vector per input (`dimensions` long, 3 by default),
-/// base64 when asked; usage counts input words. Other scripts as for chat.
-async fn handle_embeddings(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response<Body> {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Captured {
-        headers,
-        body: body.clone(),
-    });
-    if !matches!(s.script, Script::Answer) {
-        return scripted(&s.script).await;
-    }
+/// base64 when asked; usage counts input words.
+fn embeddings_answer(body: &Value) -> Value {
     let dims = body["dimensions"].as_u64().unwrap_or(3) as usize;
     let texts: Vec<String> = match &body["input"] {
         Value::String(t) => vec![t.clone()],
@@ -382,16 +268,12 @@ async fn handle_embeddings(
         })
         .collect();
     let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-    json(
-        200,
-        &[],
-        &json!({
-            "object": "list",
-            "data": data,
-            "model": body["model"],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
-        }),
-    )
+    json!({
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    })
 }
 
 /// The double's vector for `text`: a function of its length, so tests can
@@ -402,22 +284,10 @@ pub fn embedding_for(text: &str, dims: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `POST /v1/images/generations`. [`Script::Answer`]: for `gpt-image-*`
+/// `POST /v1/images/generations`: for [`Script::Answer`] and `gpt-image-*`
 /// models gpt-image-1's answer (`b64_json` and usage), otherwise DALL-E's
-/// (`url`, or `b64_json` when asked), `n` images. Other scripts as for chat.
-async fn handle_images(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response<Body> {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.requests.lock().unwrap().push(Captured {
-        headers,
-        body: body.clone(),
-    });
-    if !matches!(s.script, Script::Answer) {
-        return scripted(&s.script).await;
-    }
+/// (`url`, or `b64_json` when asked), `n` images.
+fn images_answer(body: &Value) -> Value {
     let n = body["n"].as_u64().unwrap_or(1);
     let model = body["model"].as_str().unwrap_or("dall-e-2");
     let gpt_image = model.starts_with("gpt-image");
@@ -438,20 +308,29 @@ async fn handle_images(
             "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}
         });
     }
-    json(200, &[], &answer)
+    answer
 }
 
-/// The scripts that do not depend on the operation.
-async fn scripted(script: &Script) -> Response<Body> {
-    match script {
-        Script::Status {
-            status,
-            headers,
-            body,
-        } => json(*status, headers, body),
-        Script::Json(v) => json(200, &[], v),
-        Script::Hang => futures_util::future::pending().await,
-        other => json(
+/// A request to an operation other than chat: recorded, then `answer` to
+/// its body for [`Script::Answer`]; the scripts that do not depend on the
+/// operation as for chat; the others are for chat only.
+async fn operation(
+    s: &Shared,
+    headers: HeaderMap,
+    body: &Bytes,
+    answer: fn(&Value) -> Value,
+) -> Response<Body> {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    s.record(Captured {
+        headers,
+        body: body.clone(),
+    });
+    match &s.script {
+        Script::Answer => OpenAi::json(200, &[], &answer(&body)),
+        Script::Status { .. } | Script::Json(_) | Script::Hang => {
+            s.scripted(Vec::new).await.unwrap()
+        }
+        other => OpenAi::json(
             500,
             &[],
             &error_json(

@@ -19,20 +19,14 @@
 //! - `dimensions` and `user` pass through; every other field goes to
 //!   `extra` and on to an OpenAI-format upstream unchanged.
 
-use std::time::Duration;
-
-use http::header::{ACCEPT, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_proto::gateway::v1::{self as pb, EmbedResult, EmbedSpec};
 use switchyard_proto::json::{map_from_struct_ref, struct_from_map};
-use tracing::Instrument;
-use url::Url;
 
 use super::convert::ConvertError;
 use super::wire::Extra;
-use super::{OpenAiProvider, classify_error, classify_error_body, failed};
-use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited};
+use super::{OpenAiProvider, parse_json};
 use crate::{EmbedCall, ProviderError};
 
 /// OpenAI's limit on inputs per request.
@@ -358,19 +352,6 @@ pub fn response_to_result(resp: EmbeddingResponse) -> Result<EmbedResult, Provid
     })
 }
 
-/// A 2xx body: the answer, or an error object some proxies send with 200.
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProviderError> {
-    serde_json::from_slice::<T>(body).map_err(|e| {
-        let is_error =
-            serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("error").is_some());
-        if is_error {
-            classify_error_body(body)
-        } else {
-            ProviderError::InvalidResponse(format!("{e}: {}", body_excerpt(body)))
-        }
-    })
-}
-
 // --- base64 ----------------------------------------------------------------
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -435,101 +416,31 @@ impl OpenAiProvider {
     pub(super) async fn embed_call(&self, call: &EmbedCall) -> Result<EmbedResult, ProviderError> {
         let body = spec_to_request(&call.spec, &call.upstream_model)?;
         let url = self.operation_url(&call.upstream_model, &["embeddings"]);
+        let fetch = async |deadline| {
+            let url = url.clone();
+            self.up
+                .fetch_json(&call.request_id, url, &body, deadline)
+                .await
+        };
         let bytes = self
-            .post_unary(
-                url,
-                &body,
-                Unary {
-                    operation: "embeddings",
-                    model: &call.upstream_model,
-                    request_id: &call.request_id,
-                    timeout: call.timeout,
-                },
+            .up
+            .unary(
+                "embeddings",
+                &call.upstream_model,
+                &url,
+                call.timeout,
+                fetch,
             )
             .await?;
         parse_json::<EmbeddingResponse>(&bytes).and_then(response_to_result)
     }
-
-    /// One non-streamed JSON call (embeddings, images) under the call's
-    /// deadline and in its own client span, like chat: a non-2xx answer
-    /// comes back classified, and every error scrubbed of our key.
-    pub(super) async fn post_unary<B: Serialize>(
-        &self,
-        url: Url,
-        body: &B,
-        call: Unary<'_>,
-    ) -> Result<bytes::Bytes, ProviderError> {
-        let deadline = call.timeout.map_or(self.timeout, |t| t.min(self.timeout));
-        let span = tracing::info_span!(
-            "upstream",
-            otel.name = %format_args!("{} {}", call.operation, call.model),
-            otel.kind = "client",
-            gen_ai.operation.name = call.operation,
-            gen_ai.provider.name = %self.name,
-            gen_ai.request.model = %call.model,
-            http.request.method = "POST",
-            server.address = url.host_str().unwrap_or_default(),
-            server.port = i64::from(url.port_or_known_default().unwrap_or_default()),
-            url.path = url.path(),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            otel.status_description = tracing::field::Empty,
-        );
-        let body = serde_json::to_vec(body).map_err(|e| ProviderError::BadRequest {
-            message: format!("could not encode the upstream request: {e}"),
-            status: 400,
-            param: None,
-            code: None,
-        })?;
-        tracing::debug!(provider = %self.name, request_id = %call.request_id, model = %call.model, operation = call.operation, "calling upstream");
-        let send = async {
-            let resp = self
-                .http
-                .post(url)
-                .headers(self.headers.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/json")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| from_reqwest(&e, deadline))?;
-            let status = resp.status();
-            tracing::Span::current()
-                .record("http.response.status_code", i64::from(status.as_u16()));
-            if !status.is_success() {
-                let headers = resp.headers().clone();
-                let body = read_limited(resp, ERROR_BODY_LIMIT).await;
-                let err = classify_error(status, &headers, &body);
-                tracing::debug!(provider = %self.name, request_id = %call.request_id, %status, error = %err, "upstream refused");
-                return Err(err);
-            }
-            resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))
-        };
-        let result = match tokio::time::timeout(deadline, send)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        if let Err(e) = &result {
-            failed(&span, e);
-        }
-        result
-    }
-}
-
-/// What [`OpenAiProvider::post_unary`] needs to know about the call.
-pub(super) struct Unary<'a> {
-    pub operation: &'static str,
-    pub model: &'a str,
-    pub request_id: &'a str,
-    pub timeout: Option<Duration>,
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use serde_json::json;
     use switchyard_config::{ProviderConfig, Secret};

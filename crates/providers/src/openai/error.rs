@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, retry_after};
+use crate::upstream::{Refusal, body_excerpt, classify_status, message_or_reason, retry_after};
 
 /// What an error body says, read leniently: OpenAI's `{"error": {...}}`,
 /// vLLM's top-level `{"object": "error", "message", "type", "code": 400}`,
@@ -170,41 +170,15 @@ fn implied_status(d: &ErrorDetail) -> u16 {
 }
 
 fn classify(status: u16, headers: &HeaderMap, d: ErrorDetail) -> ProviderError {
-    let message = if d.message.is_empty() {
-        StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no error message")
-            .to_owned()
-    } else {
-        d.message.clone()
-    };
-    match status {
-        429 => ProviderError::RateLimited {
-            message,
-            retry_after: retry_after(headers),
-        },
-        400 | 413 | 422 if d.is_context_length() => ProviderError::ContextTooLong { message },
-        400 | 413 | 415 | 422 => ProviderError::BadRequest {
-            message,
-            status,
-            param: d.param,
-            code: d.code,
-        },
-        401 | 403 => ProviderError::Auth { message, status },
-        404 => ProviderError::NotFound { message },
-        503 | 529 => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers),
-        },
-        _ if d.is_overloaded() => ProviderError::Overloaded {
-            message,
-            status,
-            retry_after: retry_after(headers),
-        },
-        _ => ProviderError::Upstream { status, message },
-    }
+    classify_status(Refusal {
+        status,
+        retry_after: retry_after(headers),
+        context_too_long: d.is_context_length(),
+        overloaded: d.is_overloaded(),
+        message: message_or_reason(d.message, status),
+        param: d.param,
+        code: d.code,
+    })
 }
 
 #[cfg(test)]

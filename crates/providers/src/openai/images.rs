@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 use switchyard_proto::gateway::v1::{self as pb, ImageResult, ImageSpec};
 use switchyard_proto::json::{map_from_struct_ref, struct_from_map};
 
-use super::OpenAiProvider;
 use super::convert::ConvertError;
-use super::embeddings::{Unary, parse_json};
 use super::wire::Extra;
+use super::{OpenAiProvider, parse_json};
 use crate::{ImageCall, ProviderError};
 
 /// OpenAI's bounds on `n`.
@@ -234,17 +233,16 @@ impl OpenAiProvider {
     pub(super) async fn images_call(&self, call: &ImageCall) -> Result<ImageResult, ProviderError> {
         let body = spec_to_request(&call.spec, &call.upstream_model);
         let url = self.operation_url(&call.upstream_model, &["images", "generations"]);
+        let fetch = async |deadline| {
+            let url = url.clone();
+            self.up
+                .fetch_json(&call.request_id, url, &body, deadline)
+                .await
+        };
+        let op = "image_generation";
         let bytes = self
-            .post_unary(
-                url,
-                &body,
-                Unary {
-                    operation: "image_generation",
-                    model: &call.upstream_model,
-                    request_id: &call.request_id,
-                    timeout: call.timeout,
-                },
-            )
+            .up
+            .unary(op, &call.upstream_model, &url, call.timeout, fetch)
             .await?;
         parse_json::<ImagesResponse>(&bytes).map(response_to_result)
     }

@@ -10,16 +10,14 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue};
-use switchyard_config::{ProviderConfig, ProviderKind, Secret, WireFormat};
-use switchyard_proto::gateway::v1::{ChatChunk, ChatResult};
-use tracing::Instrument;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
+use switchyard_config::{ProviderConfig, ProviderKind, WireFormat};
+use switchyard_proto::gateway::v1::ChatResult;
 use url::Url;
 
+use crate::http_call::{self, Opened, Upstream};
 use crate::registry::BuildError;
-use crate::upstream::{ERROR_BODY_LIMIT, body_excerpt, from_reqwest, read_limited};
 use crate::{ChatCall, ChunkStream, Provider, ProviderError};
 
 pub mod convert;
@@ -38,21 +36,15 @@ pub use presets::Preset;
 pub const DEFAULT_BASE_URL: &str = switchyard_config::DEFAULT_OPENAI_BASE_URL;
 
 pub struct OpenAiProvider {
-    name: String,
+    /// Authorization or `api-key` in its headers, the key in its secrets.
+    up: Upstream,
     kind: ProviderKind,
     /// The chat completions URL. Azure: the resource URL; the deployment
     /// (the call's upstream model) goes into the path per call.
     endpoint: Url,
     /// Azure OpenAI: the `api-version` query parameter.
     azure_api_version: Option<String>,
-    /// Authorization or `api-key` (marked sensitive) and the configured
-    /// extra headers.
-    headers: HeaderMap,
-    /// Kept only to scrub it from upstream error messages that echo it.
-    api_key: Option<Secret>,
-    timeout: Duration,
     preset: Preset,
-    http: reqwest::Client,
 }
 
 /// Azure OpenAI's GA data-plane API version, used when the config names
@@ -62,10 +54,10 @@ pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 impl std::fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiProvider")
-            .field("name", &self.name)
+            .field("name", &self.up.name)
             .field("kind", &self.kind)
             .field("endpoint", &self.endpoint.as_str())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.up.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -75,72 +67,31 @@ impl OpenAiProvider {
     /// vendor kind (its dialect from [`Preset::of`]).
     pub fn new(cfg: &ProviderConfig, http: reqwest::Client) -> Result<Self, BuildError> {
         let azure = cfg.kind.wire_format() == WireFormat::AzureOpenai;
-        let base = cfg
-            .base_url
-            .as_deref()
-            .or(cfg.kind.default_base_url())
-            .unwrap_or(DEFAULT_BASE_URL);
-        let invalid_url = |reason: String| BuildError::InvalidBaseUrl {
-            provider: cfg.name.clone(),
-            url: base.to_owned(),
-            reason,
-        };
-        let mut endpoint = Url::parse(base).map_err(|e| invalid_url(e.to_string()))?;
-        if !matches!(endpoint.scheme(), "http" | "https") {
-            return Err(invalid_url("the scheme must be http or https".into()));
-        }
-        if endpoint.cannot_be_a_base() {
-            return Err(invalid_url("the URL cannot have a path".into()));
-        }
-        if !azure {
-            endpoint
-                .path_segments_mut()
-                .map_err(|()| invalid_url("the URL cannot have a path".into()))?
-                .pop_if_empty()
-                .extend(["chat", "completions"]);
+        let default_base = cfg.kind.default_base_url().unwrap_or(DEFAULT_BASE_URL);
+        let mut endpoint = http_call::base_url(cfg, default_base)?;
+        if !azure && let Ok(mut path) = endpoint.path_segments_mut() {
+            path.pop_if_empty().extend(["chat", "completions"]);
         }
 
         let mut headers = HeaderMap::new();
-        let api_key = cfg.resolve_api_key();
-        match &api_key {
-            Some(key) => {
-                // Azure takes the key in `api-key`; everyone else as a
-                // bearer token.
-                let (name, text) = if azure {
-                    (HeaderName::from_static("api-key"), key.expose().to_owned())
-                } else {
-                    (AUTHORIZATION, format!("Bearer {}", key.expose()))
-                };
-                let mut value =
-                    HeaderValue::from_str(&text).map_err(|_| BuildError::InvalidApiKey {
-                        provider: cfg.name.clone(),
-                    })?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-            None => {
-                if let Some(var) = cfg.api_key_env.as_deref().or(cfg.kind.key_env()) {
-                    tracing::warn!(provider = %cfg.name, env = %var, "no API key: the environment variable is unset or empty; calling upstream without one");
-                }
-            }
+        // Azure takes the key in `api-key`; everyone else as a bearer token.
+        let (name, value): (_, fn(&str) -> String) = if azure {
+            (HeaderName::from_static("api-key"), str::to_owned)
+        } else {
+            (AUTHORIZATION, |k| format!("Bearer {k}"))
+        };
+        let key_env = cfg.api_key_env.as_deref().or(cfg.kind.key_env());
+        let mut secrets = Vec::new();
+        if let Some((key, value)) = http_call::api_key(cfg, key_env, value)? {
+            headers.insert(name, value);
+            secrets.push(key);
         }
-        // Configured headers come last so they can replace Authorization
-        // (e.g. a proxy with its own scheme).
-        for (name, value) in &cfg.headers {
-            let invalid = |reason: String| BuildError::InvalidHeader {
-                provider: cfg.name.clone(),
-                name: name.clone(),
-                reason,
-            };
-            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-            let mut v = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
-            // Configured headers often carry credentials (`api-key`).
-            v.set_sensitive(true);
-            headers.insert(n, v);
-        }
+        // Last, so they can replace Authorization (a proxy with its own
+        // scheme).
+        http_call::add_configured_headers(cfg, &mut headers)?;
 
         Ok(Self {
-            name: cfg.name.clone(),
+            up: Upstream::new(cfg, http, headers, secrets, classify_error),
             kind: cfg.kind,
             preset: Preset::of(cfg.kind, &endpoint),
             azure_api_version: azure.then(|| {
@@ -149,10 +100,6 @@ impl OpenAiProvider {
                     .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_owned())
             }),
             endpoint,
-            headers,
-            api_key,
-            timeout: cfg.timeout,
-            http,
         })
     }
 
@@ -185,12 +132,6 @@ impl OpenAiProvider {
         self.operation_url(model, &["chat", "completions"])
     }
 
-    /// The deadline of one call: the configured timeout, or the caller's
-    /// when shorter.
-    fn deadline(&self, call: &ChatCall) -> Duration {
-        call.timeout.map_or(self.timeout, |t| t.min(self.timeout))
-    }
-
     /// Sends the request; a non-2xx answer comes back classified.
     async fn send(
         &self,
@@ -205,46 +146,11 @@ impl OpenAiProvider {
             self.preset.max_tokens_field,
         );
         self.preset.apply(&mut body);
-        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::BadRequest {
-            message: format!("could not encode the upstream request: {e}"),
-            status: 400,
-            param: None,
-            code: None,
-        })?;
-        tracing::debug!(provider = %self.name, request_id = %call.request_id, model = %call.upstream_model, stream, "calling upstream");
-        let resp = self
-            .http
-            .post(self.chat_url(&call.upstream_model))
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(
-                ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .body(body)
-            .send()
+        let url = self.chat_url(&call.upstream_model);
+        let accept = http_call::accept(stream);
+        self.up
+            .post_json(&call.request_id, url, &body, accept, deadline)
             .await
-            .map_err(|e| from_reqwest(&e, deadline))?;
-        let status = resp.status();
-        // i64: the OpenTelemetry layer records unsigned integers as text.
-        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let headers = resp.headers().clone();
-        let body = read_limited(resp, ERROR_BODY_LIMIT).await;
-        let err = classify_error(status, &headers, &body);
-        tracing::debug!(provider = %self.name, request_id = %call.request_id, %status, error = %err, "upstream refused");
-        Err(err)
-    }
-
-    /// Upstream messages are quoted in errors; never let one carry our key.
-    fn scrub(&self, e: ProviderError) -> ProviderError {
-        crate::http_call::scrub(self.api_key.as_ref(), e)
     }
 
     async fn chat_inner(
@@ -253,72 +159,31 @@ impl OpenAiProvider {
         deadline: Duration,
     ) -> Result<ChatResult, ProviderError> {
         let resp = self.send(call, false, deadline).await?;
-        let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
-        parse_response(&body)
+        parse_json(&http_call::read_body(resp, deadline).await?).map(convert::response_to_result)
     }
 
-    /// Everything up to the first chunk: the part the deadline covers.
+    /// Everything up to the stream: the part the deadline covers.
     async fn open_stream(
         &self,
         call: &ChatCall,
         deadline: Duration,
     ) -> Result<Opened, ProviderError> {
         let resp = self.send(call, true, deadline).await?;
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        if is_json {
+        if http_call::is_json(&resp) {
             // Some OpenAI-compatible servers ignore `stream: true`.
-            let body = resp.bytes().await.map_err(|e| from_reqwest(&e, deadline))?;
-            let result = parse_response(&body)?;
+            let body = http_call::read_body(resp, deadline).await?;
+            let result = parse_json(&body).map(convert::response_to_result)?;
             return Ok(Opened::Complete(convert::result_to_chunks(&result)));
         }
-        let mut chunks = stream::SseChunks::new(resp.bytes_stream().boxed());
-        let first = chunks.next().await;
-        Ok(Opened::Streaming(first, Box::new(chunks)))
+        Ok(Opened::Streaming(Box::pin(stream::SseChunks::new(
+            resp.bytes_stream(),
+        ))))
     }
-}
-
-impl OpenAiProvider {
-    /// The client span of one upstream call (GenAI and HTTP client
-    /// conventions). The URL's host and path only: never its query or
-    /// credentials.
-    fn upstream_span(&self, call: &ChatCall) -> tracing::Span {
-        crate::http_call::upstream_span(&self.name, call, &self.endpoint)
-    }
-}
-
-use crate::http_call::failed;
-
-/// reqwest's body stream type is unnameable; boxed.
-type BodyChunks = stream::SseChunks<
-    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
->;
-
-enum Opened {
-    Complete(Vec<ChatChunk>),
-    Streaming(Option<Result<ChatChunk, ProviderError>>, Box<BodyChunks>),
 }
 
 /// A 2xx body: the answer, or an error object some proxies send with 200.
-fn parse_response(body: &[u8]) -> Result<ChatResult, ProviderError> {
-    match serde_json::from_slice::<wire::ChatCompletionResponse>(body) {
-        Ok(resp) => Ok(convert::response_to_result(resp)),
-        Err(e) => {
-            let is_error = serde_json::from_slice::<serde_json::Value>(body)
-                .is_ok_and(|v| v.get("error").is_some());
-            if is_error {
-                Err(classify_error_body(body))
-            } else {
-                Err(ProviderError::InvalidResponse(format!(
-                    "{e}: {}",
-                    body_excerpt(body)
-                )))
-            }
-        }
-    }
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProviderError> {
+    http_call::parse_2xx(body, |v| v.get("error").is_some(), classify_error_body)
 }
 
 #[async_trait::async_trait]
@@ -328,63 +193,19 @@ impl Provider for OpenAiProvider {
     }
 
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
-        let deadline = self.deadline(call);
-        let span = self.upstream_span(call);
-        let result = match tokio::time::timeout(deadline, self.chat_inner(call, deadline))
-            .instrument(span.clone())
+        let url = self.chat_url(&call.upstream_model);
+        let chat = async |deadline| self.chat_inner(call, deadline).await;
+        self.up
+            .unary("chat", &call.upstream_model, &url, call.timeout, chat)
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        if let Err(e) = &result {
-            failed(&span, e);
-        }
-        result
     }
 
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
-        let deadline = self.deadline(call);
-        let span = self.upstream_span(call);
-        let opened = match tokio::time::timeout(deadline, self.open_stream(call, deadline))
-            .instrument(span.clone())
+        let url = self.chat_url(&call.upstream_model);
+        let open = async |deadline| self.open_stream(call, deadline).await;
+        self.up
+            .stream(&call.upstream_model, &url, call.timeout, open)
             .await
-        {
-            Ok(r) => r.map_err(|e| self.scrub(e)),
-            Err(_) => Err(ProviderError::Timeout(deadline)),
-        };
-        let opened = opened.inspect_err(|e| failed(&span, e))?;
-        match opened {
-            Opened::Complete(chunks) => Ok(Box::pin(futures_util::stream::iter(
-                chunks.into_iter().map(Ok),
-            ))),
-            Opened::Streaming(None, _) => Ok(Box::pin(futures_util::stream::empty())),
-            Opened::Streaming(Some(Err(e)), _) => {
-                let e = self.scrub(e);
-                failed(&span, &e);
-                Err(e)
-            }
-            Opened::Streaming(Some(Ok(first)), rest) => {
-                let key = self.api_key.clone();
-                // The span lives as long as the body: the upstream call ends
-                // with the stream.
-                let rest = rest.map(move |item| {
-                    item.map_err(|e| {
-                        let e = match &key {
-                            Some(k) if !k.expose().is_empty() => {
-                                e.map_message(|m| m.replace(k.expose(), "[redacted]"))
-                            }
-                            _ => e,
-                        };
-                        failed(&span, &e);
-                        e
-                    })
-                });
-                Ok(Box::pin(
-                    futures_util::stream::once(async { Ok(first) }).chain(rest),
-                ))
-            }
-        }
     }
 
     async fn embed(

@@ -12,21 +12,20 @@
 //! - A body that ends without `[DONE]` is complete if a finish reason was seen
 //!   (some vendors omit `[DONE]`), and otherwise a truncated stream: `Err`.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use eventsource_stream::{EventStream, EventStreamError, Eventsource};
 use futures_util::Stream;
 use switchyard_proto::gateway::v1::{ChatChunk, FinishReason, Usage};
 
 use super::{convert, error::classify_error_body, wire};
 use crate::ProviderError;
-use crate::upstream::{body_excerpt, describe};
+use crate::sse::{Sse, SseEvents, undecodable};
 
 /// Canonical chunks from an SSE byte stream (reqwest's `bytes_stream()`, or
 /// any stream of byte buffers).
-pub struct SseChunks<S> {
-    events: Pin<Box<EventStream<S>>>,
+pub type SseChunks<S> = Sse<S, State>;
+
+/// The stream's state between events, apart from the byte source.
+#[derive(Default)]
+pub struct State {
     done: bool,
     saw_finish: bool,
     usage: Option<Usage>,
@@ -40,17 +39,11 @@ where
     B: AsRef<[u8]>,
 {
     pub fn new(bytes: S) -> Self {
-        Self {
-            events: Box::pin(bytes.eventsource()),
-            done: false,
-            saw_finish: false,
-            usage: None,
-            last: ChatChunk::default(),
-        }
+        Self::with_state(bytes, State::default())
     }
 }
 
-impl<S> SseChunks<S> {
+impl State {
     /// The end of the stream: the usage chunk if the upstream reported usage.
     fn finish(&mut self) -> Option<Result<ChatChunk, ProviderError>> {
         self.done = true;
@@ -61,14 +54,28 @@ impl<S> SseChunks<S> {
             ..std::mem::take(&mut self.last)
         }))
     }
+}
+
+impl SseEvents for State {
+    fn done(&self) -> bool {
+        self.done
+    }
 
     fn fail(&mut self, e: ProviderError) -> Option<Result<ChatChunk, ProviderError>> {
         self.done = true;
         Some(Err(e))
     }
 
-    /// One `data:` payload: `None` when it carries nothing to hand on.
-    fn on_data(&mut self, event: &str, data: &str) -> Option<Result<ChatChunk, ProviderError>> {
+    fn on_close(&mut self) -> Option<Result<ChatChunk, ProviderError>> {
+        if self.saw_finish {
+            return self.finish();
+        }
+        self.fail(ProviderError::Connection(
+            "the upstream stream ended before it finished (no finish_reason, no [DONE])".into(),
+        ))
+    }
+
+    fn on_event(&mut self, event: &str, data: &str) -> Option<Result<ChatChunk, ProviderError>> {
         if data == "[DONE]" {
             return self.finish();
         }
@@ -77,12 +84,7 @@ impl<S> SseChunks<S> {
         }
         let chunk: wire::ChatCompletionChunk = match serde_json::from_str(data) {
             Ok(c) => c,
-            Err(e) => {
-                return self.fail(ProviderError::InvalidResponse(format!(
-                    "undecodable stream event ({e}): {}",
-                    body_excerpt(data.as_bytes())
-                )));
-            }
+            Err(e) => return self.fail(undecodable(e, data)),
         };
         if chunk.extra.contains_key("error") {
             return self.fail(classify_error_body(data.as_bytes()));
@@ -104,52 +106,6 @@ impl<S> SseChunks<S> {
             ..chunk.clone()
         };
         (!chunk.choices.is_empty()).then_some(Ok(chunk))
-    }
-}
-
-impl<S, B, E> Stream for SseChunks<S>
-where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
-    E: std::error::Error + 'static,
-{
-    type Item = Result<ChatChunk, ProviderError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let item = match ready!(this.events.as_mut().poll_next(cx)) {
-                None if this.saw_finish => this.finish(),
-                None => this.fail(ProviderError::Connection(
-                    "the upstream stream ended before it finished (no finish_reason, no [DONE])"
-                        .into(),
-                )),
-                Some(Err(EventStreamError::Transport(e))) => {
-                    this.fail(ProviderError::Connection(describe(&e)))
-                }
-                Some(Err(e @ (EventStreamError::Utf8(_) | EventStreamError::Parser(_)))) => this
-                    .fail(ProviderError::InvalidResponse(format!(
-                        "malformed event stream: {}",
-                        error_text(&e)
-                    ))),
-                Some(Ok(ev)) if ev.data.trim().is_empty() => None,
-                Some(Ok(ev)) => this.on_data(&ev.event, ev.data.trim()),
-            };
-            if let Some(item) = item {
-                return Poll::Ready(Some(item));
-            }
-        }
-    }
-}
-
-fn error_text<E>(e: &EventStreamError<E>) -> String {
-    match e {
-        EventStreamError::Utf8(u) => u.to_string(),
-        EventStreamError::Parser(p) => format!("{:?}", p.code),
-        EventStreamError::Transport(_) => "transport error".into(),
     }
 }
 

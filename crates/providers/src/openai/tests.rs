@@ -1,42 +1,25 @@
 //! The OpenAI provider against an HTTP double speaking OpenAI's wire format.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use serde_json::{Value, json};
-use switchyard_config::{ProviderConfig, Secret};
-use switchyard_proto::gateway::v1::{ChatChunk, ChatSpec, FinishReason};
+use serde_json::json;
+use switchyard_config::{ProviderConfig, ProviderKind};
+use switchyard_proto::gateway::v1::FinishReason;
 
 use super::double::{self, Double, Script};
 use super::*;
-use crate::conformance::{Harness, Target, Upstream};
+use crate::conformance::{Upstream, both_errors};
 use crate::registry::http_client;
+use crate::test_support::{self, spec_from, stream_items, user_says};
 
 const KEY: &str = "sk-test-0123456789";
 
 fn config(base_url: &str) -> ProviderConfig {
-    let mut c: ProviderConfig =
-        serde_json::from_value(json!({"name": "openai", "kind": "openai"})).unwrap();
-    c.base_url = Some(base_url.to_owned());
-    c.api_key = Some(Secret::new(KEY));
-    c
-}
-
-fn spec_from(client_request: Value) -> ChatSpec {
-    let req: wire::ChatCompletionRequest = serde_json::from_value(client_request).unwrap();
-    convert::request_to_spec(req).unwrap().0
+    test_support::config(ProviderKind::Openai, base_url, Some(KEY))
 }
 
 fn call(text: &str) -> ChatCall {
-    ChatCall {
-        spec: spec_from(
-            json!({"model": "chat-default", "messages": [{"role": "user", "content": text}]}),
-        ),
-        upstream_model: "gpt-4o-mini".into(),
-        request_id: "req-42".into(),
-        timeout: None,
-    }
+    test_support::chat_call(user_says(text), "gpt-4o-mini")
 }
 
 async fn provider_for(script: Script) -> (OpenAiProvider, Double) {
@@ -45,116 +28,78 @@ async fn provider_for(script: Script) -> (OpenAiProvider, Double) {
     (p, d)
 }
 
-struct OpenAiHarness;
-
-#[async_trait::async_trait]
-impl Harness for OpenAiHarness {
-    async fn start(&self, upstream: Upstream) -> Target {
-        let status =
-            |status: u16, headers: Vec<(&'static str, String)>, body: Value| Script::Status {
-                status,
-                headers,
-                body,
-            };
-        let script = match upstream {
-            Upstream::Refused => {
-                // A port nothing listens on: bound, then released.
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = l.local_addr().unwrap();
-                drop(l);
-                let p = OpenAiProvider::new(&config(&format!("http://{addr}/v1")), http_client())
-                    .unwrap();
-                return Target {
-                    provider: Arc::new(p),
-                    call: call("Hi"),
-                    upstream_closed: None,
-                    guard: Box::new(()),
-                };
-            }
-            Upstream::Answer => Script::Answer,
-            Upstream::RateLimited { retry_after } => status(
-                429,
-                vec![
-                    ("retry-after", retry_after.as_secs().to_string()),
-                    ("x-ratelimit-remaining-requests", "0".into()),
-                ],
-                double::error_json(
-                    "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
-                    "requests",
-                    None,
-                    Some("rate_limit_exceeded"),
-                ),
+/// The wire's answer to each failing [`Upstream`].
+fn error_answer(upstream: Upstream) -> Script {
+    match upstream {
+        Upstream::RateLimited { retry_after } => Script::status(
+            429,
+            double::error_json(
+                "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+                "requests",
+                None,
+                Some("rate_limit_exceeded"),
             ),
-            Upstream::ServerError => status(
-                500,
-                vec![],
-                double::error_json(
-                    "The server had an error while processing your request. Sorry about that!",
-                    "server_error",
-                    None,
-                    None,
-                ),
+        )
+        .with_header("retry-after", retry_after.as_secs().to_string())
+        .with_header("x-ratelimit-remaining-requests", "0"),
+        Upstream::ServerError => Script::status(
+            500,
+            double::error_json(
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+                None,
             ),
-            Upstream::Overloaded => status(
-                503,
-                vec![],
-                double::error_json(
-                    "The engine is currently overloaded, please try again later",
-                    "server_error",
-                    None,
-                    None,
-                ),
+        ),
+        Upstream::Overloaded => Script::status(
+            503,
+            double::error_json(
+                "The engine is currently overloaded, please try again later",
+                "server_error",
+                None,
+                None,
             ),
-            Upstream::BadRequest { message } => status(
-                400,
-                vec![],
-                double::error_json(
-                    &message,
-                    "invalid_request_error",
-                    Some("temperature"),
-                    Some("decimal_above_max_value"),
-                ),
+        ),
+        Upstream::BadRequest { message } => Script::status(
+            400,
+            double::error_json(
+                &message,
+                "invalid_request_error",
+                Some("temperature"),
+                Some("decimal_above_max_value"),
             ),
-            Upstream::ContextTooLong => status(
-                400,
-                vec![],
-                double::error_json(
-                    "This model's maximum context length is 128000 tokens. However, your messages resulted in 130211 tokens. Please reduce the length of the messages.",
-                    "invalid_request_error",
-                    Some("messages"),
-                    Some("context_length_exceeded"),
-                ),
+        ),
+        Upstream::ContextTooLong => Script::status(
+            400,
+            double::error_json(
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in 130211 tokens. Please reduce the length of the messages.",
+                "invalid_request_error",
+                Some("messages"),
+                Some("context_length_exceeded"),
             ),
-            Upstream::Hang => Script::Hang,
-            Upstream::StallAfterHeaders => Script::StallAfterHeaders,
-            Upstream::EndlessStream => Script::Endless,
-            Upstream::Unauthorized => status(
-                401,
-                vec![],
-                double::error_json(
-                    "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com/account/api-keys.",
-                    "invalid_request_error",
-                    None,
-                    Some("invalid_api_key"),
-                ),
+        ),
+        Upstream::Unauthorized => Script::status(
+            401,
+            double::error_json(
+                "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key"),
             ),
-            Upstream::ToolCall => Script::ToolCall,
-        };
-        let (d, closed) = Double::start(script).await;
-        let p = OpenAiProvider::new(&config(&d.base_url()), http_client()).unwrap();
-        Target {
-            provider: Arc::new(p),
-            call: call("Hi"),
-            upstream_closed: Some(Box::pin(async move {
-                let _ = closed.await;
-            })),
-            guard: Box::new(d),
-        }
+        ),
+        other => unreachable!("{other:?} is not an error answer"),
     }
 }
 
 mod conformance {
-    crate::provider_conformance!(super::OpenAiHarness);
+    use super::*;
+
+    crate::provider_conformance!(test_support::DoubleHarness {
+        errors: error_answer,
+        start: |s| Box::pin(Double::start(s)),
+        build: |url| OpenAiProvider::new(&config(url), http_client()).unwrap(),
+        call: || call("Hi"),
+    });
 }
 
 #[tokio::test]
@@ -180,7 +125,7 @@ async fn sends_openai_requests_upstream() {
     };
 
     p.chat(&c).await.unwrap();
-    let chunks: Vec<_> = p.chat_stream(&c).await.unwrap().collect().await;
+    let chunks = stream_items(&p, &c).await;
     assert!(chunks.iter().all(Result::is_ok));
 
     let reqs = d.requests();
@@ -298,16 +243,8 @@ async fn an_upstream_echoing_the_key_is_scrubbed() {
         None,
         Some("invalid_api_key"),
     );
-    let (p, _d) = provider_for(Script::Status {
-        status: 401,
-        headers: vec![],
-        body,
-    })
-    .await;
-    for e in [
-        p.chat(&call("Hi")).await.unwrap_err(),
-        p.chat_stream(&call("Hi")).await.err().unwrap(),
-    ] {
+    let (p, _d) = provider_for(Script::status(401, body)).await;
+    for e in both_errors(&p, &call("Hi")).await {
         let ProviderError::Auth {
             message,
             status: 401,
@@ -351,21 +288,9 @@ async fn an_undecodable_answer_is_invalid_response() {
 #[tokio::test]
 async fn a_json_answer_to_a_stream_request_becomes_chunks() {
     let (p, _d) = provider_for(Script::Json(double::answer_json("gpt-4o-mini"))).await;
-    let chunks: Vec<ChatChunk> = p
-        .chat_stream(&call("Hi"))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
-    assert_eq!(chunks.len(), 3);
-    assert_eq!(
-        chunks[0].choices[0].content.as_deref(),
-        Some(double::answer_text().as_str())
-    );
+    let chunks = test_support::whole_answer_as_chunks(&p, &call("Hi")).await;
     assert_eq!(chunks[1].choices[0].finish_reason(), FinishReason::Stop);
     assert!(chunks[2].choices.is_empty());
-    assert_eq!(chunks[2].usage.unwrap().total_tokens, 21);
 }
 
 #[tokio::test]
@@ -377,7 +302,7 @@ async fn stream_errors_before_and_after_the_first_chunk() {
         None,
     )
     .to_string();
-    let (p, _d) = provider_for(Script::Sse(vec![err.clone()])).await;
+    let (p, _d) = provider_for(Script::Events(vec![err.clone()])).await;
     assert!(matches!(
         p.chat_stream(&call("Hi")).await.err(),
         Some(ProviderError::Upstream { status: 500, .. })
@@ -388,8 +313,8 @@ async fn stream_errors_before_and_after_the_first_chunk() {
         double::content_chunk("m", "partial", true).to_string(),
         err,
     ];
-    let (p, _d) = provider_for(Script::Sse(events)).await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let (p, _d) = provider_for(Script::Events(events)).await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert_eq!(items.len(), 3);
     assert!(items[0].is_ok() && items[1].is_ok());
     assert!(matches!(
@@ -404,8 +329,8 @@ async fn a_stream_cut_before_it_finished_ends_in_an_error() {
         double::role_chunk("m", true).to_string(),
         double::content_chunk("m", "half", true).to_string(),
     ];
-    let (p, _d) = provider_for(Script::Sse(events)).await;
-    let items: Vec<_> = p.chat_stream(&call("Hi")).await.unwrap().collect().await;
+    let (p, _d) = provider_for(Script::Events(events)).await;
+    let items = stream_items(&p, &call("Hi")).await;
     assert!(matches!(
         items.last(),
         Some(Err(ProviderError::Connection(_)))
@@ -425,8 +350,8 @@ fn azure_puts_the_deployment_in_the_path_and_the_key_in_api_key() {
         p.operation_url("embed-small", &["embeddings"]).as_str(),
         "https://my-res.openai.azure.com/openai/deployments/embed-small/embeddings?api-version=2024-10-21"
     );
-    assert_eq!(p.headers.get("api-key").unwrap(), KEY);
-    assert!(p.headers.get("authorization").is_none());
+    assert_eq!(p.up.headers.get("api-key").unwrap(), KEY);
+    assert!(p.up.headers.get("authorization").is_none());
     assert_eq!(p.kind(), "azure-openai");
 
     cfg.api_version = Some("2025-04-01-preview".into());

@@ -35,3 +35,6 @@ cargo test --workspace --no-fail-fast
 
 step "OpenAI SDK compatibility tests"
 .venv/bin/python -m pytest tests/sdk -q -p no:cacheprovider
+
+step "Kubernetes deployment: Helm chart, Dockerfile (tests/deploy)"
+.venv/bin/python -m pytest tests/deploy -q -p no:cacheprovider

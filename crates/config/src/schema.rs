@@ -29,6 +29,10 @@ pub struct Config {
     /// Traces (OTLP export, sampling) and what spans may record.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Service discovery: registration with a Consul agent (off unless
+    /// `discovery.consul` is present).
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +51,75 @@ pub struct ServerConfig {
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM/SIGINT, how long the router keeps accepting
+    /// connections (and serving them) while reporting not-ready, so load
+    /// balancers and Kubernetes endpoints stop sending traffic before the
+    /// listeners close. Zero: close at once.
+    #[serde(default = "default_shutdown_delay", with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+}
+
+/// `discovery:` service discovery settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Present: every `serve`, `router` and `worker` process registers itself
+    /// with the Consul agent and deregisters on shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consul: Option<ConsulConfig>,
+}
+
+/// `discovery.consul`: registration with a local Consul agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulConfig {
+    /// The agent's HTTP API, e.g. `http://127.0.0.1:8500`.
+    #[serde(default = "default_consul_address")]
+    pub address: String,
+    /// ACL token sent as `X-Consul-Token`. Absent: `CONSUL_HTTP_TOKEN` from
+    /// the environment, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Service name of routers (and `serve`).
+    #[serde(default = "default_router_service_name")]
+    pub router_service_name: String,
+    /// Service name of workers.
+    #[serde(default = "default_worker_service_name")]
+    pub worker_service_name: String,
+    /// Extra tags, after the built-in `role=...` (and `provider=...`) ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// How often the agent checks a router (gRPC health), and how often a
+    /// worker reports itself alive (TTL check of 3x this).
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// The agent removes a registration whose check has been critical this
+    /// long (a process that died without deregistering).
+    #[serde(
+        default = "default_deregister_critical_after",
+        with = "humantime_serde"
+    )]
+    pub deregister_critical_after: Duration,
+    /// The address registered for this process (an IP or a DNS name).
+    /// Absent: the IP of `server.http_addr` when it is a specific one, else
+    /// the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_address: Option<String>,
+}
+
+impl Default for ConsulConfig {
+    fn default() -> Self {
+        Self {
+            address: default_consul_address(),
+            token: None,
+            router_service_name: default_router_service_name(),
+            worker_service_name: default_worker_service_name(),
+            tags: Vec::new(),
+            check_interval: default_check_interval(),
+            deregister_critical_after: default_deregister_critical_after(),
+            advertise_address: None,
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -85,7 +158,7 @@ pub struct ProviderConfig {
     /// Referenced by routes and by `switchyard worker --provider`.
     pub name: String,
     pub kind: ProviderKind,
-    /// Defaults per kind (openai: https://api.openai.com/v1).
+    /// Defaults per kind (`ProviderKind::default_base_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The key itself (use `${ENV_VAR}` interpolation rather than a literal).
@@ -656,6 +729,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             request_timeout: default_request_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            shutdown_delay: default_shutdown_delay(),
         }
     }
 }
@@ -674,6 +748,24 @@ fn default_request_timeout() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
+}
+fn default_shutdown_delay() -> Duration {
+    Duration::ZERO
+}
+pub fn default_consul_address() -> String {
+    "http://127.0.0.1:8500".to_owned()
+}
+pub fn default_router_service_name() -> String {
+    "switchyard-router".to_owned()
+}
+pub fn default_worker_service_name() -> String {
+    "switchyard-worker".to_owned()
+}
+fn default_check_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_deregister_critical_after() -> Duration {
+    Duration::from_secs(60)
 }
 pub fn default_subject_prefix() -> String {
     "switchyard".to_owned()

@@ -59,6 +59,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.models(config);
     v.routing(config);
     v.telemetry(config);
+    v.discovery(config);
     v.problems
 }
 
@@ -474,6 +475,118 @@ impl Validator {
     }
 }
 
+impl Validator {
+    fn discovery(&mut self, config: &Config) {
+        let Some(c) = &config.discovery.consul else {
+            return;
+        };
+        let path = KeyPath::root().key("discovery").key("consul");
+        if let Err(m) = check_base_url(&c.address) {
+            self.push(path.key("address"), m);
+        }
+        if c.token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().any(char::is_control))
+        {
+            self.push(
+                path.key("token"),
+                "contains control characters (a line break?)",
+            );
+        }
+        for (key, name) in [
+            ("router_service_name", &c.router_service_name),
+            ("worker_service_name", &c.worker_service_name),
+        ] {
+            if let Err(m) = check_service_name(name) {
+                self.push(path.key(key), m);
+            }
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, tag) in c.tags.iter().enumerate() {
+            let tpath = path.key("tags").index(i);
+            if tag.is_empty() {
+                self.push(tpath, "must not be empty");
+            } else if tag.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                self.push(
+                    tpath,
+                    format!("`{tag}` must not contain whitespace or control characters"),
+                );
+            } else if tag.starts_with("role=") || tag.starts_with("provider=") {
+                self.push(
+                    tpath,
+                    format!("`{tag}`: `role=` and `provider=` tags are set by Switchyard itself"),
+                );
+            } else if let Some(first) = seen.get(tag.as_str()) {
+                self.push(
+                    tpath,
+                    format!("`{tag}` is listed twice (first at tags[{first}])"),
+                );
+            } else {
+                seen.insert(tag, i);
+            }
+        }
+        self.nonzero_duration(path.key("check_interval"), c.check_interval);
+        // Consul reaps critical services at most every 30s and ignores
+        // timeouts under a minute.
+        if c.deregister_critical_after < Duration::from_secs(60) {
+            self.push(
+                path.key("deregister_critical_after"),
+                format!(
+                    "`{}` is less than Consul's minimum of 1m",
+                    humantime::format_duration(c.deregister_critical_after)
+                ),
+            );
+        }
+        if let Some(addr) = &c.advertise_address
+            && let Err(m) = check_advertise_address(addr)
+        {
+            self.push(path.key("advertise_address"), m);
+        }
+    }
+}
+
+/// Consul service names are DNS labels (`<name>.service.consul`).
+fn check_service_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > 63
+        || name.starts_with('-')
+        || name.ends_with('-')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!(
+            "`{name}` is not a DNS label: up to 63 letters, digits and `-`, not starting or ending with `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// An IP address or a host name, without scheme or port.
+fn check_advertise_address(addr: &str) -> Result<(), String> {
+    if addr.is_empty() {
+        return Err("must not be empty (remove it to use the default)".to_owned());
+    }
+    if addr.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = addr.len() <= 253
+        && addr.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{addr}` is neither an IP address nor a host name (no scheme, no port)"
+        ))
+    }
+}
+
 /// Provider names become NATS subject tokens (`<prefix>.work.<provider>`).
 fn check_provider_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -605,6 +718,51 @@ mod tests {
         assert!(check_base_url("ftp://x/v1").is_err());
         assert!(check_base_url("api.openai.com/v1").is_err());
         assert!(check_base_url("https://x/v1?a=b").is_err());
+    }
+
+    #[test]
+    fn discovery_values() {
+        assert!(check_service_name("switchyard-router").is_ok());
+        for bad in ["", "-a", "a-", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(check_service_name(bad).is_err(), "{bad}");
+        }
+        for good in ["10.0.0.7", "::1", "pod-1.ns.svc", "localhost"] {
+            assert!(check_advertise_address(good).is_ok(), "{good}");
+        }
+        for bad in ["", "http://a", "a:8080", "a b", "a..b"] {
+            assert!(check_advertise_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn discovery_problems_name_their_keys() {
+        let yaml = "providers:\n  - { name: demo, kind: demo }\ndiscovery:\n  consul:\n    address: consul:8500\n    router_service_name: my_router\n    tags: [a, a, role=x, '']\n    check_interval: 0s\n    deregister_critical_after: 30s\n    advertise_address: 'http://x'\n";
+        let errors = Config::from_yaml_str(yaml, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "discovery.consul.address",
+            "discovery.consul.router_service_name",
+            "discovery.consul.tags[1]",
+            "discovery.consul.tags[2]",
+            "discovery.consul.tags[3]",
+            "discovery.consul.check_interval",
+            "discovery.consul.deregister_critical_after",
+            "discovery.consul.advertise_address",
+        ] {
+            assert!(errors.contains(key), "{key} missing in:\n{errors}");
+        }
+        let ok = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\nserver:\n  shutdown_delay: 5s\ndiscovery:\n  consul: {}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let c = ok.discovery.consul.unwrap();
+        assert_eq!(c, crate::ConsulConfig::default());
+        assert_eq!(c.address, "http://127.0.0.1:8500");
+        assert_eq!(ok.server.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(Config::default().server.shutdown_delay, Duration::ZERO);
+        assert!(Config::default().discovery.consul.is_none());
     }
 
     #[test]

@@ -238,6 +238,7 @@ impl Config {
             models: _,
             routing: _,
             telemetry,
+            discovery,
         } = self;
         let ServerConfig {
             http_addr,
@@ -245,6 +246,7 @@ impl Config {
             max_body_bytes,
             request_timeout,
             shutdown_grace,
+            shutdown_delay,
         } = server;
         let s = &new.server;
         let mut keys = Vec::new();
@@ -254,6 +256,7 @@ impl Config {
             ("max_body_bytes", *max_body_bytes != s.max_body_bytes),
             ("request_timeout", *request_timeout != s.request_timeout),
             ("shutdown_grace", *shutdown_grace != s.shutdown_grace),
+            ("shutdown_delay", *shutdown_delay != s.shutdown_delay),
         ] {
             if differs {
                 keys.push(format!("server.{key}"));
@@ -265,6 +268,10 @@ impl Config {
         // The exporter and sampler are set up once at start.
         if *telemetry != new.telemetry {
             keys.push("telemetry".to_owned());
+        }
+        // Registered once at start, deregistered at shutdown.
+        if *discovery != new.discovery {
+            keys.push("discovery".to_owned());
         }
         // Names are unique in a valid config, so a provider is known by its
         // name across the two.
@@ -513,5 +520,15 @@ mod tests {
         let mut new = old.clone();
         new.telemetry.sampling_ratio = 0.5;
         assert_eq!(old.reload_diff(&new), ["telemetry"]);
+
+        // Registered at start; the delay is read when shutdown begins, but
+        // from the config the process started with.
+        let mut new = old.clone();
+        new.server.shutdown_delay = Duration::from_secs(5);
+        new.discovery.consul = Some(crate::ConsulConfig::default());
+        assert_eq!(
+            old.reload_diff(&new),
+            ["server.shutdown_delay", "discovery"]
+        );
     }
 }

@@ -120,7 +120,11 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
     request_timeout: Duration,
+    /// Readiness is false: shutdown began (requests are still served while
+    /// `server.shutdown_delay` runs).
     shutting_down: AtomicBool,
+    /// The listeners stopped accepting: new requests are refused.
+    closed: AtomicBool,
     /// `telemetry.record_content`: prompts and completions on the trace.
     record_content: bool,
 }
@@ -135,6 +139,7 @@ impl Gateway {
             bus,
             request_timeout: config.server.request_timeout,
             shutting_down: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             record_content: config.telemetry.record_content,
         }
     }
@@ -168,12 +173,21 @@ impl Gateway {
         !self.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// Readiness turns false; requests are still taken (load balancers and
+    /// Kubernetes endpoints need a moment to stop sending them).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
+    /// The listeners stopped accepting: a request that still arrives (on a
+    /// connection being drained) is refused with `shutting_down`.
+    pub fn close(&self) {
+        self.begin_shutdown();
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
     fn plan(&self, model: &str, work: &Work) -> Result<Plan, GatewayError> {
-        if !self.is_ready() {
+        if self.closed.load(Ordering::Relaxed) {
             return Err(GatewayError::ShuttingDown);
         }
         match work {

@@ -49,10 +49,35 @@ pub struct RunningRouter {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    health: tonic_health::server::HealthReporter,
     tasks: Vec<JoinHandle<Result<(), RouterError>>>,
 }
 
+/// Turns a router's readiness off (see [`RunningRouter::readiness`]).
+#[derive(Clone)]
+pub struct Readiness {
+    gateway: Arc<Gateway>,
+    health: tonic_health::server::HealthReporter,
+}
+
+impl Readiness {
+    /// The first step of shutdown: `/readyz` answers 503 and gRPC health
+    /// NOT_SERVING, while the listeners keep accepting and requests are
+    /// still served (until the `shutdown` token given to [`start`] fires).
+    pub async fn set_not_ready(&self) {
+        not_ready(&self.gateway, &self.health).await;
+    }
+}
+
 impl RunningRouter {
+    /// A handle that turns readiness off before the listeners close.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            gateway: self.gateway.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     /// Waits until both servers stopped (after `shutdown` fired and their
     /// in-flight requests finished).
     pub async fn wait(self) -> Result<(), RouterError> {
@@ -72,9 +97,9 @@ impl RunningRouter {
 }
 
 /// Binds the HTTP and gRPC listeners and serves until `shutdown` fires. On
-/// shutdown, readiness and gRPC health turn to not-serving at once, new
-/// connections are refused and in-flight requests (streams included) run to
-/// their end.
+/// shutdown, readiness and gRPC health turn to not-serving (if
+/// [`Readiness::set_not_ready`] did not already), new connections are
+/// refused and in-flight requests (streams included) run to their end.
 pub async fn start(
     config: &Config,
     bus: Arc<dyn Bus>,
@@ -110,10 +135,8 @@ pub async fn start(
         let health = health_reporter.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            gateway.begin_shutdown();
-            health
-                .set_not_serving::<GatewayServiceServer<grpc::GrpcGateway>>()
-                .await;
+            not_ready(&gateway, &health).await;
+            gateway.close();
         });
     }
 
@@ -164,8 +187,16 @@ pub async fn start(
         http_addr,
         grpc_addr,
         gateway,
+        health: health_reporter,
         tasks: vec![http_task, grpc_task],
     })
+}
+
+async fn not_ready(gateway: &Gateway, health: &tonic_health::server::HealthReporter) {
+    gateway.begin_shutdown();
+    health
+        .set_not_serving::<GatewayServiceServer<grpc::GrpcGateway>>()
+        .await;
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RouterError> {

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -156,14 +157,19 @@ fn load(path: Option<&PathBuf>) -> Result<Config> {
     Ok(config)
 }
 
-async fn connect_bus(config: &Config, role: &str, require_nats: bool) -> Result<Arc<dyn Bus>> {
+/// The bus, and the NATS connection behind it (to flush and close at exit).
+async fn connect_bus(
+    config: &Config,
+    role: &str,
+    require_nats: bool,
+) -> Result<(Arc<dyn Bus>, Option<NatsBus>)> {
     match &config.bus {
         Some(b) => {
             let bus = NatsBus::connect(NatsOptions::from_config(b, format!("switchyard-{role}")))
                 .await
                 .with_context(|| format!("cannot connect to NATS at {}", b.nats_url))?;
             tracing::info!(url = %b.nats_url, "bus: NATS");
-            Ok(Arc::new(bus))
+            Ok((Arc::new(bus.clone()), Some(bus)))
         }
         None if require_nats => {
             bail!(
@@ -172,8 +178,23 @@ async fn connect_bus(config: &Config, role: &str, require_nats: bool) -> Result<
         }
         None => {
             tracing::info!("bus: in-process");
-            Ok(Arc::new(InProcessBus::new()))
+            Ok((Arc::new(InProcessBus::new()), None))
         }
+    }
+}
+
+/// How long the NATS connection may take to flush at exit.
+const BUS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flushes what was published (a worker's last chunks and end events) and
+/// closes the NATS connection: exiting without it can lose them.
+async fn close_bus(nats: Option<NatsBus>) {
+    if let Some(n) = nats
+        && tokio::time::timeout(BUS_CLOSE_TIMEOUT, n.close())
+            .await
+            .is_err()
+    {
+        tracing::warn!(timeout = ?BUS_CLOSE_TIMEOUT, "NATS connection did not close in time");
     }
 }
 
@@ -211,16 +232,21 @@ async fn spawn_worker(
 }
 
 async fn run(command: Command, config: Config) -> Result<()> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    // SIGTERM/SIGINT: the start of the shutdown sequence (see
+    // `shut_down_router`).
+    let signal = CancellationToken::new();
+    tokio::spawn(signal_shutdown(signal.clone()));
     match command {
         // Handled in main before the runtime starts.
         Command::Check { .. } => {}
         Command::Serve {
             config: config_path,
         } => {
-            let bus = connect_bus(&config, "serve", false).await?;
+            let (bus, nats) = connect_bus(&config, "serve", false).await?;
             let http = switchyard_providers::registry::http_client();
+            // The in-process workers serve the router's requests to their
+            // end, so they stop only once the router has drained.
+            let workers_stop = CancellationToken::new();
             let mut workers = Vec::new();
             for p in &config.providers {
                 workers.push(
@@ -229,48 +255,119 @@ async fn run(command: Command, config: Config) -> Result<()> {
                         &p.name,
                         bus.clone(),
                         http.clone(),
-                        shutdown.clone(),
+                        workers_stop.clone(),
                     )
                     .await?,
                 );
             }
-            let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
+            let listeners_stop = CancellationToken::new();
+            let router = switchyard_router::start(&config, bus, listeners_stop.clone()).await?;
             if let Some(path) = &config_path {
                 watch_config(
                     path.clone(),
                     config.clone(),
                     router.gateway.clone(),
-                    shutdown.clone(),
+                    signal.clone(),
                 );
             }
             if config.bus.is_none() && !router.http_addr.ip().is_loopback() {
                 tracing::warn!(addr = %router.http_addr, "listening beyond localhost with no client authentication configured");
             }
-            wait_router(router, &shutdown, config.server.shutdown_grace).await?;
+            let registrar = register_router(&config, &router);
+            let drained =
+                shut_down_router(router, registrar, &signal, &listeners_stop, &config.server)
+                    .await?;
+            workers_stop.cancel();
+            // After a full drain the workers hold nothing and stop at once;
+            // after the grace period ran out, what they hold is cancelled.
+            let remaining = if drained {
+                config.server.shutdown_grace
+            } else {
+                Duration::ZERO
+            };
             for w in workers {
-                w.await??;
+                match tokio::time::timeout(remaining + Duration::from_secs(1), w).await {
+                    Ok(r) => r??,
+                    Err(_) => tracing::warn!("a worker did not stop in time"),
+                }
             }
+            close_bus(nats).await;
         }
         Command::Router { config: path } => {
-            let bus = connect_bus(&config, "router", true).await?;
-            let router = switchyard_router::start(&config, bus, shutdown.clone()).await?;
-            watch_config(
-                path,
-                config.clone(),
-                router.gateway.clone(),
-                shutdown.clone(),
-            );
-            wait_router(router, &shutdown, config.server.shutdown_grace).await?;
+            let (bus, nats) = connect_bus(&config, "router", true).await?;
+            let listeners_stop = CancellationToken::new();
+            let router = switchyard_router::start(&config, bus, listeners_stop.clone()).await?;
+            watch_config(path, config.clone(), router.gateway.clone(), signal.clone());
+            let registrar = register_router(&config, &router);
+            shut_down_router(router, registrar, &signal, &listeners_stop, &config.server).await?;
+            close_bus(nats).await;
         }
         Command::Worker { provider, .. } => {
-            let bus = connect_bus(&config, "worker", true).await?;
+            let (bus, nats) = connect_bus(&config, "worker", true).await?;
             let http = switchyard_providers::registry::http_client();
-            spawn_worker(&config, &provider, bus, http, shutdown.clone())
-                .await?
-                .await??;
+            // Workers take work from a NATS queue group: unsubscribing takes
+            // effect at the server at once, so no delay is needed before
+            // they stop taking work.
+            let mut worker = spawn_worker(&config, &provider, bus, http, signal.clone()).await?;
+            let registrar = config.discovery.consul.as_ref().and_then(|c| {
+                let role = switchyard_discovery::Role::Worker {
+                    provider: &provider,
+                };
+                register(c, role)
+            });
+            let result = tokio::select! {
+                r = &mut worker => {
+                    deregister(registrar).await;
+                    r
+                }
+                _ = signal.cancelled() => {
+                    // Deregistered while the worker finishes its jobs.
+                    let (r, ()) = tokio::join!(&mut worker, deregister(registrar));
+                    r
+                }
+            };
+            result??;
+            close_bus(nats).await;
         }
     }
     Ok(())
+}
+
+/// How long deregistration from Consul may take at shutdown.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn register_router(
+    config: &Config,
+    router: &switchyard_router::RunningRouter,
+) -> Option<switchyard_discovery::Registrar> {
+    let role = switchyard_discovery::Role::Router {
+        http_addr: router.http_addr,
+        grpc_addr: router.grpc_addr,
+    };
+    register(config.discovery.consul.as_ref()?, role)
+}
+
+/// Starts registering with Consul in the background (a down agent is
+/// retried, never fatal).
+fn register(
+    consul: &switchyard_config::ConsulConfig,
+    role: switchyard_discovery::Role<'_>,
+) -> Option<switchyard_discovery::Registrar> {
+    let registration =
+        switchyard_discovery::registration(consul, role, &switchyard_discovery::host_name());
+    match switchyard_discovery::ConsulAgent::from_config(consul) {
+        Ok(agent) => Some(switchyard_discovery::Registrar::spawn(agent, registration)),
+        Err(e) => {
+            tracing::warn!(error = %e, "Consul registration is off");
+            None
+        }
+    }
+}
+
+async fn deregister(registrar: Option<switchyard_discovery::Registrar>) {
+    if let Some(r) = registrar {
+        r.deregister(DEREGISTER_TIMEOUT).await;
+    }
 }
 
 /// How often the config file is checked for changes.
@@ -332,23 +429,53 @@ fn watch_config(
     });
 }
 
-/// Serves until shutdown, then gives in-flight requests `grace` to finish.
-async fn wait_router(
+/// Serves until `signal`, then shuts down in the order load balancers and
+/// Kubernetes need: readiness false (`/readyz` 503, gRPC health
+/// NOT_SERVING) at once; deregistration from Consul; still serving for
+/// `server.shutdown_delay` (endpoints update asynchronously, so traffic can
+/// still arrive); then the listeners close and in-flight requests get
+/// `server.shutdown_grace` to finish. Returns whether they all did.
+async fn shut_down_router(
     router: switchyard_router::RunningRouter,
-    shutdown: &CancellationToken,
-    grace: std::time::Duration,
-) -> Result<()> {
+    registrar: Option<switchyard_discovery::Registrar>,
+    signal: &CancellationToken,
+    listeners_stop: &CancellationToken,
+    server: &switchyard_config::ServerConfig,
+) -> Result<bool> {
+    let readiness = router.readiness();
     let done = router.wait();
     tokio::pin!(done);
     tokio::select! {
-        r = &mut done => return Ok(r?),
-        _ = shutdown.cancelled() => {}
+        r = &mut done => {
+            // A server failed before any signal.
+            deregister(registrar).await;
+            r?;
+            return Ok(true);
+        }
+        _ = signal.cancelled() => {}
     }
+    readiness.set_not_ready().await;
+    tracing::info!(delay = ?server.shutdown_delay, "shutdown: not ready; still serving until the delay is over");
+    // The delay and deregistration run together: the listeners close once
+    // both are over.
+    tokio::join!(
+        tokio::time::sleep(server.shutdown_delay),
+        deregister(registrar)
+    );
+    listeners_stop.cancel();
+    let grace = server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutdown: listeners closed, finishing in-flight requests"
+    );
     match tokio::time::timeout(grace, done).await {
-        Ok(r) => Ok(r?),
+        Ok(r) => {
+            r?;
+            Ok(true)
+        }
         Err(_) => {
             tracing::warn!(?grace, "grace period over: closing remaining connections");
-            Ok(())
+            Ok(false)
         }
     }
 }

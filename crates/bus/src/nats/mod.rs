@@ -233,6 +233,12 @@ impl NatsBus {
     /// streams end, new calls fail with [`BusError::Closed`], and what was
     /// already published is flushed before the connection closes.
     pub async fn close(&self) {
+        // `Client::drain` returns before anything is flushed: a round trip
+        // makes sure the server has every event published so far (a
+        // worker's last chunks) before the process may exit.
+        if let Err(e) = server_round_trip(&self.inner.client).await {
+            tracing::debug!(error = %e, "NATS flush on close failed");
+        }
         self.inner.shutdown.cancel();
         if let Err(e) = self.inner.client.drain().await {
             tracing::debug!(error = %e, "NATS drain on close failed");

@@ -1,0 +1,339 @@
+"""Writes deploy/helm/switchyard/values.schema.json (draft-07).
+
+The schema is kept as Python here because it shares many fragments; the JSON
+file is what Helm reads, and test_chart.py checks it is up to date:
+
+    .venv/bin/python tests/deploy/gen_schema.py
+"""
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "deploy/helm/switchyard/values.schema.json"
+
+
+def obj(props, required=(), desc=None, **kw):
+    o = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        o["required"] = list(required)
+    if desc:
+        o["description"] = desc
+    o.update(kw)
+    return o
+
+
+S = {"type": "string"}
+B = {"type": "boolean"}
+INT = {"type": "integer"}
+POS = {"type": "integer", "minimum": 1}
+NONNEG = {"type": "integer", "minimum": 0}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+RATIO = {"type": "number", "minimum": 0, "maximum": 1}
+DURATION = {"type": "string", "minLength": 1, "description": "humantime duration: 500ms, 60s, 1m 30s"}
+OPT_DURATION = {"type": "string", "description": "humantime duration, empty: the config's default"}
+STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# Kubernetes objects passed through as they are (their own API validates them).
+K8S_OBJ = {"type": "object"}
+K8S_LIST = {"type": "array", "items": {"type": "object"}}
+ENV_LIST = {
+    "type": "array",
+    "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+}
+POLICY = {"type": "string", "enum": ["warn", "drop", "reject"]}
+KINDS = [
+    "openai", "azure-openai", "anthropic", "gemini", "bedrock", "mistral", "deepseek", "groq",
+    "together", "xai", "fireworks", "openrouter", "perplexity", "cerebras", "vllm", "ollama", "demo",
+]
+ENV_NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
+PULL_POLICY = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
+
+
+def autoscaling(memory=False):
+    props = {
+        "enabled": B,
+        "minReplicas": POS,
+        "maxReplicas": POS,
+        "targetCPUUtilizationPercentage": {"type": ["integer", "null"], "minimum": 1},
+    }
+    if memory:
+        props["targetMemoryUtilizationPercentage"] = {"type": ["integer", "null"], "minimum": 1}
+    return obj(props)
+
+
+def worker_settings():
+    return obj(
+        {
+            "replicas": NONNEG,
+            "resources": K8S_OBJ,
+            "autoscaling": autoscaling(),
+            "terminationGracePeriodSeconds": NONNEG,
+            "podAnnotations": STRMAP,
+            "podLabels": STRMAP,
+            "extraEnv": ENV_LIST,
+            "nodeSelector": STRMAP,
+            "tolerations": K8S_LIST,
+            "affinity": K8S_OBJ,
+            "topologySpreadConstraints": K8S_LIST,
+        }
+    )
+
+
+def probe():
+    return obj(
+        {
+            "enabled": B,
+            "initialDelaySeconds": NONNEG,
+            "periodSeconds": POS,
+            "timeoutSeconds": POS,
+            "failureThreshold": POS,
+            "successThreshold": POS,
+        }
+    )
+
+
+PROVIDER = obj(
+    {
+        # Config keys (docs/configuration.md, providers[]).
+        "name": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9]([A-Za-z0-9_-]{0,40}[A-Za-z0-9])?$",
+            "description": "providers[].name; also part of object names, so it starts and ends with a letter or digit",
+        },
+        "kind": {"type": "string", "enum": KINDS},
+        "base_url": {"type": "string", "pattern": "^https?://"},
+        "timeout": DURATION,
+        "max_concurrency": POS,
+        "max_queue": NONNEG,
+        "headers": STRMAP,
+        "models": {"type": "array", "items": {"type": "string"}},
+        "unsupported_params": POLICY,
+        "api_version": S,
+        "region": S,
+        "aws": obj({"access_key_id": S, "secret_access_key": S, "session_token": S},
+                   desc="bedrock: use ${VAR:-} references and worker.extraEnv; never literals"),
+        # The chart's keys.
+        "apiKey": obj(
+            {
+                "existingSecret": SECRET_NAME,
+                "key": {"type": "string", "minLength": 1},
+                "createSecret": B,
+                "value": S,
+                "env": ENV_NAME,
+            }
+        ),
+        "worker": worker_settings(),
+    },
+    required=["name", "kind"],
+    desc="providers[]: config keys except api_key / api_key_env (the chart sets api_key_env from apiKey)",
+)
+
+ROUTE = obj(
+    {
+        "provider": {"type": "string", "minLength": 1},
+        "model": {"type": "string", "minLength": 1},
+        "weight": NONNEG,
+        "context_window": POS,
+        "capabilities": {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": ["tools", "vision", "json_schema"]},
+        },
+        "price": obj(
+            {"input_per_mtok": {"type": "number", "minimum": 0},
+             "output_per_mtok": {"type": "number", "minimum": 0}},
+            required=["input_per_mtok", "output_per_mtok"],
+        ),
+    },
+    required=["provider", "model"],
+)
+
+MODEL = obj(
+    {
+        "name": {"type": "string", "minLength": 1},
+        "strategy": {"type": "string", "enum": ["fallback", "weighted", "cheapest", "fastest", "least-busy"]},
+        "routes": {"type": "array", "minItems": 1, "items": ROUTE},
+        "retry": obj({"max_attempts": POS, "backoff_base": S, "backoff_max": S}),
+        "hedge": obj({"delay": DURATION, "min_delay": S, "max_hedges": POS}, required=["delay"]),
+        "first_token_timeout": DURATION,
+        "timeout": DURATION,
+        "unsupported_params": POLICY,
+    },
+    required=["name", "routes"],
+)
+
+CONFIG = obj(
+    {
+        "server": obj(
+            {"max_body_bytes": POS, "request_timeout": DURATION, "shutdown_grace": S, "shutdown_delay": S},
+            desc="config `server` without the addresses (set from router.ports)",
+        ),
+        "models": {"type": "array", "items": MODEL},
+        "routing": obj(
+            {
+                "breaker": obj({"failure_threshold": POS, "open_for": DURATION}),
+                "default_cooldown": DURATION,
+                "exploration": RATIO,
+            }
+        ),
+        "telemetry": obj(
+            {
+                "otlp_endpoint": S,
+                "otlp_protocol": {"type": "string", "enum": ["grpc", "http"]},
+                "sampling_ratio": RATIO,
+                "record_content": B,
+            }
+        ),
+    },
+    desc="config file keys as in docs/configuration.md (snake_case)",
+)
+
+SCHEMA = obj(
+    {
+        "global": {"type": "object", "description": "Helm's global values (unused)"},
+        "image": obj({"repository": {"type": "string", "minLength": 1}, "tag": S, "pullPolicy": PULL_POLICY},
+                     required=["repository"]),
+        "imagePullSecrets": K8S_LIST,
+        "nameOverride": S,
+        "fullnameOverride": S,
+        "commonLabels": STRMAP,
+        "logLevel": {"type": "string", "minLength": 1},
+        "serviceAccount": obj({"create": B, "name": S, "annotations": STRMAP, "automountServiceAccountToken": B}),
+        "podSecurityContext": K8S_OBJ,
+        "securityContext": K8S_OBJ,
+        "config": CONFIG,
+        "providers": {"type": "array", "minItems": 1, "items": PROVIDER},
+        "workerDefaults": worker_settings(),
+        "nats": obj(
+            {
+                "url": {"type": "string", "pattern": "^(nats|tls)://"},
+                "subjectPrefix": {"type": "string", "pattern": "^([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*)?$"},
+                "ackTimeout": OPT_DURATION,
+                "heartbeatInterval": OPT_DURATION,
+                "auth": obj(
+                    {
+                        "type": {"type": "string", "enum": ["none", "token", "userPassword"]},
+                        "existingSecret": SECRET_NAME,
+                        "createSecret": B,
+                        "token": S,
+                        "user": S,
+                        "password": S,
+                        "tokenKey": {"type": "string", "minLength": 1},
+                        "userKey": {"type": "string", "minLength": 1},
+                        "passwordKey": {"type": "string", "minLength": 1},
+                    }
+                ),
+                "tls": obj({"enabled": B, "caSecret": SECRET_NAME, "caKey": {"type": "string", "minLength": 1}}),
+            },
+            required=["url"],
+        ),
+        "router": obj(
+            {
+                "replicas": NONNEG,
+                "resources": K8S_OBJ,
+                "ports": obj({"http": PORT, "grpc": PORT}, required=["http", "grpc"]),
+                "autoscaling": autoscaling(memory=True),
+                "pdb": obj(
+                    {
+                        "enabled": B,
+                        "minAvailable": {"type": ["integer", "string", "null"]},
+                        "maxUnavailable": {"type": ["integer", "string", "null"]},
+                    }
+                ),
+                "probes": obj(
+                    {"grpcService": S, "startup": probe(), "readiness": probe(), "liveness": probe()}
+                ),
+                "terminationGracePeriodSeconds": NONNEG,
+                "adminToken": obj({"existingSecret": SECRET_NAME, "key": {"type": "string", "minLength": 1}}),
+                "podAnnotations": STRMAP,
+                "podLabels": STRMAP,
+                "extraEnv": ENV_LIST,
+                "nodeSelector": STRMAP,
+                "tolerations": K8S_LIST,
+                "affinity": K8S_OBJ,
+                "topologySpreadConstraints": K8S_LIST,
+            }
+        ),
+        "service": obj(
+            {
+                "type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                "annotations": STRMAP,
+                "httpPort": PORT,
+                "grpcPort": PORT,
+            }
+        ),
+        "ingress": obj(
+            {
+                "enabled": B,
+                "className": S,
+                "annotations": STRMAP,
+                "hosts": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "host": S,
+                            "paths": {
+                                "type": "array",
+                                "items": obj(
+                                    {"path": S,
+                                     "pathType": {"type": "string",
+                                                  "enum": ["Prefix", "Exact", "ImplementationSpecific"]}},
+                                    required=["path", "pathType"],
+                                ),
+                            },
+                        },
+                        required=["host", "paths"],
+                    ),
+                },
+                "tls": K8S_LIST,
+            }
+        ),
+        "otel": obj(
+            {
+                "endpoint": S,
+                "protocol": {"type": "string", "enum": ["", "grpc", "http/protobuf"]},
+                "headersSecret": obj({"name": SECRET_NAME, "key": {"type": "string", "minLength": 1}}),
+                "resourceAttributes": S,
+                "tracesSamplerArg": S,
+            }
+        ),
+        "metrics": obj(
+            {
+                "serviceMonitor": obj({"enabled": B, "interval": S, "scrapeTimeout": S, "labels": STRMAP}),
+                "dashboard": obj({"enabled": B, "namespace": S, "labels": STRMAP, "annotations": STRMAP}),
+            }
+        ),
+        "consul": obj(
+            {
+                "enabled": B,
+                "address": {"type": "string", "pattern": "^https?://"},
+                "tokenSecret": obj({"name": SECRET_NAME, "key": {"type": "string", "minLength": 1}}),
+                "routerServiceName": {"type": "string", "pattern": "^([A-Za-z0-9-]{1,63})?$"},
+                "workerServiceName": {"type": "string", "pattern": "^([A-Za-z0-9-]{1,63})?$"},
+                "tags": {"type": "array", "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
+                "checkInterval": OPT_DURATION,
+                "deregisterCriticalAfter": OPT_DURATION,
+                "advertiseAddress": S,
+            },
+            desc="discovery.consul in the config",
+        ),
+        "tests": obj(
+            {
+                "image": obj({"repository": S, "tag": S, "pullPolicy": PULL_POLICY}),
+                "model": {"type": "string", "minLength": 1},
+            }
+        ),
+    },
+    required=["image", "providers", "nats", "router"],
+)
+SCHEMA = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "switchyard chart values", **SCHEMA}
+
+
+def render():
+    return json.dumps(SCHEMA, indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render())
+    print(f"wrote {OUT.relative_to(ROOT)}")

@@ -149,6 +149,20 @@ def test_router_probes_are_native_grpc(case):
     assert len({json.dumps(p, sort_keys=True) for p in probes}) == 3, "distinct settings"
 
 
+def test_worker_probes_are_http_on_the_health_port(case):
+    _, _, _, objs = case
+    workers = [d for d in by_kind(objs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
+    assert workers
+    for w in workers:
+        c = w["spec"]["template"]["spec"]["containers"][0]
+        port = {p["name"]: p["containerPort"] for p in c["ports"]}["health"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["SWITCHYARD_HEALTH_ADDR"] == f"0.0.0.0:{port}"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["startupProbe"]["httpGet"]["port"] == "health"
+
+
 def seconds(text):
     """A humantime duration of the simple forms used here: 2s, 500ms, 1m."""
     total = 0.0

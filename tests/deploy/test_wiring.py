@@ -219,6 +219,10 @@ def deployed(request, tmp_path_factory):
             c, argv, env = argv_env(dep)
             assert argv[1] == "worker"
             provider = argv[argv.index("--provider") + 1]
+            health = {p["name"]: p["containerPort"] for p in c["ports"]}["health"]
+            # The probe listener the chart sets is the port it declares.
+            assert env["SWITCHYARD_HEALTH_ADDR"] == f"0.0.0.0:{health}"
+            env["SWITCHYARD_HEALTH_ADDR"] = f"127.0.0.1:{free_port()}"
             started[provider] = (env, Proc(argv, "worker serving", env=clean_env(env)))
             procs.append(started[provider][1])
 
@@ -261,6 +265,14 @@ def test_router_listens_where_the_chart_says(deployed):
         assert r.status == 200
     host, port = deployed["grpc_addr"].split(":")
     socket.create_connection((host, int(port)), timeout=2).close()
+
+
+def test_worker_probes_answer_where_the_chart_probes(deployed):
+    for provider, (env, _proc) in deployed["workers"].items():
+        base = "http://" + env["SWITCHYARD_HEALTH_ADDR"]
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen(base + path, timeout=5) as r:
+                assert r.status == 200, (provider, path)
 
 
 def test_chat_through_router_and_workers_with_the_charts_key(deployed):

@@ -53,6 +53,10 @@ enum Command {
         /// A `providers[].name` from the config.
         #[arg(long, short)]
         provider: String,
+        /// Serve `/healthz` (liveness) and `/readyz` (connected to the bus
+        /// and taking work) on this address, for orchestrator probes.
+        #[arg(long, env = "SWITCHYARD_HEALTH_ADDR")]
+        health_addr: Option<std::net::SocketAddr>,
     },
     /// Validate a config file; print every problem with its place; exit 1 on any.
     Check {
@@ -302,8 +306,26 @@ async fn run(command: Command, config: Config) -> Result<()> {
             shut_down_router(router, registrar, &signal, &listeners_stop, &config.server).await?;
             close_bus(nats).await;
         }
-        Command::Worker { provider, .. } => {
+        Command::Worker {
+            provider,
+            health_addr,
+            ..
+        } => {
             let (bus, nats) = connect_bus(&config, "worker", true).await?;
+            // Held until exit: the probes answer through the drain.
+            let _health = match (health_addr, &nats) {
+                (Some(addr), Some(n)) => {
+                    let n = n.clone();
+                    let connected: switchyard_worker::Connected =
+                        Arc::new(move || n.is_connected());
+                    Some(
+                        switchyard_worker::serve_health(addr, signal.clone(), connected)
+                            .await
+                            .with_context(|| format!("cannot listen on --health-addr {addr}"))?,
+                    )
+                }
+                _ => None,
+            };
             let http = switchyard_providers::registry::http_client();
             // Workers take work from a NATS queue group: unsubscribing takes
             // effect at the server at once, so no delay is needed before

@@ -15,6 +15,10 @@
 //!   `switchyard.worker.shed`) go out over OTLP only: the worker has no HTTP
 //!   listener to scrape.
 
+mod health;
+
+pub use health::{Connected, serve_health};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -232,6 +232,12 @@ impl NatsBus {
     /// Shuts the bus down: every job served through it is cancelled, job
     /// streams end, new calls fail with [`BusError::Closed`], and what was
     /// already published is flushed before the connection closes.
+    /// Whether the connection to the NATS server is up right now (it
+    /// reconnects by itself; readiness probes report this).
+    pub fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub async fn close(&self) {
         // `Client::drain` returns before anything is flushed: a round trip
         // makes sure the server has every event published so far (a

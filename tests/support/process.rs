@@ -141,6 +141,18 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Waits (off the async runtime) for the process to exit by itself, for
+    /// 30 s at most: for tests that signalled it and go on observing.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || self.child.wait().expect("wait")),
+        )
+        .await
+        .expect("the process did not exit")
+        .expect("the waiting task failed")
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

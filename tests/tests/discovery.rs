@@ -87,16 +87,6 @@ fn sigterm(proc: &Proc) {
     );
 }
 
-async fn exit_status(mut proc: Proc) -> std::process::ExitStatus {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || proc.child.wait().unwrap()),
-    )
-    .await
-    .expect("the process did not exit")
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_registers_with_consul_retrying_a_refusal_and_deregisters_on_sigterm() {
     let (consul, mut calls) = consul_stand_in(1).await;
@@ -177,7 +167,7 @@ discovery:
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    assert!(exit_status(serve).await.success());
+    assert!(serve.exited().await.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,5 +219,5 @@ async fn a_worker_registers_with_a_ttl_check_passes_it_and_deregisters_on_sigter
         assert_eq!(p, format!("/v1/agent/service/deregister/{id}"));
         break;
     }
-    assert!(exit_status(worker).await.success());
+    assert!(worker.exited().await.success());
 }

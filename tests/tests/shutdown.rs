@@ -246,16 +246,6 @@ async fn assert_all_done(handles: Vec<tokio::task::JoinHandle<String>>) {
     }
 }
 
-async fn exit_status(mut proc: Proc) -> std::process::ExitStatus {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || proc.child.wait().unwrap()),
-    )
-    .await
-    .expect("the process did not exit")
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_on_serve_turns_unready_keeps_serving_for_the_delay_then_drains_every_stream() {
     let double = Double::start().await.unwrap();
@@ -274,7 +264,7 @@ async fn sigterm_on_serve_turns_unready_keeps_serving_for_the_delay_then_drains_
     let observed = watch_shutdown(&base, serve.grpc_addr.unwrap(), signalled, &finished).await;
     assert_orderly(&observed);
     assert_all_done(handles).await;
-    assert!(exit_status(serve).await.success());
+    assert!(serve.exited().await.success());
     assert_eq!(double.disconnects(), 0, "an upstream call was cut");
 }
 
@@ -313,8 +303,8 @@ async fn sigterm_on_router_and_worker_over_nats_drains_every_stream() {
     let observed = watch_shutdown(&base, router.grpc_addr.unwrap(), signalled, &finished).await;
     assert_orderly(&observed);
     assert_all_done(handles).await;
-    assert!(exit_status(router).await.success());
-    assert!(exit_status(worker).await.success());
+    assert!(router.exited().await.success());
+    assert!(worker.exited().await.success());
     drop(spare);
     assert_eq!(double.disconnects(), 0, "an upstream call was cut");
 }

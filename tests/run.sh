@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs
-# (nats-server from Debian, a Python venv with the official OpenAI SDK and
-# buf), builds, then runs the Rust tests, the SDK tests and the proto lint.
+# (nats-server and redis-server from Debian, a Python venv with the official
+# OpenAI and Anthropic SDKs, buf and the Helm SDK), builds, then runs the
+# Rust tests, the SDK tests, the deployment tests and the proto lint.
 #
 #   bash tests/run.sh
 set -euo pipefail
@@ -11,11 +12,22 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v nats-server >/dev/null 2>&1; then
-  step "installing nats-server"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+missing=""
+command -v nats-server >/dev/null 2>&1 || missing="$missing nats-server"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+if [ -n "$missing" ]; then
+  step "installing$missing"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+
+# The shared-cache tests use Redis at 127.0.0.1:6379 (keys under a per-test
+# prefix, deleted afterwards). Machines of this kind run one; on a bare
+# machine start a throwaway one that keeps nothing on disk.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  step "starting redis-server on 127.0.0.1:6379"
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes
 fi
 
 step "python venv (openai SDK, pytest, buf)"

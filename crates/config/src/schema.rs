@@ -33,6 +33,132 @@ pub struct Config {
     /// `discovery.consul` is present).
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// The exact-match response cache (off unless `cache.enabled`).
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The exact-match response cache (docs/configuration.md, "Caching").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub backend: CacheBackend,
+    /// How long an entry is served; `models[].cache.ttl` overrides it.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Answers larger than this (encoded) are not stored.
+    #[serde(default = "default_cache_max_entry_bytes")]
+    pub max_entry_bytes: u64,
+    /// Bytes the memory backend holds before it evicts.
+    #[serde(default = "default_cache_max_memory_bytes")]
+    pub max_memory_bytes: u64,
+    /// Store answers that call tools.
+    #[serde(default)]
+    pub cache_tool_calls: bool,
+    /// Serve and store requests with `temperature` above 0.
+    #[serde(default)]
+    pub cache_nonzero_temperature: bool,
+    /// One namespace every tenant shares (they see each other's answers).
+    /// Absent: each tenant has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_namespace: Option<String>,
+    /// The Redis server, for `backend: redis`.
+    #[serde(default)]
+    pub redis: RedisCacheConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCacheConfig {
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    /// Bound on every cache call (and on connecting); past it the request
+    /// is answered as a miss.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Prepended to every key.
+    #[serde(default = "default_redis_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for RedisCacheConfig {
+    fn default() -> Self {
+        Self {
+            url: default_redis_url(),
+            timeout: default_redis_timeout(),
+            key_prefix: default_redis_key_prefix(),
+        }
+    }
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".to_owned()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_redis_key_prefix() -> String {
+    "switchyard:cache:".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheBackend {
+    /// In process memory, per router.
+    #[default]
+    Memory,
+    /// A Redis server every router shares (`cache.redis`).
+    Redis,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            backend: CacheBackend::default(),
+            ttl: default_cache_ttl(),
+            max_entry_bytes: default_cache_max_entry_bytes(),
+            max_memory_bytes: default_cache_max_memory_bytes(),
+            cache_tool_calls: false,
+            cache_nonzero_temperature: false,
+            shared_namespace: None,
+            redis: RedisCacheConfig::default(),
+        }
+    }
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_cache_max_entry_bytes() -> u64 {
+    1 << 20
+}
+
+fn default_cache_max_memory_bytes() -> u64 {
+    256 << 20
+}
+
+/// A model's override of the cache settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCacheConfig {
+    /// Absent: `cache.enabled`. `false` turns the cache off for this model
+    /// (`true` has no effect while `cache.enabled` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Absent: `cache.ttl`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -343,6 +469,9 @@ pub struct ModelConfig {
         with = "humantime_serde::option"
     )]
     pub timeout: Option<Duration>,
+    /// Overrides `cache.enabled` / `cache.ttl` for this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<ModelCacheConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -561,6 +690,7 @@ impl ModelConfig {
             hedge: None,
             first_token_timeout: None,
             timeout: None,
+            cache: None,
         }
     }
 }

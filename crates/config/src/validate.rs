@@ -60,6 +60,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.routing(config);
     v.telemetry(config);
     v.discovery(config);
+    v.cache(config);
     v.problems
 }
 
@@ -69,6 +70,47 @@ struct Validator {
 }
 
 impl Validator {
+    fn cache(&mut self, config: &Config) {
+        let c = &config.cache;
+        let path = KeyPath::root().key("cache");
+        self.nonzero_duration(path.key("ttl"), c.ttl);
+        if c.max_entry_bytes == 0 {
+            self.push(path.key("max_entry_bytes"), "must be greater than zero");
+        }
+        if c.max_memory_bytes < c.max_entry_bytes {
+            self.push(
+                path.key("max_memory_bytes"),
+                "must be at least `max_entry_bytes`",
+            );
+        }
+        let redis = path.key("redis");
+        if !(c.redis.url.starts_with("redis://") || c.redis.url.starts_with("unix://")) {
+            self.push(
+                redis.key("url"),
+                "must be a `redis://host:port[/db]` or `unix://` URL",
+            );
+        }
+        self.nonzero_duration(redis.key("timeout"), c.redis.timeout);
+        if c.shared_namespace
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            self.push(path.key("shared_namespace"), "must not be empty when set");
+        }
+        for (i, m) in config.models.iter().enumerate() {
+            if let Some(ttl) = m.cache.as_ref().and_then(|mc| mc.ttl) {
+                self.nonzero_duration(
+                    KeyPath::root()
+                        .key("models")
+                        .index(i)
+                        .key("cache")
+                        .key("ttl"),
+                    ttl,
+                );
+            }
+        }
+    }
+
     fn push(&mut self, path: KeyPath, message: impl Into<String>) {
         self.problems.push((path, message.into()));
     }
@@ -763,6 +805,45 @@ mod tests {
         assert_eq!(ok.server.shutdown_delay, Duration::from_secs(5));
         assert_eq!(Config::default().server.shutdown_delay, Duration::ZERO);
         assert!(Config::default().discovery.consul.is_none());
+    }
+
+    #[test]
+    fn cache_keys_default_and_problems_name_their_keys() {
+        let ok = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\nmodels:\n  - { name: m, routes: [{ provider: demo, model: x }], cache: { ttl: 5m, enabled: false } }\ncache:\n  enabled: true\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert!(ok.cache.enabled);
+        assert_eq!(ok.cache.ttl, Duration::from_secs(3600));
+        assert_eq!(ok.cache.max_entry_bytes, 1 << 20);
+        assert_eq!(ok.cache.max_memory_bytes, 256 << 20);
+        assert!(!ok.cache.cache_tool_calls && !ok.cache.cache_nonzero_temperature);
+        let mc = ok.models[0].cache.clone().unwrap();
+        assert_eq!(
+            (mc.enabled, mc.ttl),
+            (Some(false), Some(Duration::from_secs(300)))
+        );
+        assert!(!Config::default().cache.enabled);
+        let yaml = "providers:\n  - { name: demo, kind: demo }\nmodels:\n  - { name: m, routes: [{ provider: demo, model: x }], cache: { ttl: 0s } }\ncache:\n  ttl: 0s\n  max_entry_bytes: 2048\n  max_memory_bytes: 1024\n  shared_namespace: ' '\n  redis: { url: 'http://x', timeout: 0s }\n";
+        let errors = Config::from_yaml_str(yaml, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "cache.ttl",
+            "cache.redis.url",
+            "cache.redis.timeout",
+            "cache.max_memory_bytes",
+            "cache.shared_namespace",
+            "models[0].cache.ttl",
+        ] {
+            assert!(errors.contains(key), "{key} missing in:\n{errors}");
+        }
+        let unknown = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\ncache:\n  backend: memcached\n",
+            "t.yaml",
+        );
+        assert!(unknown.is_err());
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn load(path: &Path, snapshot: &Snapshot) -> Reload {
 impl Config {
     /// The keys that differ between `self` (running) and `new` but take
     /// effect only after a restart: `server.<key>`, `bus`, `telemetry`, and
-    /// `providers.<name>` for each provider added, removed or changed
+    /// `cache`, `providers.<name>` for each provider added, removed or changed
     /// (`providers (order)` when only their order changed, which decides
     /// who serves a bare model name listed by several). `models` and
     /// `routing` apply live and are never listed. Empty: the whole change
@@ -239,6 +239,7 @@ impl Config {
             routing: _,
             telemetry,
             discovery,
+            cache,
         } = self;
         let ServerConfig {
             http_addr,
@@ -272,6 +273,10 @@ impl Config {
         // Registered once at start, deregistered at shutdown.
         if *discovery != new.discovery {
             keys.push("discovery".to_owned());
+        }
+        // The cache is built once at start (`models[].cache` applies live).
+        if *cache != new.cache {
+            keys.push("cache".to_owned());
         }
         // Names are unique in a valid config, so a provider is known by its
         // name across the two.

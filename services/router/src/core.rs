@@ -27,6 +27,7 @@ use switchyard_routing::{Health, InFlight, ListedModel, Plan, RequestFacts, Rout
 use tokio::time::Instant;
 
 use crate::attempts::{self, AttemptLog, Won};
+use crate::cache::{self, CacheRequest, CacheStatus, EmbedPlan, Lookup, ResponseCache};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, RequestRecord, StreamRecord};
 use crate::trace::{self, RequestTrace};
@@ -41,6 +42,8 @@ pub struct RequestContext {
     /// attempt sends the worker its own span's context instead; these go
     /// as they are only when tracing is not set up.
     pub headers: Headers,
+    /// The tenant and the client's cache directives.
+    pub cache: CacheRequest,
 }
 
 /// Which target served a request, and every target tried on the way.
@@ -52,6 +55,8 @@ pub struct ServedBy {
     /// What was changed to fit the request to the target (parameters
     /// dropped or clamped); sent as `x-switchyard-warnings`.
     pub warnings: Vec<String>,
+    /// What the response cache did (`x-switchyard-cache`).
+    pub cache: CacheStatus,
 }
 
 /// A request that failed, and every target tried on the way.
@@ -127,14 +132,18 @@ pub struct Gateway {
     closed: AtomicBool,
     /// `telemetry.record_content`: prompts and completions on the trace.
     record_content: bool,
+    /// The response cache, when `cache.enabled` (fixed at start).
+    cache: Option<ResponseCache>,
 }
 
 impl Gateway {
     pub fn new(config: &Config, bus: Arc<dyn Bus>) -> Self {
         let health = Arc::new(Health::new(&config.routing));
+        let metrics = Arc::new(Metrics::new(health.clone()));
         Self {
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
-            metrics: Arc::new(Metrics::new(health.clone())),
+            cache: ResponseCache::from_config(config, metrics.clone()),
+            metrics,
             health,
             bus,
             request_timeout: config.server.request_timeout,
@@ -149,6 +158,9 @@ impl Gateway {
     pub fn reload(&self, config: &Config) {
         self.routes.store(Arc::new(RouteTable::from_config(config)));
         self.health.set_config(&config.routing);
+        if let Some(cache) = &self.cache {
+            cache.reload(config);
+        }
     }
 
     pub fn list_models(&self) -> Vec<ListedModel> {
@@ -208,21 +220,45 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
         let trace = RequestTrace::begin(&spec, false, self.record_content);
+        let (status, store) = match self.cache_lookup(&spec, ctx).await {
+            Lookup::Hit(hit) => {
+                trace.result(&hit.1);
+                return Ok(*hit);
+            }
+            Lookup::Miss(status, store) => (status, store),
+        };
         let facts = RequestFacts::from_spec(&spec);
         let model = spec.model.clone();
-        self.unary(
-            &model,
-            facts,
-            Work::Chat(spec),
-            ctx,
-            trace,
-            chat_result,
-            |t, r| {
-                t.result(r);
-                r.usage.as_ref()
-            },
-        )
-        .await
+        let out = self
+            .unary(
+                &model,
+                facts,
+                Work::Chat(spec),
+                ctx,
+                trace,
+                chat_result,
+                |t, r| {
+                    t.result(r);
+                    r.usage.as_ref()
+                },
+            )
+            .await;
+        let (mut served, result) = out?;
+        served.cache = status;
+        if let Some(store) = store {
+            store.result(&served, &result).await;
+        }
+        Ok((served, result))
+    }
+
+    /// The one place chat consults the response cache (before routing).
+    async fn cache_lookup(&self, spec: &ChatSpec, ctx: &RequestContext) -> Lookup {
+        match &self.cache {
+            Some(cache) if !self.closed.load(Ordering::Relaxed) => {
+                cache.lookup(spec, &ctx.cache).await
+            }
+            _ => Lookup::Miss(CacheStatus::Off, None),
+        }
     }
 
     /// A streamed answer. Returns once the first chunk arrived (or the stream
@@ -235,10 +271,18 @@ impl Gateway {
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
         let trace = RequestTrace::begin(&spec, true, self.record_content);
+        let (status, store) = match self.cache_lookup(&spec, ctx).await {
+            Lookup::Hit(hit) => {
+                let (served, result) = *hit;
+                trace.result(&result);
+                return Ok((served, cache::replay(&result)));
+            }
+            Lookup::Miss(status, store) => (status, store),
+        };
         let facts = RequestFacts::from_spec(&spec);
         let model = spec.model.clone();
         let work = Work::Chat(spec);
-        let (served, won, deadline) = match self
+        let (mut served, won, deadline) = match self
             .run(&model, facts, &work, ctx, true, stream_attempt)
             .await
         {
@@ -268,6 +312,11 @@ impl Gateway {
         };
         trace.served(&served);
         let stream = trace.stream(self.metrics.watch(stream, record), won.span);
+        served.cache = status;
+        let stream = match store {
+            Some(store) => store.stream(&served, stream),
+            None => stream,
+        };
         Ok((served, stream))
     }
 
@@ -383,6 +432,7 @@ impl Gateway {
             upstream_model: won.route.target.upstream_model.to_string(),
             attempts: log,
             warnings,
+            cache: CacheStatus::Off,
         };
         Ok((served, won, deadline))
     }
@@ -469,22 +519,41 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, EmbedResult), Failed> {
         let model = spec.model.clone();
+        // Checked before the cache: a stored vector never answers a request
+        // that would have been refused.
+        validate_embed(&spec)?;
+        // Per input: only the inputs not cached go upstream.
+        let plan = match &self.cache {
+            Some(cache) if !self.closed.load(Ordering::Relaxed) => {
+                cache.embed_lookup(&spec, &ctx.cache).await
+            }
+            _ => EmbedPlan::bypass(CacheStatus::Off),
+        };
+        let spec = match plan.uncached(&spec) {
+            Some(sent) => sent,
+            None => return Ok(plan.all_cached()),
+        };
         let work = Work::Embed(spec);
         let trace = RequestTrace::begin_operation(trace::operation_name(&work), &model);
         let facts = RequestFacts::default();
-        self.unary(
-            &model,
-            facts,
-            work,
-            ctx,
-            trace,
-            embeddings_result,
-            |t, r| {
-                t.unary_result(&r.model, r.usage.as_ref());
-                r.usage.as_ref()
-            },
-        )
-        .await
+        let out = self
+            .unary(
+                &model,
+                facts,
+                work,
+                ctx,
+                trace,
+                embeddings_result,
+                |t, r| {
+                    t.unary_result(&r.model, r.usage.as_ref());
+                    r.usage.as_ref()
+                },
+            )
+            .await;
+        let (mut served, result) = out?;
+        served.cache = plan.status();
+        let merged = plan.merge(&served, result).await;
+        Ok((served, merged))
     }
 
     /// Generated images from the first target that gives them.

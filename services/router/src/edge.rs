@@ -13,6 +13,7 @@ use switchyard_proto::gateway::v1::Usage;
 
 use crate::access::AccessInfo;
 use crate::attempts::AttemptLog;
+use crate::cache::{CACHE_HEADER, CacheRequest};
 use crate::core::{Failed, RequestContext, ServedBy};
 use crate::error::GatewayError;
 use crate::http::{
@@ -103,6 +104,7 @@ pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestCo
         request_id,
         operation,
         headers: trace_headers(headers),
+        cache: CacheRequest::from_headers(|name| headers.get(name)?.to_str().ok()),
     }
 }
 
@@ -130,6 +132,9 @@ pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
         && let Ok(v) = HeaderValue::from_str(&served.warnings.join("; "))
     {
         h.insert(WARNINGS_HEADER, v);
+    }
+    if let Some(status) = served.cache.as_str() {
+        h.insert(CACHE_HEADER, HeaderValue::from_static(status));
     }
     attempt_headers(res, &served.attempts);
 }

@@ -14,6 +14,8 @@ use switchyard_proto::gateway::v1::{
     ListModelsResponse, Model,
 };
 use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::cache::{CACHE_HEADER, CacheRequest};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -59,6 +61,7 @@ fn context(meta: &MetadataMap) -> RequestContext {
         request_id,
         operation: "grpc_chat",
         headers,
+        cache: CacheRequest::from_headers(|name| meta.get(name)?.to_str().ok()),
     }
 }
 
@@ -94,6 +97,9 @@ fn set_metadata(meta: &mut MetadataMap, ctx: &RequestContext, served: Option<&Se
             && let Ok(v) = MetadataValue::try_from(s.warnings.join("; "))
         {
             meta.insert(WARNINGS_HEADER, v);
+        }
+        if let Some(status) = s.cache.as_str() {
+            meta.insert(CACHE_HEADER, MetadataValue::from_static(status));
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 mod access;
 pub mod admin;
 pub mod attempts;
+pub mod cache;
 pub mod core;
 mod edge;
 pub mod error;

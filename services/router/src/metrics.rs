@@ -73,6 +73,12 @@ struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    /// `hit`, `miss`, `skip` or `error`.
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     model: String,
 }
@@ -129,6 +135,7 @@ pub struct Metrics {
     fallbacks: Family<ModelLabels, Counter>,
     hedges: Family<ModelLabels, Counter>,
     bus_round_trip: HistogramFamily<ProviderLabels>,
+    cache_requests: Family<CacheLabels, Counter>,
     otel: OtelSink,
 }
 
@@ -202,6 +209,12 @@ impl Metrics {
             "Extra attempts started by hedging",
             hedges.clone(),
         );
+        let cache_requests = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "switchyard_cache_requests",
+            "Chat and embeddings requests by what the response cache did: hit, miss, skip, error",
+            cache_requests.clone(),
+        );
         let otel = OtelSink::new(health.clone());
         registry.register_collector(Box::new(TargetGauges { health }));
         Self {
@@ -216,8 +229,21 @@ impl Metrics {
             fallbacks,
             hedges,
             bus_round_trip,
+            cache_requests,
             otel,
         }
+    }
+
+    /// One response cache outcome (`hit`, `miss`, `skip`, `error`).
+    pub fn cache_request(&self, result: &'static str) {
+        self.cache_requests
+            .get_or_create(&CacheLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        self.otel
+            .cache_requests
+            .add(1, &[KeyValue::new("switchyard.cache.result", result)]);
     }
 
     /// One hand-off of work to a provider's worker.
@@ -359,6 +385,7 @@ struct OtelSink {
     attempts: switchyard_telemetry::Counter<u64>,
     fallbacks: switchyard_telemetry::Counter<u64>,
     hedges: switchyard_telemetry::Counter<u64>,
+    cache_requests: switchyard_telemetry::Counter<u64>,
     /// Held so their callbacks stay registered for the router's life.
     _gauges: [switchyard_telemetry::ObservableGauge<i64>; 2],
 }
@@ -436,6 +463,11 @@ impl OtelSink {
                 .u64_counter("switchyard.hedges")
                 .with_description("Extra attempts started by hedging")
                 .with_unit("{attempt}")
+                .build(),
+            cache_requests: meter
+                .u64_counter("switchyard.cache.requests")
+                .with_description("Chat and embeddings requests by what the response cache did")
+                .with_unit("{request}")
                 .build(),
             _gauges: [in_flight, breaker],
         }

@@ -14,6 +14,7 @@
 pub mod double;
 pub mod nats;
 pub mod otlp;
+pub mod postgres;
 pub mod process;
 
 /// A reqwest client for tests. reqwest is built without a default crypto

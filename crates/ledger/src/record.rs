@@ -1,0 +1,255 @@
+//! The usage record and the sink every router writes it to.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use switchyard_pricing::Usd;
+
+use crate::LedgerError;
+
+/// What one request cost and how it went: the gateway writes exactly one per
+/// request it serves, failed ones included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Unique; the idempotency key in every store and on the stream.
+    pub request_id: String,
+    /// When the request started.
+    pub time: Timestamp,
+    /// Router instance that served it.
+    pub router: String,
+    /// `chat`, `embeddings`, `images`, `messages`, ...
+    pub operation: String,
+    /// Virtual key id (never the secret).
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The model the client asked for.
+    pub model: String,
+    /// The provider that served it; `None` when it failed before any.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub served_model: Option<String>,
+    // Counters default to zero so records written by an older router (fewer
+    // fields) still load.
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    #[serde(default)]
+    pub images: u32,
+    /// Exact; a decimal string on the wire.
+    #[serde(default)]
+    pub cost: Usd,
+    /// Cost avoided by a cache hit.
+    #[serde(default)]
+    pub saved: Usd,
+    /// Usage was estimated (the stream was cut off before the provider
+    /// reported it).
+    #[serde(default)]
+    pub estimated: bool,
+    #[serde(default)]
+    pub cache_hit: bool,
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// `ok`, `client_closed`, or an error code.
+    pub outcome: String,
+}
+
+impl UsageRecord {
+    /// A record with every optional field empty and every counter zero.
+    pub fn new(
+        request_id: impl Into<String>,
+        time: Timestamp,
+        router: impl Into<String>,
+        operation: impl Into<String>,
+        model: impl Into<String>,
+    ) -> UsageRecord {
+        UsageRecord {
+            request_id: request_id.into(),
+            time,
+            router: router.into(),
+            operation: operation.into(),
+            key: None,
+            team: None,
+            user: None,
+            model: model.into(),
+            provider: None,
+            served_model: None,
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            images: 0,
+            cost: Usd::ZERO,
+            saved: Usd::ZERO,
+            estimated: false,
+            cache_hit: false,
+            latency_ms: 0,
+            outcome: OUTCOME_OK.to_owned(),
+        }
+    }
+
+    /// Whether this request counts as an error in [`crate::UsageRow::errors`]:
+    /// anything but `ok` and `client_closed` (a client hanging up is not the
+    /// gateway failing).
+    pub fn is_error(&self) -> bool {
+        is_error_outcome(&self.outcome)
+    }
+}
+
+pub const OUTCOME_OK: &str = "ok";
+pub const OUTCOME_CLIENT_CLOSED: &str = "client_closed";
+
+pub(crate) fn is_error_outcome(outcome: &str) -> bool {
+    outcome != OUTCOME_OK && outcome != OUTCOME_CLIENT_CLOSED
+}
+
+/// Counters of a sink, for metrics and shutdown logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkStats {
+    /// Accepted by `record` into the queue.
+    pub recorded: u64,
+    /// Refused by `record` because the queue was full (or the sink closed).
+    pub dropped: u64,
+    /// Durably stored (committed to SQLite, acknowledged by JetStream),
+    /// re-deliveries of a known request id included.
+    pub stored: u64,
+    /// Accepted but lost: every write attempt failed.
+    pub failed: u64,
+}
+
+/// Where the router sends each request's usage. `record` is on the request
+/// path: it never blocks, never fails and never panics.
+#[async_trait]
+pub trait UsageSink: Send + Sync {
+    /// Queues the record for storage. When the bounded queue is full the
+    /// record is dropped, counted and logged.
+    fn record(&self, record: UsageRecord);
+
+    /// Returns once everything recorded before the call is durable; an
+    /// error when some of it was lost (see [`LedgerError::Lost`]).
+    async fn flush(&self) -> Result<(), LedgerError>;
+
+    fn stats(&self) -> SinkStats {
+        SinkStats::default()
+    }
+}
+
+/// Shared counters of a sink; `unreported_*` are the losses the next flush
+/// reports.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub recorded: AtomicU64,
+    pub dropped: AtomicU64,
+    pub stored: AtomicU64,
+    pub failed: AtomicU64,
+    unreported_dropped: AtomicU64,
+    unreported_failed: AtomicU64,
+}
+
+impl Counters {
+    pub fn dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.unreported_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self, n: u64) {
+        self.failed.fetch_add(n, Ordering::Relaxed);
+        self.unreported_failed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> SinkStats {
+        SinkStats {
+            recorded: self.recorded.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            stored: self.stored.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The losses since the previous report, as a flush result.
+    pub fn report(&self) -> Result<(), LedgerError> {
+        let dropped = self.unreported_dropped.swap(0, Ordering::Relaxed);
+        let failed = self.unreported_failed.swap(0, Ordering::Relaxed);
+        if dropped == 0 && failed == 0 {
+            Ok(())
+        } else {
+            Err(LedgerError::Lost { dropped, failed })
+        }
+    }
+
+    /// Logs a dropped record; the first one and then every 1000th, so a
+    /// full queue does not turn into a flood of log lines.
+    pub fn log_drop(&self, request_id: &str, why: &str) {
+        let total = self.dropped.load(Ordering::Relaxed);
+        if total == 1 || total.is_multiple_of(1000) {
+            tracing::warn!(
+                request_id,
+                dropped_total = total,
+                "usage record dropped: {why}"
+            );
+        }
+    }
+}
+
+/// Keeps records in memory: for tests of code that records usage, and for
+/// running with the ledger switched off but usage still inspectable.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<UsageRecord>>,
+}
+
+impl MemorySink {
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn records(&self) -> Vec<UsageRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl UsageSink for MemorySink {
+    fn record(&self, record: UsageRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record);
+    }
+
+    async fn flush(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    fn stats(&self) -> SinkStats {
+        let n = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len() as u64;
+        SinkStats {
+            recorded: n,
+            stored: n,
+            ..SinkStats::default()
+        }
+    }
+}

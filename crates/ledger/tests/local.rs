@@ -1,0 +1,385 @@
+//! The embedded ledger against a real SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{record, ts, varied_records};
+use jiff::tz::TimeZone;
+use switchyard_ledger::{
+    Dimension, LedgerError, LocalLedger, LocalOptions, UsageQuery, UsageSink, UsageStore,
+    records_to_csv, to_csv,
+};
+use switchyard_pricing::Usd;
+
+async fn total(ledger: &LocalLedger) -> (u64, Usd) {
+    let rows = ledger.query(&UsageQuery::new()).await.unwrap();
+    rows.first()
+        .map_or((0, Usd::ZERO), |r| (r.requests, r.cost))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_stored_and_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = LocalLedger::open(&dir.path().join("usage.db")).unwrap();
+    let mut r = record("req-1", ts("2026-01-01T10:00:00.123456Z"));
+    r.outcome = "rate_limited".into();
+    ledger.record(r.clone());
+    ledger.record(record("req-2", ts("2026-01-01T11:00:00Z")));
+    ledger.flush().await.unwrap();
+
+    let rows = ledger.query(&UsageQuery::new()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let t = &rows[0];
+    assert!(t.group.is_empty());
+    assert_eq!(t.requests, 2);
+    assert_eq!(t.input_tokens, 200);
+    assert_eq!(t.cached_input_tokens, 20);
+    assert_eq!(t.cache_write_tokens, 10);
+    assert_eq!(t.output_tokens, 100);
+    assert_eq!(t.reasoning_tokens, 14);
+    assert_eq!(t.cost, Usd::from_pico(37_500));
+    assert_eq!(t.saved, Usd::from_pico(2_000));
+    assert_eq!(t.errors, 1);
+    assert_eq!(t.estimated_requests, 0);
+
+    let records = ledger.records(&UsageQuery::new(), 10).await.unwrap();
+    assert_eq!(records.len(), 2);
+    // Every field round-trips (times at microsecond precision).
+    assert_eq!(records[0], r);
+    assert_eq!(ledger.stats().stored, 2);
+    assert_eq!(
+        ledger.records(&UsageQuery::new(), 1).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_request_id_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = LocalLedger::open(&dir.path().join("usage.db")).unwrap();
+    let r = record("dup", ts("2026-01-01T10:00:00Z"));
+    // Twice in one batch, and again in a later one.
+    ledger.record(r.clone());
+    ledger.record(r.clone());
+    ledger.flush().await.unwrap();
+    ledger.record(r.clone());
+    ledger.flush().await.unwrap();
+    assert_eq!(total(&ledger).await, (1, Usd::from_pico(18_750)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let ledger = LocalLedger::open(&path).unwrap();
+    for i in 0..10 {
+        ledger.record(record(&format!("r{i}"), ts("2026-01-01T10:00:00Z")));
+    }
+    // No flush: dropping the ledger drains its queue.
+    drop(ledger);
+    let ledger = LocalLedger::open(&path).unwrap();
+    assert_eq!(total(&ledger).await, (10, Usd::from_pico(187_500)));
+    ledger.record(record("r10", ts("2026-01-01T10:00:00Z")));
+    ledger.flush().await.unwrap();
+    assert_eq!(total(&ledger).await.0, 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_sums_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = LocalLedger::open(&dir.path().join("usage.db")).unwrap();
+    for i in 0..1000 {
+        ledger.record(record(&format!("m{i}"), ts("2026-01-01T10:00:00Z")));
+    }
+    ledger.flush().await.unwrap();
+    let (n, cost) = total(&ledger).await;
+    assert_eq!(n, 1000);
+    assert_eq!(cost, Usd::from_pico(18_750_000));
+    assert_eq!(cost.to_string(), "0.00001875");
+}
+
+async fn loaded() -> (tempfile::TempDir, std::sync::Arc<LocalLedger>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = LocalLedger::open(&dir.path().join("usage.db")).unwrap();
+    for r in varied_records() {
+        ledger.record(r);
+    }
+    ledger.flush().await.unwrap();
+    (dir, ledger)
+}
+
+/// What the store must answer, computed from the records in memory.
+fn expected(
+    records: &[switchyard_ledger::UsageRecord],
+    d: Dimension,
+) -> Vec<(Option<String>, u64, Usd)> {
+    let mut map: std::collections::BTreeMap<Option<String>, (u64, Usd)> = Default::default();
+    for r in records {
+        let key = match d {
+            Dimension::Key => r.key.clone(),
+            Dimension::Team => r.team.clone(),
+            Dimension::User => r.user.clone(),
+            Dimension::Model => Some(r.model.clone()),
+            Dimension::Provider => r.provider.clone(),
+            Dimension::ServedModel => r.served_model.clone(),
+            Dimension::Day => Some(r.time.to_zoned_datetime(TimeZone::UTC).date().to_string()),
+        };
+        let e = map.entry(key).or_default();
+        e.0 += 1;
+        e.1 += r.cost;
+    }
+    map.into_iter().map(|(k, (n, c))| (k, n, c)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_by_every_dimension() {
+    let (_dir, ledger) = loaded().await;
+    let records = varied_records();
+    for d in Dimension::ALL {
+        let rows = ledger.query(&UsageQuery::new().group_by(d)).await.unwrap();
+        let got: Vec<(Option<String>, u64, Usd)> = rows
+            .iter()
+            .map(|r| {
+                assert_eq!(r.group.len(), 1);
+                assert_eq!(r.group[0].0, d);
+                (r.group[0].1.clone(), r.requests, r.cost)
+            })
+            .collect();
+        assert_eq!(got, expected(&records, d), "group by {d}");
+    }
+    // Two dimensions: the group keeps the asked order, repeats ignored.
+    let rows = ledger
+        .query(
+            &UsageQuery::new()
+                .group_by(Dimension::Provider)
+                .group_by(Dimension::Team)
+                .group_by(Dimension::Provider),
+        )
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.group.len() == 2
+        && r.group[0].0 == Dimension::Provider
+        && r.group[1].0 == Dimension::Team));
+    let anthropic = rows
+        .iter()
+        .find(|r| r.get(Dimension::Provider) == Some("anthropic"))
+        .unwrap();
+    assert_eq!(anthropic.requests, 5);
+    assert_eq!(anthropic.estimated_requests, 5);
+    assert_eq!(anthropic.errors, 0, "client_closed is not an error");
+    let none = rows.iter().find(|r| r.group[0].1.is_none()).unwrap();
+    assert_eq!(none.errors, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_time_ranges() {
+    let (_dir, ledger) = loaded().await;
+    let one = |q: UsageQuery| {
+        let ledger = ledger.clone();
+        async move {
+            let rows = ledger.query(&q).await.unwrap();
+            rows.first().map_or(0, |r| r.requests)
+        }
+    };
+    assert_eq!(
+        one(UsageQuery::new().filter(Dimension::Team, "team-1")).await,
+        10
+    );
+    // Values of one dimension are alternatives...
+    assert_eq!(
+        one(UsageQuery::new()
+            .filter(Dimension::Team, "team-1")
+            .filter(Dimension::Team, "ops, \"infra\"\nnight"))
+        .await,
+        15
+    );
+    // ...different dimensions must all match.
+    assert_eq!(
+        one(UsageQuery::new()
+            .filter(Dimension::Team, "team-1")
+            .filter(Dimension::Provider, "anthropic"))
+        .await,
+        5
+    );
+    assert_eq!(
+        one(UsageQuery::new().filter(Dimension::Key, "nobody")).await,
+        0
+    );
+    assert!(
+        ledger
+            .query(&UsageQuery::new().filter(Dimension::Key, "nobody"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // from inclusive, to exclusive.
+    assert_eq!(
+        one(UsageQuery::new()
+            .from(ts("2026-01-01T23:30:00Z"))
+            .to(ts("2026-01-02T12:00:00Z")))
+        .await,
+        8
+    );
+    assert_eq!(
+        one(UsageQuery::new().from(ts("2026-01-03T05:00:00Z"))).await,
+        4
+    );
+    // A day filter is a local day.
+    assert_eq!(
+        one(UsageQuery::new().filter(Dimension::Day, "2026-01-02")).await,
+        8
+    );
+    let ny = TimeZone::get("America/New_York").unwrap();
+    assert_eq!(
+        one(UsageQuery::new()
+            .filter(Dimension::Day, "2026-01-01")
+            .time_zone(ny))
+        .await,
+        12
+    );
+    let bad = ledger
+        .query(&UsageQuery::new().filter(Dimension::Day, "yesterday"))
+        .await;
+    assert!(matches!(bad, Err(LedgerError::InvalidQuery(_))), "{bad:?}");
+    let records = ledger
+        .records(&UsageQuery::new().filter(Dimension::Model, "embed"), 100)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 5);
+    assert!(records.windows(2).all(|w| w[0].time <= w[1].time));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_follow_the_query_time_zone() {
+    let (_dir, ledger) = loaded().await;
+    let days = |tz: TimeZone| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .query(&UsageQuery::new().group_by(Dimension::Day).time_zone(tz))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.get(Dimension::Day).unwrap().to_owned(), r.requests))
+                .collect::<Vec<_>>()
+        }
+    };
+    let s = |d: &str, n| (d.to_owned(), n);
+    assert_eq!(
+        days(TimeZone::UTC).await,
+        [s("2026-01-01", 8), s("2026-01-02", 8), s("2026-01-03", 4)]
+    );
+    assert_eq!(
+        days(TimeZone::get("Europe/Berlin").unwrap()).await,
+        [s("2026-01-01", 4), s("2026-01-02", 12), s("2026-01-03", 4)]
+    );
+    assert_eq!(
+        days(TimeZone::get("America/New_York").unwrap()).await,
+        [s("2026-01-01", 12), s("2026-01-02", 4), s("2026-01-03", 4)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_since_aggregates_per_bucket() {
+    let (_dir, ledger) = loaded().await;
+    let since = ts("2026-01-02T00:35:00Z");
+    let spend = ledger.spend_since(since).await.unwrap();
+    let want: Vec<_> = varied_records()
+        .into_iter()
+        .filter(|r| r.time >= since)
+        .collect();
+    let total: Usd = spend.iter().map(|r| r.cost).sum();
+    assert_eq!(total, want.iter().map(|r| r.cost).sum::<Usd>());
+    let tokens: u64 = spend.iter().map(|r| r.input_tokens).sum();
+    assert_eq!(tokens, want.iter().map(|r| r.input_tokens).sum::<u64>());
+    assert!(
+        spend
+            .iter()
+            .all(|r| r.time >= since && r.operation == "aggregate")
+    );
+    // The partial first bucket (00:30-00:45) is stamped with `since`.
+    assert!(spend.iter().any(|r| r.time == since));
+    assert!(spend.windows(2).all(|w| w[0].time <= w[1].time));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_quotes_what_needs_quoting() {
+    let (_dir, ledger) = loaded().await;
+    let rows = ledger
+        .query(
+            &UsageQuery::new()
+                .group_by(Dimension::Team)
+                .group_by(Dimension::Day),
+        )
+        .await
+        .unwrap();
+    let csv = to_csv(&rows);
+    let mut lines = csv.split("\r\n");
+    assert_eq!(
+        lines.next().unwrap(),
+        "team,day,requests,input_tokens,cached_input_tokens,cache_write_tokens,\
+         output_tokens,reasoning_tokens,cost_usd,saved_usd,estimated_requests,errors"
+    );
+    assert!(csv.starts_with("team,day,"));
+    assert!(
+        csv.contains("\r\n\"ops, \"\"infra\"\"\nnight\",2026-01-01,2,40,20,10,100,14,0.000000003002,0.000000002,0,0\r\n"),
+        "{csv}"
+    );
+    // A missing team is an empty field.
+    assert!(csv.contains("\r\n,2026-01-01,2,"), "{csv}");
+    assert!(csv.ends_with("\r\n"));
+    assert_eq!(to_csv(&[]).lines().count(), 1);
+
+    let records = ledger
+        .records(&UsageQuery::new().filter(Dimension::Key, "key-2"), 1)
+        .await
+        .unwrap();
+    let csv = records_to_csv(&records);
+    assert!(csv.starts_with("request_id,time,router,operation,key,team,user,model,"));
+    assert!(
+        csv.contains("varied-0-1,2026-01-01T10:00:00Z,router-a,chat,key-2,\"ops, \"\"infra\"\"\nnight\",user-1,embed,"),
+        "{csv}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let ledger = LocalLedger::open_with(
+        &path,
+        LocalOptions {
+            queue_capacity: 2,
+            batch_size: 1,
+            linger: Duration::from_millis(1),
+        },
+    )
+    .unwrap();
+    // Another connection holds the write lock, so the writer stalls with at
+    // most one record in hand and two in the queue.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..50 {
+        ledger.record(record(&format!("q{i}"), ts("2026-01-01T10:00:00Z")));
+    }
+    // Every call returned while the writer was stuck: none blocked.
+    let stats = ledger.stats();
+    assert!(stats.dropped >= 47, "{stats:?}");
+    assert_eq!(stats.recorded + stats.dropped, 50);
+    blocker.execute_batch("COMMIT").unwrap();
+
+    match ledger.flush().await {
+        Err(LedgerError::Lost { dropped, failed }) => {
+            assert_eq!(dropped, stats.dropped);
+            assert_eq!(failed, 0);
+        }
+        other => panic!("flush should report the drops: {other:?}"),
+    }
+    // Reported once; the next flush is clean.
+    ledger.flush().await.unwrap();
+    assert_eq!(total(&ledger).await.0, stats.recorded);
+    assert_eq!(ledger.stats().stored, stats.recorded);
+}

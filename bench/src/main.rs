@@ -54,6 +54,11 @@ struct Args {
     /// (`dead` = a closed local port: what a collector outage costs).
     #[arg(long)]
     otlp: Option<String>,
+    /// `on`: the usage ledger (local file for serve, JetStream over NATS)
+    /// and two budgets, as a deployment with spend tracking runs; `off`:
+    /// `ledger.enabled: false` and no budgets.
+    #[arg(long, default_value = "on")]
+    spend: String,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -102,6 +107,14 @@ fn start(mut cmd: Command, ready: &str, on_stdout: bool) -> Result<(Proc, String
         )
         .env("SWITCHYARD_LOG_FORMAT", "text")
         .env("NO_COLOR", "1");
+    // The gateway's usage ledger goes to a scratch folder, not the user's
+    // home (the benchmark measures with it on, as `serve` runs by default).
+    if std::env::var_os("SWITCHYARD_DATA_DIR").is_none() {
+        cmd.env(
+            "SWITCHYARD_DATA_DIR",
+            std::env::temp_dir().join("switchyard-bench-data"),
+        );
+    }
     if on_stdout {
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     } else {
@@ -182,7 +195,13 @@ impl Gateway {
     }
 }
 
-fn start_gateway(mode: &str, bin: &Path, upstream: &str, otlp: Option<&str>) -> Result<Gateway> {
+fn start_gateway(
+    mode: &str,
+    bin: &Path,
+    upstream: &str,
+    otlp: Option<&str>,
+    spend_on: bool,
+) -> Result<Gateway> {
     let dir = tempfile::tempdir()?;
     let mut procs = Vec::new();
     let bus = if mode == "nats" {
@@ -190,15 +209,23 @@ fn start_gateway(mode: &str, bin: &Path, upstream: &str, otlp: Option<&str>) -> 
             .local_addr()?
             .port();
         let mut cmd = pinned(0, Path::new("nats-server"));
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        // JetStream: the usage stream lives there.
+        let store = dir.path().join("nats");
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store);
         let (p, _) = start(cmd, "Server is ready", false)?;
         procs.push(p);
         format!("bus:\n  nats_url: nats://127.0.0.1:{port}\n")
     } else {
         String::new()
     };
+    let spend = if spend_on {
+        "budgets:\n  limits:\n    - { name: all, window: monthly, limit_usd: 1000000, action: alert }\n    - { name: per-team, scope: { team: \"*\" }, window: daily, limit_usd: 1000000, action: reject }\n"
+    } else {
+        "ledger:\n  enabled: false\n"
+    };
     let config = format!(
-        "server:\n  http_addr: 127.0.0.1:0\n  grpc_addr: 127.0.0.1:0\n{bus}providers:\n  - name: up\n    kind: openai\n    base_url: {upstream}\n    max_concurrency: 100000\n    max_queue: 100000\n"
+        "server:\n  http_addr: 127.0.0.1:0\n  grpc_addr: 127.0.0.1:0\n{bus}providers:\n  - name: up\n    kind: openai\n    base_url: {upstream}\n    max_concurrency: 100000\n    max_queue: 100000\n{spend}"
     );
     let path = dir.path().join("bench.yaml");
     std::fs::write(&path, config)?;
@@ -532,6 +559,11 @@ async fn main() -> Result<()> {
         .context("no double URL")?
         .to_owned();
     let client = client()?;
+    let spend_on = match args.spend.as_str() {
+        "on" => true,
+        "off" => false,
+        other => bail!("--spend `{other}` is not on or off"),
+    };
     let otlp = match args.otlp.as_deref() {
         Some("dead") => {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -564,7 +596,7 @@ async fn main() -> Result<()> {
 
     let mut modes = Vec::new();
     for mode in &args.modes {
-        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref())?;
+        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref(), spend_on)?;
         let t = Target {
             name: gw.name.clone(),
             base: gw.base.clone(),
@@ -624,7 +656,7 @@ async fn main() -> Result<()> {
         // A fresh gateway: the phases above leave the allocator's high-water
         // mark in this one, which would be counted as per-stream memory.
         drop(gw);
-        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref())?;
+        let gw = start_gateway(mode, &args.bin_dir, &upstream, otlp.as_deref(), spend_on)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (rss_streams, opened) = rss_with_open_streams(&client, &gw, args.open_streams).await;
         modes.push(json!({
@@ -643,6 +675,7 @@ async fn main() -> Result<()> {
     let result = json!({
         "machine": {"cores": cores(), "pinned": cores() >= 2},
         "otlp": otlp,
+        "spend": args.spend,
         "direct": {"latency_c1": direct_c1, "at_rate": direct_rates, "stream_c1": direct_stream},
         "modes": modes,
     });

@@ -31,6 +31,10 @@ class Proc:
         self.args = args
         # Text logs: the ready line's `key=value` fields are parsed below.
         full_env = dict(os.environ, RUST_LOG="info", NO_COLOR="1", SWITCHYARD_LOG_FORMAT="text")
+        # Each process keeps its usage ledger in its own folder, never in
+        # the user's home.
+        self._data = tempfile.TemporaryDirectory(prefix="switchyard-data-")
+        full_env.setdefault("SWITCHYARD_DATA_DIR", self._data.name)
         for k, v in (env or {}).items():
             if v is None:
                 full_env.pop(k, None)

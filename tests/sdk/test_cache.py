@@ -47,7 +47,11 @@ def test_sdk_consumes_a_streamed_cache_hit(cached_gateway):
     assert replayed == fresh
     assert chunks[0].choices[0].delta.role == "assistant"
     assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
-    assert chunks[-1].choices == [] and chunks[-1].usage == fresh_chunks[-1].usage
+    assert chunks[-1].choices == []
+    hit, first = chunks[-1].usage, fresh_chunks[-1].usage
+    assert (hit.prompt_tokens, hit.completion_tokens) == (first.prompt_tokens, first.completion_tokens)
+    # A hit costs nothing (OpenRouter's `usage.cost`, an extra field).
+    assert hit.model_extra["cost"] == 0
 
     # The unary form of the question is a hit too, with the same text.
     raw = client.chat.completions.with_raw_response.create(

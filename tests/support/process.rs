@@ -36,6 +36,9 @@ pub struct Proc {
     pub grpc_addr: Option<SocketAddr>,
     /// Every log line after the ready line, for assertions.
     pub lines: mpsc::Receiver<String>,
+    /// `SWITCHYARD_DATA_DIR` of the process (its usage ledger), unless the
+    /// test set its own: no test writes into the user's home.
+    _data: Option<tempfile::TempDir>,
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -77,7 +80,13 @@ impl Proc {
     /// the address parsing and log assertions read) unless `env` says
     /// otherwise.
     pub fn start_with_env(args: &[&str], ready: &str, env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(switchyard_bin())
+        let data = (!env.iter().any(|(k, _)| *k == "SWITCHYARD_DATA_DIR"))
+            .then(|| tempfile::tempdir().expect("data dir"));
+        let mut command = Command::new(switchyard_bin());
+        if let Some(d) = &data {
+            command.env("SWITCHYARD_DATA_DIR", d.path());
+        }
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -114,6 +123,7 @@ impl Proc {
                             http_addr: field(&line, "http_addr"),
                             grpc_addr: field(&line, "grpc_addr"),
                             lines: rx,
+                            _data: data,
                         };
                     }
                 }

@@ -29,7 +29,9 @@ mod load;
 mod locate;
 mod schema;
 mod secret;
+mod spend;
 mod validate;
+mod validate_spend;
 mod watch;
 
 pub use defaults::{OPENAI_BASE_URL_ENV, WELL_KNOWN_PROVIDERS, WellKnownProvider};
@@ -39,4 +41,5 @@ pub use kinds::{DEFAULT_OPENAI_BASE_URL, ProviderKind, WireFormat};
 pub use load::EMBEDDED_ORIGIN;
 pub use schema::*;
 pub use secret::Secret;
+pub use spend::*;
 pub use watch::{ConfigWatcher, Reload, ReloadTrigger};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::Secret;
 use crate::kinds::ProviderKind;
+use crate::spend::{AlertsConfig, BudgetsConfig, LedgerConfig, PricingConfig, SpendCapConfig};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +37,18 @@ pub struct Config {
     /// The exact-match response cache (off unless `cache.enabled`).
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Usage records: where every request's tokens and cost are kept.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    /// Spend limits per key, team, user, model, provider or in all.
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+    /// Where budget and spend-spike alerts go, and the spike rules.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Price overrides and additions to the bundled price table.
+    #[serde(default)]
+    pub pricing: PricingConfig,
 }
 
 /// The exact-match response cache (docs/configuration.md, "Caching").
@@ -472,6 +485,10 @@ pub struct ModelConfig {
     /// Overrides `cache.enabled` / `cache.ttl` for this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<ModelCacheConfig>,
+    /// Past this spend in its window, requests for this model are served
+    /// by `downgrade_to` (a routing step, like a budget's `downgrade`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_cap: Option<SpendCapConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -691,6 +708,7 @@ impl ModelConfig {
             first_token_timeout: None,
             timeout: None,
             cache: None,
+            spend_cap: None,
         }
     }
 }

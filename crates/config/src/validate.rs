@@ -61,6 +61,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.telemetry(config);
     v.discovery(config);
     v.cache(config);
+    crate::validate_spend::validate(config, &mut v.problems);
     v.problems
 }
 
@@ -659,7 +660,7 @@ fn check_model_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_base_url(raw: &str) -> Result<(), String> {
+pub(crate) fn check_base_url(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{raw}` must be an http:// or https:// URL"));
@@ -698,7 +699,7 @@ pub(crate) fn check_nats_urls(raw: &str) -> Result<(), String> {
 
 /// Dot-separated tokens of `[A-Za-z0-9_-]`: no wildcards (`*`, `>`), no
 /// empty tokens, nothing a NATS server or another client could misread.
-fn check_subject_prefix(prefix: &str) -> Result<(), String> {
+pub(crate) fn check_subject_prefix(prefix: &str) -> Result<(), String> {
     let ok = !prefix.is_empty()
         && prefix.split('.').all(|t| {
             !t.is_empty()

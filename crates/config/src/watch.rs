@@ -222,8 +222,8 @@ fn load(path: &Path, snapshot: &Snapshot) -> Reload {
 
 impl Config {
     /// The keys that differ between `self` (running) and `new` but take
-    /// effect only after a restart: `server.<key>`, `bus`, `telemetry`, and
-    /// `cache`, `providers.<name>` for each provider added, removed or changed
+    /// effect only after a restart: `server.<key>`, `bus`, `telemetry`,
+    /// `cache`, `ledger`, and `providers.<name>` for each provider added, removed or changed
     /// (`providers (order)` when only their order changed, which decides
     /// who serves a bare model name listed by several). `models` and
     /// `routing` apply live and are never listed. Empty: the whole change
@@ -240,6 +240,10 @@ impl Config {
             telemetry,
             discovery,
             cache,
+            ledger,
+            budgets: _,
+            alerts: _,
+            pricing: _,
         } = self;
         let ServerConfig {
             http_addr,
@@ -277,6 +281,11 @@ impl Config {
         // The cache is built once at start (`models[].cache` applies live).
         if *cache != new.cache {
             keys.push("cache".to_owned());
+        }
+        // The ledger's file or stream is opened once at start (budgets,
+        // alerts and prices apply live).
+        if *ledger != new.ledger {
+            keys.push("ledger".to_owned());
         }
         // Names are unique in a valid config, so a provider is known by its
         // name across the two.

@@ -161,6 +161,7 @@ fn plan(call: &ChatCall) -> Result<Answer, ProviderError> {
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             cached_prompt_tokens: 0,
             reasoning_tokens: 0,
+            ..Usage::default()
         },
         id: format!(
             "chatcmpl-demo-{}",

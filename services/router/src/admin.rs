@@ -4,6 +4,8 @@
 //! - `GET /admin/v1/routes`: every configured model with its strategy and
 //!   routes, and the live health of every target seen so far (breaker state,
 //!   cooldown, in-flight, latency).
+//! - `GET /admin/v1/usage`, `/admin/v1/usage/records`, `/admin/v1/budgets`:
+//!   spend from the ledger and the budgets' state ([`crate::admin_usage`]).
 //!
 //! Access: with `SWITCHYARD_ADMIN_TOKEN` set, a request must carry
 //! `Authorization: Bearer <token>`; without it, only loopback clients are
@@ -13,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +25,8 @@ use serde_json::{Value, json};
 use crate::core::Gateway;
 use crate::error::GatewayError;
 use crate::http::error_response;
+
+type Params = std::collections::BTreeMap<String, String>;
 
 #[derive(Clone)]
 struct AdminState {
@@ -40,6 +44,24 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     };
     Router::new()
         .route("/routes", get(routes))
+        .route(
+            "/usage",
+            get(|State(s): State<AdminState>, Query(q): Query<Params>| {
+                crate::admin_usage::usage(s.gateway, q)
+            }),
+        )
+        .route(
+            "/usage/records",
+            get(|State(s): State<AdminState>, Query(q): Query<Params>| {
+                crate::admin_usage::records(s.gateway, q)
+            }),
+        )
+        .route(
+            "/budgets",
+            get(|State(s): State<AdminState>| async move {
+                crate::admin_usage::budgets(&s.gateway)
+            }),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }

@@ -109,6 +109,7 @@ fn next_step(e: &GatewayError) -> Next {
         | GatewayError::AdminForbidden
         | GatewayError::DeadlineExceeded(_)
         | GatewayError::ShuttingDown
+        | GatewayError::BudgetExceeded(_)
         | GatewayError::Internal(_) => Next::Stop,
     }
 }
@@ -159,6 +160,7 @@ fn failure(e: &GatewayError) -> Failure {
         | GatewayError::Unroutable(_)
         | GatewayError::AdminForbidden
         | GatewayError::ShuttingDown
+        | GatewayError::BudgetExceeded(_)
         | GatewayError::Internal(_) => Failure::Rejected,
     }
 }

@@ -222,6 +222,8 @@ impl ResponseCache {
                         attempts: AttemptLog::default(),
                         warnings: Vec::new(),
                         cache: CacheStatus::Hit,
+                        cost: None,
+                        downgrade: None,
                     };
                     self.counted(Lookup::Hit(Box::new((served, a.result))))
                 }
@@ -380,6 +382,8 @@ impl EmbedPlan {
             attempts: AttemptLog::default(),
             warnings: Vec::new(),
             cache: CacheStatus::Hit,
+            cost: None,
+            downgrade: None,
         };
         let result = EmbedResult {
             model,

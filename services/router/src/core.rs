@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use futures_util::{Stream, StreamExt};
 use switchyard_bus::{Bus, BusError, Call, Event, Headers};
 use switchyard_config::Config;
+use switchyard_pricing::Usd;
 use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::bus::v1::{UpstreamError, WorkRequest};
 use switchyard_proto::gateway::v1::{
@@ -30,6 +31,7 @@ use crate::attempts::{self, AttemptLog, Won};
 use crate::cache::{self, CacheRequest, CacheStatus, EmbedPlan, Lookup, ResponseCache};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, RequestRecord, StreamRecord};
+use crate::spend::{self, Admission, Downgrade, Identity, Meter, Spend};
 use crate::trace::{self, RequestTrace};
 
 /// What one request carries besides its body.
@@ -44,6 +46,8 @@ pub struct RequestContext {
     pub headers: Headers,
     /// The tenant and the client's cache directives.
     pub cache: CacheRequest,
+    /// Who the request is billed to (budgets, usage records).
+    pub who: Identity,
 }
 
 /// Which target served a request, and every target tried on the way.
@@ -57,6 +61,11 @@ pub struct ServedBy {
     pub warnings: Vec<String>,
     /// What the response cache did (`x-switchyard-cache`).
     pub cache: CacheStatus,
+    /// What the answer cost (`x-switchyard-cost-usd`), when a price is
+    /// known and the answer came in one piece.
+    pub cost: Option<Usd>,
+    /// The budget that changed the model (`x-switchyard-budget`).
+    pub downgrade: Option<Downgrade>,
 }
 
 /// A request that failed, and every target tried on the way.
@@ -64,6 +73,12 @@ pub struct ServedBy {
 pub struct Failed {
     pub error: GatewayError,
     pub attempts: AttemptLog,
+}
+
+impl From<Box<Failed>> for Failed {
+    fn from(f: Box<Failed>) -> Self {
+        *f
+    }
 }
 
 impl From<GatewayError> for Failed {
@@ -134,13 +149,21 @@ pub struct Gateway {
     record_content: bool,
     /// The response cache, when `cache.enabled` (fixed at start).
     cache: Option<ResponseCache>,
+    /// Prices, the usage ledger, budgets and alerts.
+    spend: Arc<Spend>,
 }
 
 impl Gateway {
-    pub fn new(config: &Config, bus: Arc<dyn Bus>) -> Self {
-        let health = Arc::new(Health::new(&config.routing));
-        let metrics = Arc::new(Metrics::new(health.clone()));
+    /// `metrics` are the ones `spend` records into.
+    pub fn new(
+        config: &Config,
+        bus: Arc<dyn Bus>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        spend: Arc<Spend>,
+    ) -> Self {
         Self {
+            spend,
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
             cache: ResponseCache::from_config(config, metrics.clone()),
             metrics,
@@ -161,6 +184,11 @@ impl Gateway {
         if let Some(cache) = &self.cache {
             cache.reload(config);
         }
+        self.spend.reload(config);
+    }
+
+    pub fn spend(&self) -> &Arc<Spend> {
+        &self.spend
     }
 
     pub fn list_models(&self) -> Vec<ListedModel> {
@@ -198,7 +226,12 @@ impl Gateway {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    fn plan(&self, model: &str, work: &Work) -> Result<Plan, GatewayError> {
+    fn plan(
+        &self,
+        model: &str,
+        work: &Work,
+        blocked: &[switchyard_budget::Exceeded],
+    ) -> Result<Plan, GatewayError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(GatewayError::ShuttingDown);
         }
@@ -207,23 +240,31 @@ impl Gateway {
             Work::Embed(spec) => validate_embed(spec)?,
             Work::Image(spec) => validate_image(spec)?,
         }
-        self.routes
+        let plan = self
+            .routes
             .load()
             .resolve(model)
-            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))
+            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+        spend::without_blocked(plan, blocked)
     }
 
     /// A complete answer from the first target that gives one.
     pub async fn chat(
         &self,
-        spec: ChatSpec,
+        mut spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
+        let (meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
         let trace = RequestTrace::begin(&spec, false, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
-                trace.result(&hit.1);
-                return Ok(*hit);
+                let (mut served, mut result) = *hit;
+                trace.result(&result);
+                let mut meter = meter;
+                meter.cache_hit(&served, result.usage.as_mut());
+                meter.finish();
+                served.downgrade = admission.downgrade;
+                return Ok((served, result));
             }
             Lookup::Miss(status, store) => (status, store),
         };
@@ -235,6 +276,7 @@ impl Gateway {
                 facts,
                 Work::Chat(spec),
                 ctx,
+                &admission,
                 trace,
                 chat_result,
                 |t, r| {
@@ -243,12 +285,40 @@ impl Gateway {
                 },
             )
             .await;
-        let (mut served, result) = out?;
+        let (mut served, result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
         served.cache = status;
+        served.downgrade = admission.downgrade;
         if let Some(store) = store {
             store.result(&served, &result).await;
         }
         Ok((served, result))
+    }
+
+    /// The budgets' say before anything else: a refusal, or the model to
+    /// route (`model` is changed in place when a budget downgrades it) and
+    /// the providers to skip; with the meter of the request's usage record.
+    fn admit(
+        &self,
+        ctx: &RequestContext,
+        operation: &'static str,
+        model: &mut String,
+        body_user: &str,
+    ) -> Result<(Meter, Admission), Box<Failed>> {
+        let who = ctx.who.clone().with_body_user(body_user);
+        let meter = self.spend.meter(&ctx.request_id, operation, &who, model);
+        match self.spend.admit(&who, model) {
+            Ok(admission) => {
+                if let Some(d) = &admission.downgrade {
+                    model.clone_from(&d.to);
+                }
+                Ok((meter, admission))
+            }
+            Err(e) => {
+                let f = Failed::from(e);
+                meter.failed(&f);
+                Err(Box::new(f))
+            }
+        }
     }
 
     /// The one place chat consults the response cache (before routing).
@@ -266,15 +336,19 @@ impl Gateway {
     /// anything that fails before that.
     pub async fn chat_stream(
         &self,
-        spec: ChatSpec,
+        mut spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
+        let (mut meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
         let trace = RequestTrace::begin(&spec, true, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
-                let (served, result) = *hit;
+                let (mut served, mut result) = *hit;
                 trace.result(&result);
+                meter.cache_hit(&served, result.usage.as_mut());
+                meter.finish();
+                served.downgrade = admission.downgrade;
                 return Ok((served, cache::replay(&result)));
             }
             Lookup::Miss(status, store) => (status, store),
@@ -283,13 +357,14 @@ impl Gateway {
         let model = spec.model.clone();
         let work = Work::Chat(spec);
         let (mut served, won, deadline) = match self
-            .run(&model, facts, &work, ctx, true, stream_attempt)
+            .run(&model, facts, &work, ctx, &admission, true, stream_attempt)
             .await
         {
             Ok(v) => v,
             Err(f) => {
                 trace.failed(&f);
                 self.record_failure(ctx, &model, true, started, &f);
+                meter.failed(&f);
                 return Err(f);
             }
         };
@@ -313,10 +388,14 @@ impl Gateway {
         trace.served(&served);
         let stream = trace.stream(self.metrics.watch(stream, record), won.span);
         served.cache = status;
+        served.downgrade = admission.downgrade;
+        // Metered inside the cache's tap: the stored answer's usage has
+        // no cost in it (a hit reports its own).
         let stream = match store {
             Some(store) => store.stream(&served, stream),
             None => stream,
         };
+        let stream = spend::metered(stream, meter, &served, work);
         Ok((served, stream))
     }
 
@@ -351,12 +430,14 @@ impl Gateway {
 
     /// Resolves the plan and walks it under the request's deadline, making
     /// each attempt with `attempt`.
+    #[allow(clippy::too_many_arguments)]
     async fn run<T, F, Fut>(
         &self,
         model: &str,
         facts: RequestFacts,
         work: &Work,
         ctx: &RequestContext,
+        admission: &Admission,
         stream: bool,
         attempt: F,
     ) -> Result<(ServedBy, Won<T>, Deadline), Failed>
@@ -366,7 +447,7 @@ impl Gateway {
         Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
         let routing = trace::routing_span(model);
-        let plan = routing.in_scope(|| self.plan(model, work))?;
+        let plan = routing.in_scope(|| self.plan(model, work, &admission.blocked))?;
         trace::routing_plan(&routing, &plan);
         let timeout = plan.timeout.unwrap_or(self.request_timeout);
         let deadline = Deadline {
@@ -433,6 +514,8 @@ impl Gateway {
             attempts: log,
             warnings,
             cache: CacheStatus::Off,
+            cost: None,
+            downgrade: None,
         };
         Ok((served, won, deadline))
     }
@@ -507,6 +590,28 @@ impl Gateway {
     }
 }
 
+/// Settles a unary answer's meter: its cost stamped into the usage the
+/// client gets, or the failure recorded.
+fn settle_unary<T>(
+    mut meter: Meter,
+    out: Result<(ServedBy, T), Failed>,
+    usage: impl FnOnce(&mut T) -> Option<&mut Usage>,
+    images: impl FnOnce(&T) -> u32,
+) -> Result<(ServedBy, T), Box<Failed>> {
+    match out {
+        Ok((mut served, mut result)) => {
+            let images = images(&result);
+            meter.served(&mut served, usage(&mut result), images);
+            meter.finish();
+            Ok((served, result))
+        }
+        Err(f) => {
+            meter.failed(&f);
+            Err(Box::new(f))
+        }
+    }
+}
+
 /// Embeddings and image generation: the same route walk as chat (fallback,
 /// retries, breakers, deadlines), with one unary attempt per target.
 impl Gateway {
@@ -515,13 +620,18 @@ impl Gateway {
     /// end's business.
     pub async fn embed(
         &self,
-        spec: EmbedSpec,
+        mut spec: EmbedSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, EmbedResult), Failed> {
+        let (meter, admission) = self.admit(ctx, "embeddings", &mut spec.model, &spec.user)?;
         let model = spec.model.clone();
         // Checked before the cache: a stored vector never answers a request
         // that would have been refused.
-        validate_embed(&spec)?;
+        if let Err(e) = validate_embed(&spec) {
+            let f = Failed::from(e);
+            meter.failed(&f);
+            return Err(f);
+        }
         // Per input: only the inputs not cached go upstream.
         let plan = match &self.cache {
             Some(cache) if !self.closed.load(Ordering::Relaxed) => {
@@ -531,7 +641,13 @@ impl Gateway {
         };
         let spec = match plan.uncached(&spec) {
             Some(sent) => sent,
-            None => return Ok(plan.all_cached()),
+            None => {
+                let (served, result) = plan.all_cached();
+                let mut meter = meter;
+                meter.cache_hit(&served, None);
+                meter.finish();
+                return Ok((served, result));
+            }
         };
         let work = Work::Embed(spec);
         let trace = RequestTrace::begin_operation(trace::operation_name(&work), &model);
@@ -542,6 +658,7 @@ impl Gateway {
                 facts,
                 work,
                 ctx,
+                &admission,
                 trace,
                 embeddings_result,
                 |t, r| {
@@ -550,8 +667,9 @@ impl Gateway {
                 },
             )
             .await;
-        let (mut served, result) = out?;
+        let (mut served, result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
         served.cache = plan.status();
+        served.downgrade = admission.downgrade;
         let merged = plan.merge(&served, result).await;
         Ok((served, merged))
     }
@@ -559,18 +677,37 @@ impl Gateway {
     /// Generated images from the first target that gives them.
     pub async fn images(
         &self,
-        spec: ImageSpec,
+        mut spec: ImageSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ImageResult), Failed> {
+        let (meter, admission) = self.admit(ctx, "images", &mut spec.model, &spec.user)?;
         let model = spec.model.clone();
         let work = Work::Image(spec);
         let trace = RequestTrace::begin_operation(trace::operation_name(&work), &model);
         let facts = RequestFacts::default();
-        self.unary(&model, facts, work, ctx, trace, images_result, |t, r| {
-            t.unary_result("", r.usage.as_ref());
-            r.usage.as_ref()
-        })
-        .await
+        let out = self
+            .unary(
+                &model,
+                facts,
+                work,
+                ctx,
+                &admission,
+                trace,
+                images_result,
+                |t, r| {
+                    t.unary_result("", r.usage.as_ref());
+                    r.usage.as_ref()
+                },
+            )
+            .await;
+        let (mut served, result) = settle_unary(
+            meter,
+            out,
+            |r| r.usage.as_mut(),
+            |r| u32::try_from(r.data.len()).unwrap_or(u32::MAX),
+        )?;
+        served.downgrade = admission.downgrade;
+        Ok((served, result))
     }
 
     /// A request answered in one piece (chat, embeddings, images): routed,
@@ -585,15 +722,22 @@ impl Gateway {
         facts: RequestFacts,
         work: Work,
         ctx: &RequestContext,
+        admission: &Admission,
         trace: RequestTrace,
         terminal: fn(Event) -> Result<T, Box<Event>>,
         describe: for<'a> fn(&RequestTrace, &'a T) -> Option<&'a Usage>,
     ) -> Result<(ServedBy, T), Failed> {
         let started = Instant::now();
         let out = self
-            .run(model, facts, &work, ctx, false, move |b, m, r, h| {
-                unary_attempt(b, m, r, h, terminal)
-            })
+            .run(
+                model,
+                facts,
+                &work,
+                ctx,
+                admission,
+                false,
+                move |b, m, r, h| unary_attempt(b, m, r, h, terminal),
+            )
             .await
             .map(|(served, won, _deadline)| (served, won.value));
         match &out {

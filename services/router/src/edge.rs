@@ -19,6 +19,7 @@ use crate::error::GatewayError;
 use crate::http::{
     ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID, WARNINGS_HEADER,
 };
+use crate::spend::{BUDGET_HEADER, COST_HEADER, Identity};
 
 /// Renders a gateway error in a front end's own error shape.
 pub(crate) type RenderError = fn(&GatewayError) -> Response;
@@ -100,11 +101,14 @@ pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestCo
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let get = |name: &str| headers.get(name)?.to_str().ok();
+    let cache = CacheRequest::from_headers(get);
     RequestContext {
         request_id,
         operation,
         headers: trace_headers(headers),
-        cache: CacheRequest::from_headers(|name| headers.get(name)?.to_str().ok()),
+        who: Identity::from_headers(get, &cache.tenant),
+        cache,
     }
 }
 
@@ -135,6 +139,16 @@ pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
     }
     if let Some(status) = served.cache.as_str() {
         h.insert(CACHE_HEADER, HeaderValue::from_static(status));
+    }
+    if let Some(cost) = served.cost
+        && let Ok(v) = HeaderValue::from_str(&cost.to_string())
+    {
+        h.insert(COST_HEADER, v);
+    }
+    if let Some(d) = &served.downgrade
+        && let Ok(v) = HeaderValue::from_str(&d.header())
+    {
+        h.insert(BUDGET_HEADER, v);
     }
     attempt_headers(res, &served.attempts);
 }

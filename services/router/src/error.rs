@@ -68,9 +68,35 @@ pub enum GatewayError {
     /// The router is shutting down and takes no new work.
     #[error("the gateway is shutting down; retry on another instance")]
     ShuttingDown,
+    /// A `reject` budget is spent for this window (or every provider that
+    /// could serve is under an exhausted provider budget).
+    #[error(
+        "budget `{}` is exhausted: {} of {} USD spent{}; it resets at {}",
+        .0.budget, .0.spent, .0.limit, budget_scope(&.0.scope), .0.resets_at
+    )]
+    BudgetExceeded(Box<BudgetRefusal>),
     /// A bug or a broken bus; never the client's fault.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Which budget refused a request, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRefusal {
+    pub budget: String,
+    /// `team=research`, or empty for a budget over all spend.
+    pub scope: String,
+    pub limit: switchyard_pricing::Usd,
+    pub spent: switchyard_pricing::Usd,
+    pub resets_at: jiff::Timestamp,
+}
+
+fn budget_scope(scope: &str) -> String {
+    if scope.is_empty() {
+        String::new()
+    } else {
+        format!(" for {scope}")
+    }
 }
 
 fn upstream_message(provider: &str, e: &UpstreamError) -> String {
@@ -195,6 +221,12 @@ impl GatewayError {
                 Some("shutting_down"),
                 Code::Unavailable,
             ),
+            GatewayError::BudgetExceeded(_) => c(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                Some("budget_exceeded"),
+                Code::ResourceExhausted,
+            ),
             GatewayError::Internal(_) => c(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -230,6 +262,14 @@ impl GatewayError {
             }
             GatewayError::Unroutable(Unroutable::AllUnavailable { retry_after }) => {
                 Some(*retry_after)
+            }
+            GatewayError::BudgetExceeded(r) => {
+                let left = r.resets_at.duration_since(jiff::Timestamp::now());
+                Some(
+                    Duration::try_from(left)
+                        .unwrap_or(Duration::ZERO)
+                        .max(Duration::from_secs(1)),
+                )
             }
             _ => None,
         }

@@ -57,11 +57,14 @@ fn context(meta: &MetadataMap) -> RequestContext {
         .iter()
         .filter_map(|k| Some(((*k).to_owned(), meta.get(*k)?.to_str().ok()?.to_owned())))
         .collect();
+    let get = |name: &str| meta.get(name)?.to_str().ok();
+    let cache = CacheRequest::from_headers(get);
     RequestContext {
         request_id,
         operation: "grpc_chat",
         headers,
-        cache: CacheRequest::from_headers(|name| meta.get(name)?.to_str().ok()),
+        who: crate::spend::Identity::from_headers(get, &cache.tenant),
+        cache,
     }
 }
 

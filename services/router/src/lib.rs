@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 mod access;
 pub mod admin;
+mod admin_usage;
 pub mod attempts;
 pub mod cache;
 pub mod core;
@@ -24,6 +25,7 @@ pub mod http;
 mod media;
 pub mod messages;
 pub mod metrics;
+pub mod spend;
 mod trace;
 
 pub use crate::core::Gateway;
@@ -43,6 +45,8 @@ pub enum RouterError {
     Reflection(String),
     #[error("{what} server failed: {message}")]
     Serve { what: &'static str, message: String },
+    #[error(transparent)]
+    Spend(#[from] spend::SpendError),
 }
 
 /// A started router: where it listens, and its server tasks.
@@ -101,12 +105,19 @@ impl RunningRouter {
 /// shutdown, readiness and gRPC health turn to not-serving (if
 /// [`Readiness::set_not_ready`] did not already), new connections are
 /// refused and in-flight requests (streams included) run to their end.
+///
+/// `nats` is the bus's connection when there is one: the usage stream and
+/// the alerts subject share it.
 pub async fn start(
     config: &Config,
     bus: Arc<dyn Bus>,
+    nats: Option<async_nats::Client>,
     shutdown: CancellationToken,
 ) -> Result<RunningRouter, RouterError> {
-    let gateway = Arc::new(Gateway::new(config, bus));
+    let health = Arc::new(switchyard_routing::Health::new(&config.routing));
+    let metrics = Arc::new(metrics::Metrics::new(health.clone()));
+    let spend = spend::Spend::start(config, nats, metrics.clone()).await?;
+    let gateway = Arc::new(Gateway::new(config, bus, health, metrics, spend));
 
     let http_listener = bind("HTTP", config.server.http_addr).await?;
     let grpc_listener = bind("gRPC", config.server.grpc_addr).await?;

@@ -53,6 +53,7 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
         },
         GatewayError::AdminForbidden => error_type::PERMISSION,
         GatewayError::ShuttingDown => error_type::OVERLOADED,
+        GatewayError::BudgetExceeded(_) => error_type::RATE_LIMIT,
         GatewayError::WorkerLost { .. }
         | GatewayError::NoWorker { .. }
         | GatewayError::DeadlineExceeded(_)

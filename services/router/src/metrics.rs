@@ -13,6 +13,7 @@
 //! ...). Without an endpoint the global meter is a no-op and so are they.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -70,6 +71,19 @@ struct AttemptLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CostLabels {
+    model: String,
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    budget: String,
+    /// `reject` or `downgrade`.
+    action: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +150,9 @@ pub struct Metrics {
     hedges: Family<ModelLabels, Counter>,
     bus_round_trip: HistogramFamily<ProviderLabels>,
     cache_requests: Family<CacheLabels, Counter>,
+    cost: Family<CostLabels, Counter<f64, AtomicU64>>,
+    saved: Family<CostLabels, Counter<f64, AtomicU64>>,
+    budget_actions: Family<BudgetLabels, Counter>,
     otel: OtelSink,
 }
 
@@ -215,6 +232,24 @@ impl Metrics {
             "Chat and embeddings requests by what the response cache did: hit, miss, skip, error",
             cache_requests.clone(),
         );
+        let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "switchyard_cost_usd",
+            "Spend in US dollars by model asked and provider that served (from the price table)",
+            cost.clone(),
+        );
+        let saved = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "switchyard_cost_saved_usd",
+            "Spend avoided by response cache hits, in US dollars",
+            saved.clone(),
+        );
+        let budget_actions = Family::<BudgetLabels, Counter>::default();
+        registry.register(
+            "switchyard_budget_actions",
+            "Requests refused (reject) or sent to a cheaper model (downgrade) by a budget",
+            budget_actions.clone(),
+        );
         let otel = OtelSink::new(health.clone());
         registry.register_collector(Box::new(TargetGauges { health }));
         Self {
@@ -230,8 +265,52 @@ impl Metrics {
             hedges,
             bus_round_trip,
             cache_requests,
+            cost,
+            saved,
+            budget_actions,
             otel,
         }
+    }
+
+    /// A settled request's cost and the cost a cache hit saved. Floats are
+    /// fine for a rate on a dashboard; the ledger keeps exact sums.
+    pub fn cost(&self, model: &str, provider: &str, cost: f64, saved: f64) {
+        if cost == 0.0 && saved == 0.0 {
+            return;
+        }
+        let labels = CostLabels {
+            model: model.to_owned(),
+            provider: provider.to_owned(),
+        };
+        let attrs = [
+            KeyValue::new(GEN_AI_REQUEST_MODEL, model.to_owned()),
+            KeyValue::new("switchyard.provider", provider.to_owned()),
+        ];
+        if cost > 0.0 {
+            self.cost.get_or_create(&labels).inc_by(cost);
+            self.otel.cost.add(cost, &attrs);
+        }
+        if saved > 0.0 {
+            self.saved.get_or_create(&labels).inc_by(saved);
+            self.otel.saved.add(saved, &attrs);
+        }
+    }
+
+    /// A budget refused a request or changed its model.
+    pub fn budget_action(&self, budget: &str, action: &'static str) {
+        self.budget_actions
+            .get_or_create(&BudgetLabels {
+                budget: budget.to_owned(),
+                action: action.to_owned(),
+            })
+            .inc();
+        self.otel.budget_actions.add(
+            1,
+            &[
+                KeyValue::new("switchyard.budget", budget.to_owned()),
+                KeyValue::new("switchyard.budget.action", action),
+            ],
+        );
     }
 
     /// One response cache outcome (`hit`, `miss`, `skip`, `error`).
@@ -386,6 +465,9 @@ struct OtelSink {
     fallbacks: switchyard_telemetry::Counter<u64>,
     hedges: switchyard_telemetry::Counter<u64>,
     cache_requests: switchyard_telemetry::Counter<u64>,
+    cost: switchyard_telemetry::Counter<f64>,
+    saved: switchyard_telemetry::Counter<f64>,
+    budget_actions: switchyard_telemetry::Counter<u64>,
     /// Held so their callbacks stay registered for the router's life.
     _gauges: [switchyard_telemetry::ObservableGauge<i64>; 2],
 }
@@ -467,6 +549,21 @@ impl OtelSink {
             cache_requests: meter
                 .u64_counter("switchyard.cache.requests")
                 .with_description("Chat and embeddings requests by what the response cache did")
+                .with_unit("{request}")
+                .build(),
+            cost: meter
+                .f64_counter("switchyard.cost")
+                .with_description("Spend by model asked and provider that served")
+                .with_unit("USD")
+                .build(),
+            saved: meter
+                .f64_counter("switchyard.cost.saved")
+                .with_description("Spend avoided by response cache hits")
+                .with_unit("USD")
+                .build(),
+            budget_actions: meter
+                .u64_counter("switchyard.budget.actions")
+                .with_description("Requests refused or downgraded by a budget")
                 .with_unit("{request}")
                 .build(),
             _gauges: [in_flight, breaker],

@@ -6,6 +6,8 @@
 //! - `worker --provider NAME`: one provider's worker, taking work from NATS.
 //! - `check`: validates a config file and prints every problem.
 
+mod spend_cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +65,22 @@ enum Command {
         #[arg(long, short, env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
+    /// Prices: what applies to a model, and why.
+    Pricing {
+        #[command(subcommand)]
+        command: spend_cli::PricingCommand,
+    },
+    /// Usage and cost from a running gateway's ledger (its admin API).
+    Usage(spend_cli::UsageArgs),
+    /// Loads the JetStream usage stream into PostgreSQL; resumes where it
+    /// stopped (`ledger.postgres` and `bus` from the config).
+    LedgerWriter {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// The durable consumer's name; writers sharing it share the work.
+        #[arg(long, default_value = "switchyard-ledger-writer")]
+        consumer: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +93,9 @@ fn main() -> ExitCode {
         Command::Router { config } => ("router", Some(config)),
         Command::Worker { config, .. } => ("worker", Some(config)),
         Command::Check { config } => return check(config),
+        Command::Pricing { command } => return spend_cli::pricing(command),
+        Command::Usage(args) => return spend_cli::usage(args),
+        Command::LedgerWriter { config, .. } => ("ledger-writer", Some(config)),
     };
     // The config says where traces go, so it is read before telemetry starts.
     let config = match load(path) {
@@ -242,7 +263,10 @@ async fn run(command: Command, config: Config) -> Result<()> {
     tokio::spawn(signal_shutdown(signal.clone()));
     match command {
         // Handled in main before the runtime starts.
-        Command::Check { .. } => {}
+        Command::Check { .. } | Command::Pricing { .. } | Command::Usage(_) => {}
+        Command::LedgerWriter { consumer, .. } => {
+            spend_cli::ledger_writer(&config, &consumer, signal).await?;
+        }
         Command::Serve {
             config: config_path,
         } => {
@@ -265,7 +289,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 );
             }
             let listeners_stop = CancellationToken::new();
-            let router = switchyard_router::start(&config, bus, listeners_stop.clone()).await?;
+            let client = nats.as_ref().map(NatsBus::client);
+            let router =
+                switchyard_router::start(&config, bus, client, listeners_stop.clone()).await?;
             if let Some(path) = &config_path {
                 watch_config(
                     path.clone(),
@@ -300,7 +326,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::Router { config: path } => {
             let (bus, nats) = connect_bus(&config, "router", true).await?;
             let listeners_stop = CancellationToken::new();
-            let router = switchyard_router::start(&config, bus, listeners_stop.clone()).await?;
+            let client = nats.as_ref().map(NatsBus::client);
+            let router =
+                switchyard_router::start(&config, bus, client, listeners_stop.clone()).await?;
             watch_config(path, config.clone(), router.gateway.clone(), signal.clone());
             let registrar = register_router(&config, &router);
             shut_down_router(router, registrar, &signal, &listeners_stop, &config.server).await?;
@@ -457,7 +485,21 @@ fn watch_config(
 /// `server.shutdown_delay` (endpoints update asynchronously, so traffic can
 /// still arrive); then the listeners close and in-flight requests get
 /// `server.shutdown_grace` to finish. Returns whether they all did.
+/// [`drain_router`], then the usage records still queued are written.
 async fn shut_down_router(
+    router: switchyard_router::RunningRouter,
+    registrar: Option<switchyard_discovery::Registrar>,
+    signal: &CancellationToken,
+    listeners_stop: &CancellationToken,
+    server: &switchyard_config::ServerConfig,
+) -> Result<bool> {
+    let spend = router.gateway.spend().clone();
+    let drained = drain_router(router, registrar, signal, listeners_stop, server).await;
+    spend.flush().await;
+    drained
+}
+
+async fn drain_router(
     router: switchyard_router::RunningRouter,
     registrar: Option<switchyard_discovery::Registrar>,
     signal: &CancellationToken,

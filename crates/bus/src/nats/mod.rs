@@ -225,6 +225,12 @@ impl NatsBus {
         })
     }
 
+    /// The connection itself, for other users of the same NATS (the usage
+    /// stream, alerts): one connection per process.
+    pub fn client(&self) -> Client {
+        self.inner.client.clone()
+    }
+
     pub fn subjects(&self) -> &Subjects {
         &self.inner.subjects
     }

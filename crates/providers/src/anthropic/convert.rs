@@ -536,6 +536,8 @@ pub fn usage_to_canonical(u: &wire::Usage) -> pb::Usage {
         total_tokens: prompt.saturating_add(completion),
         cached_prompt_tokens: read,
         reasoning_tokens: 0,
+        cache_write_tokens: created,
+        ..pb::Usage::default()
     }
 }
 

@@ -399,14 +399,17 @@ fn stop_reason(f: FinishReason, has_tool_calls: bool) -> &'static str {
 }
 
 /// The canonical usage in Anthropic's terms: Anthropic's `input_tokens`
-/// excludes cache reads. Cache writes are not known canonically (they are
-/// in `input_tokens`).
+/// excludes cache reads and writes.
 fn usage_to_wire(u: Option<&pb::Usage>) -> wire::Usage {
     let u = u.copied().unwrap_or_default();
     wire::Usage {
-        input_tokens: Some(u.prompt_tokens.saturating_sub(u.cached_prompt_tokens)),
+        input_tokens: Some(
+            u.prompt_tokens
+                .saturating_sub(u.cached_prompt_tokens)
+                .saturating_sub(u.cache_write_tokens),
+        ),
         output_tokens: Some(u.completion_tokens),
-        cache_creation_input_tokens: None,
+        cache_creation_input_tokens: Some(u.cache_write_tokens),
         cache_read_input_tokens: Some(u.cached_prompt_tokens),
         extra: Extra::new(),
     }
@@ -882,6 +885,7 @@ mod tests {
                 total_tokens: 35,
                 cached_prompt_tokens: 10,
                 reasoning_tokens: 0,
+                ..pb::Usage::default()
             }),
             system_fingerprint: String::new(),
         }
@@ -896,7 +900,7 @@ mod tests {
                 "id": "msg_chatcmpl-1", "type": "message", "role": "assistant", "model": "my-model",
                 "content": [{"type": "text", "text": "Hi!"}],
                 "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 10}
+                "usage": {"input_tokens": 20, "output_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10}
             })
         );
         let r = result(
@@ -997,7 +1001,7 @@ mod tests {
                 json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "call_b", "name": "g", "input": {}}}),
                 json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
                 json!({"type": "content_block_stop", "index": 2}),
-                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"input_tokens": 12, "output_tokens": 7, "cache_read_input_tokens": 0}}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"input_tokens": 12, "output_tokens": 7, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
                 json!({"type": "message_stop"}),
             ]
         );

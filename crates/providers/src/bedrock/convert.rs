@@ -436,6 +436,8 @@ pub fn usage(u: &wire::TokenUsage) -> pb::Usage {
         total_tokens: prompt.saturating_add(u.output_tokens),
         cached_prompt_tokens: read,
         reasoning_tokens: 0,
+        cache_write_tokens: write,
+        ..pb::Usage::default()
     }
 }
 
@@ -552,7 +554,9 @@ mod tests {
                 completion_tokens: 5,
                 total_tokens: 1215,
                 cached_prompt_tokens: 1000,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                cache_write_tokens: 200,
+                ..pb::Usage::default()
             }
         );
     }

@@ -395,7 +395,8 @@ mod tests {
                 completion_tokens: 2,
                 total_tokens: 15,
                 cached_prompt_tokens: 4,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                ..Usage::default()
             })
         );
     }

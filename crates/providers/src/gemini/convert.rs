@@ -581,6 +581,7 @@ pub fn usage_from_wire(u: &wire::UsageMetadata) -> pb::Usage {
         },
         cached_prompt_tokens: u.cached_content_token_count,
         reasoning_tokens: u.thoughts_token_count,
+        ..pb::Usage::default()
     }
 }
 

@@ -830,6 +830,7 @@ pub fn usage_from_wire(u: &wire::Usage) -> pb::Usage {
             .as_ref()
             .and_then(|d| d.reasoning_tokens)
             .unwrap_or(0),
+        ..pb::Usage::default()
     }
 }
 
@@ -847,8 +848,25 @@ pub fn usage_to_wire(u: &pb::Usage) -> wire::Usage {
             reasoning_tokens: Some(u.reasoning_tokens),
             extra: Extra::new(),
         }),
-        extra: Extra::new(),
+        extra: cost_fields(u),
     }
+}
+
+/// The gateway's cost of the request, as OpenRouter reports it: `cost` in
+/// US dollars (the exact figure is in `x-switchyard-cost-usd` and the
+/// ledger; a JSON number is a float), plus `cost_estimated` when the
+/// counts were estimated.
+fn cost_fields(u: &pb::Usage) -> Extra {
+    let mut extra = Extra::new();
+    if u.cost_known {
+        #[allow(clippy::cast_precision_loss)]
+        let usd = u.cost_picodollars as f64 / 1e12;
+        extra.insert("cost".to_owned(), serde_json::Value::from(usd));
+        if u.cost_estimated {
+            extra.insert("cost_estimated".to_owned(), serde_json::Value::Bool(true));
+        }
+    }
+    extra
 }
 
 /// An upstream's complete answer as the canonical result. Message fields the

@@ -30,6 +30,16 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes
 fi
 
+# The ledger's PostgreSQL tests make a fresh database on the server at
+# SWITCHYARD_TEST_POSTGRES (default 127.0.0.1:5432, user postgres) and drop
+# it after; without a server they are skipped, and this says so up front.
+PG_HOST=127.0.0.1; PG_PORT=5432
+if (exec 3<>/dev/tcp/$PG_HOST/$PG_PORT) 2>/dev/null; then
+  step "PostgreSQL at $PG_HOST:$PG_PORT: the ledger's PostgreSQL tests run"
+else
+  step "SKIPPED: no PostgreSQL at $PG_HOST:$PG_PORT: the ledger's PostgreSQL tests (crates/ledger/tests/postgres.rs, tests/tests/ledger_writer.rs) will skip"
+fi
+
 step "python venv (openai SDK, pytest, buf)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

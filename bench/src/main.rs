@@ -220,7 +220,9 @@ fn start_gateway(
         String::new()
     };
     let spend = if spend_on {
-        "budgets:\n  limits:\n    - { name: all, window: monthly, limit_usd: 1000000, action: alert }\n    - { name: per-team, scope: { team: \"*\" }, window: daily, limit_usd: 1000000, action: reject }\n"
+        // Priced models, so every request is costed, counted against both
+        // budgets and recorded with its cost.
+        "budgets:\n  limits:\n    - { name: all, window: monthly, limit_usd: 1000000, action: alert }\n    - { name: per-team, scope: { team: \"*\" }, window: daily, limit_usd: 1000000, action: reject }\npricing:\n  models:\n    - { provider: openai, model: fast, input: 2.5, output: 10 }\n    - { provider: openai, model: slow-20, input: 2.5, output: 10 }\n"
     } else {
         "ledger:\n  enabled: false\n"
     };

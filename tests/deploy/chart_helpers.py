@@ -25,6 +25,9 @@ EXISTING_SECRETS = {
     "registry-credentials": {},
     "nats-ca": {"ca.crt": "(not used: the wiring test turns TLS off)"},
     "consul-token": {"token": "consul-standin"},
+    # YAML syntax in both: they must stay one string once substituted.
+    "ledger-postgres": {"url": "postgres://switchyard:p4ss: #w0rd@db.example:5432/switchyard"},
+    "alert-webhook": {"authorization": "Bearer hook: #standin"},
 }
 # What the downward API gives a pod, for local runs.
 FIELD_REFS = {"status.hostIP": "127.0.0.1", "status.podIP": "127.0.0.1"}

@@ -48,6 +48,19 @@ KINDS = [
 ENV_NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
 SECRET_NAME = {"type": "string", "pattern": "^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"}
 PULL_POLICY = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
+# Exact decimal dollars: a number, or a string such as "12.345" (docs/configuration.md).
+USD = {"type": ["number", "string"]}
+WINDOW = {"type": "string", "enum": ["daily", "weekly", "monthly"]}
+# One dimension and its value ("*": each value apart).
+SCOPE = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+    "properties": {k: {"type": "string", "minLength": 1} for k in ("key", "team", "user", "model", "provider")},
+}
+SUBJECT = {"type": "string", "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$"}
+TOKEN = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
 
 
 def autoscaling(memory=False):
@@ -159,8 +172,103 @@ MODEL = obj(
         "first_token_timeout": DURATION,
         "timeout": DURATION,
         "unsupported_params": POLICY,
+        "spend_cap": obj(
+            {"limit_usd": USD, "window": WINDOW, "downgrade_to": {"type": "string", "minLength": 1}},
+            required=["limit_usd", "window", "downgrade_to"],
+        ),
     },
     required=["name", "routes"],
+)
+
+LEDGER = obj(
+    {
+        "enabled": B,
+        # `local` is a file in the pod: lost with it, and never shared.
+        "backend": {"type": "string", "enum": ["auto", "jetstream"]},
+        "stream": obj(
+            {"name": TOKEN, "subject_prefix": SUBJECT, "duplicate_window": DURATION, "max_age": DURATION}
+        ),
+        "time_zone": {"type": "string", "minLength": 1},
+        "writer": obj({"batch_size": POS, "batch_wait": DURATION, "ack_wait": DURATION}),
+    },
+    desc="config `ledger` without postgres (from the chart's ledger.postgres), path (no local "
+    "ledger in pods) and router_id (each router's pod name)",
+)
+
+BUDGETS = obj(
+    {
+        "time_zone": {"type": "string", "minLength": 1},
+        "limits": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": {"type": "string", "minLength": 1},
+                    "scope": SCOPE,
+                    "window": WINDOW,
+                    "limit_usd": USD,
+                    "action": {
+                        "oneOf": [
+                            {"type": "string", "enum": ["reject", "alert"]},
+                            obj({"downgrade": {"type": "string", "minLength": 1}}, required=["downgrade"]),
+                        ]
+                    },
+                },
+                required=["name", "window", "limit_usd", "action"],
+            ),
+        },
+    }
+)
+
+ALERTS = obj(
+    {
+        "webhook": obj(
+            {
+                "url": {"type": "string", "pattern": "^https?://"},
+                "headers": {**STRMAP, "description": "literal headers; secret ones: the chart's alerts.webhookHeaders"},
+                "timeout": DURATION,
+            },
+            required=["url"],
+        ),
+        "nats_subject": SUBJECT,
+        "spikes": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": {"type": "string", "minLength": 1},
+                    "scope": SCOPE,
+                    "window": DURATION,
+                    "threshold_usd": USD,
+                    "factor": {"type": "number", "exclusiveMinimum": 1},
+                    "baseline": DURATION,
+                    "min_spend_usd": USD,
+                },
+                required=["name", "window"],
+            ),
+        },
+    }
+)
+
+# docs/pricing.md; rates and their structure are checked by `switchyard check`.
+PRICE = obj(
+    {
+        "provider": {"type": "string", "minLength": 1},
+        "model": {"type": "string", "minLength": 1},
+        "aliases": {"type": "array", "items": {"type": "string"}},
+        "input": USD,
+        "output": USD,
+        "cached_input": USD,
+        "cache_write": USD,
+        "reasoning_output": USD,
+        "per_image": {"type": ["number", "string", "object"]},
+        "per_audio_second": USD,
+        "batch": {"type": "object"},
+        "tiers": K8S_LIST,
+        "time_windows": K8S_LIST,
+        "source": S,
+        "as_of": S,
+        "notes": S,
+    },
+    required=["provider", "model"],
 )
 
 CONFIG = obj(
@@ -185,9 +293,15 @@ CONFIG = obj(
                 "record_content": B,
             }
         ),
+        "ledger": LEDGER,
+        "budgets": BUDGETS,
+        "alerts": ALERTS,
+        "pricing": obj({"models": {"type": "array", "items": PRICE}}),
     },
     desc="config file keys as in docs/configuration.md (snake_case)",
 )
+
+NAMED_SECRET = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
 
 SCHEMA = obj(
     {
@@ -288,6 +402,53 @@ SCHEMA = obj(
                 },
                 "tls": K8S_LIST,
             }
+        ),
+        "ledger": obj(
+            {
+                "postgres": obj(
+                    {
+                        "existingSecret": SECRET_NAME,
+                        "key": {"type": "string", "minLength": 1},
+                        "createSecret": B,
+                        # Substituted into a double-quoted YAML string.
+                        "url": {"type": "string", "pattern": "^[^\"\\\\]*$"},
+                    }
+                ),
+                "writer": obj(
+                    {
+                        "enabled": B,
+                        "replicas": NONNEG,
+                        "consumer": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$",
+                                     "description": "JetStream durable consumer; empty: switchyard-ledger-writer"},
+                        "resources": K8S_OBJ,
+                        "terminationGracePeriodSeconds": NONNEG,
+                        "podAnnotations": STRMAP,
+                        "podLabels": STRMAP,
+                        "extraEnv": ENV_LIST,
+                        "nodeSelector": STRMAP,
+                        "tolerations": K8S_LIST,
+                        "affinity": K8S_OBJ,
+                        "topologySpreadConstraints": K8S_LIST,
+                    }
+                ),
+            },
+            desc="the usage ledger's PostgreSQL URL (routers and writer) and `switchyard ledger-writer`",
+        ),
+        "alerts": obj(
+            {
+                "webhookHeaders": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                            "existingSecret": NAMED_SECRET,
+                            "key": {"type": "string", "minLength": 1},
+                        },
+                        required=["name", "existingSecret", "key"],
+                    ),
+                },
+            },
+            desc="secret headers of config.alerts.webhook, from Secrets, for the routers only",
         ),
         "otel": obj(
             {

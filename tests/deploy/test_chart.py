@@ -83,7 +83,8 @@ def test_expected_objects(case):
         assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
     deployments = {d["metadata"]["name"] for d in by_kind(objs, "Deployment")}
     providers = [p["name"] for p in (values.get("providers") or [{"name": "demo"}])]
-    assert len(deployments) == 1 + len(providers)
+    writer = bool(values.get("ledger", {}).get("writer", {}).get("enabled"))
+    assert len(deployments) == 1 + len(providers) + writer
     hpas = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind(objs, "HorizontalPodAutoscaler")}
     assert hpas <= deployments
     for h in by_kind(objs, "HorizontalPodAutoscaler"):
@@ -94,19 +95,21 @@ def test_expected_objects(case):
 
 
 def test_rendered_config_passes_switchyard_check(case, tmp_path):
+    """With each pod's own environment: every pod loads the whole file, so
+    a ${VAR} only some pods are given must still resolve in the others."""
     name, _, _, objs = case
     secrets = secret_data(objs)
     deployments = by_kind(objs, "Deployment")
     contents = {config_file(objs, d)[1] for d in deployments}
-    assert len(contents) == 1, "router and workers must read one config"
+    assert len(contents) == 1, "every pod must read one config"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(contents.pop())
-    router = [d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == "router"][0]
-    env = resolve_env(router["spec"]["template"]["spec"]["containers"][0], secrets)
-    r = subprocess.run([SWITCHYARD, "check", "--config", str(cfg)], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin", **env})
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "OK" in r.stdout
+    for d in deployments:
+        env = resolve_env(d["spec"]["template"]["spec"]["containers"][0], secrets)
+        r = subprocess.run([SWITCHYARD, "check", "--config", str(cfg)], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", **env})
+        assert r.returncode == 0, (d["metadata"]["name"], r.stdout + r.stderr)
+        assert "OK" in r.stdout
 
 
 def test_config_annotation_follows_config(case):
@@ -177,7 +180,10 @@ def test_termination_grace_covers_shutdown(case):
     server = yaml.safe_load(config_file(objs, by_kind(objs, "Deployment")[0])[1]).get("server") or {}
     needed = seconds(server.get("shutdown_grace", "30s")) + seconds(server.get("shutdown_delay", "0s"))
     assert server.get("shutdown_delay"), "Kubernetes needs a shutdown delay (endpoints update asynchronously)"
-    for d in by_kind(objs, "Deployment"):
+    # The ledger writer serves no requests: it only commits the batch in hand.
+    serving = [d for d in by_kind(objs, "Deployment")
+               if d["metadata"]["labels"]["app.kubernetes.io/component"] in ("router", "worker")]
+    for d in serving:
         # + 3 s: Consul deregistration and exit (docs/operations.md).
         assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= needed + 3, d["metadata"]["name"]
 
@@ -236,6 +242,21 @@ def test_helm_test_pod_posts_a_chat_to_the_router_service():
         {"config": {"models": [{"name": "m", "routes": [{"provider": "demo", "model": "echo", "wieght": 1}]}]}},
         {"config": {"server": {"http_addr": "0.0.0.0:1"}}},       # set by the chart
         {"providers": [{"name": "x", "kind": "demo", "worker": {"replicas": -1}}]},
+        {"config": {"ledger": {"postgres": {"url": "postgres://u:p@db/x"}}}},  # set by the chart, from a Secret
+        {"config": {"ledger": {"router_id": "r1"}}},              # every router would share one id
+        {"config": {"ledger": {"backend": "local"}}},             # a file in the pod
+        {"config": {"budgets": {"limits": [{"name": "b", "window": "hourly", "limit_usd": 1, "action": "reject"}]}}},
+        {"config": {"budgets": {"limits": [{"name": "b", "window": "daily", "limit_usd": 1, "action": "block"}]}}},
+        {"config": {"budgets": {"limits": [{"name": "b", "scope": {"team": "a", "user": "b"}, "window": "daily",
+                                            "limit_usd": 1, "action": "reject"}]}}},
+        {"config": {"alerts": {"webhook": {"url": "ftp://hooks"}}}},
+        {"config": {"pricing": {"models": [{"provider": "openai", "input": 1}]}}},  # no model
+        {"config": {"models": [{"name": "m", "routes": [{"provider": "demo", "model": "echo"}],
+                                "spend_cap": {"limit_usd": 1, "window": "daily"}}]}},
+        {"ledger": {"writer": {"consumer": "a.b"}}},               # not a JetStream consumer name
+        {"ledger": {"postgres": {"createSecret": True, "url": 'postgres://u:p"q@db/x'}}},
+        {"ledger": {"writer": {"enabled": "yes"}}},
+        {"alerts": {"webhookHeaders": [{"name": "Authorization", "existingSecret": "s"}]}},  # no key
     ],
 )
 def test_schema_rejects(bad):
@@ -249,6 +270,21 @@ def test_schema_rejects(bad):
         ({"nats": {"url": "nats://n:4222", "tls": {"enabled": True}}}, "tls://"),
         ({"nats": {"url": "nats://n:4222", "auth": {"type": "token"}}}, "existingSecret or createSecret"),
         ({"providers": [{"name": "x", "kind": "openai", "apiKey": {"createSecret": True}}]}, "apiKey.value"),
+        ({"ledger": {"writer": {"enabled": True}}}, "ledger.writer.enabled needs the PostgreSQL URL"),
+        ({"ledger": {"postgres": {"createSecret": True}}}, "ledger.postgres.createSecret needs ledger.postgres.url"),
+        ({"ledger": {"postgres": {"url": "postgres://db/x"}}}, "only with ledger.postgres.createSecret"),
+        ({"ledger": {"postgres": {"existingSecret": "pg", "createSecret": True, "url": "postgres://db/x"}}},
+         "are exclusive"),
+        ({"ledger": {"postgres": {"existingSecret": "pg"}, "writer": {"enabled": True}},
+          "config": {"ledger": {"enabled": False}}}, "no records to write"),
+        ({"alerts": {"webhookHeaders": [{"name": "Authorization", "existingSecret": "s", "key": "k"}]}},
+         "needs config.alerts.webhook.url"),
+        ({"alerts": {"webhookHeaders": [{"name": "authorization", "existingSecret": "s", "key": "k"}]},
+          "config": {"alerts": {"webhook": {"url": "https://h", "headers": {"Authorization": "x"}}}}},
+         "also in config.alerts.webhook.headers"),
+        ({"alerts": {"webhookHeaders": [{"name": "X-A", "existingSecret": "s", "key": "k"},
+                                        {"name": "X_A", "existingSecret": "s", "key": "k"}]},
+          "config": {"alerts": {"webhook": {"url": "https://h"}}}}, "same variable"),
     ],
 )
 def test_template_checks(bad, message):

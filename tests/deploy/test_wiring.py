@@ -181,7 +181,7 @@ def deployed(request, tmp_path_factory):
             secrets["nats-ca"] = {values["nats"]["tls"]["caKey"]: ca_pem}
         deployments = by_kind(objs, "Deployment")
         router_dep = [d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == "router"][0]
-        workers = [d for d in deployments if d is not router_dep]
+        workers = [d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
 
         def argv_env(dep, overrides=None):
             c = dep["spec"]["template"]["spec"]["containers"][0]

@@ -579,6 +579,16 @@ impl PostgresStore {
         })
     }
 
+    /// Connects on the first query instead (and again after a lost
+    /// connection): a router must start, and serve traffic, while its
+    /// reporting database is down.
+    pub fn lazy(url: &str) -> PostgresStore {
+        PostgresStore {
+            url: url.to_owned(),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
     /// Applies pending migrations (what [`run_writer`] does at start) and
     /// returns the versions applied now; empty when the schema was current.
     pub async fn migrate(&self) -> Result<Vec<u32>, LedgerError> {

@@ -95,8 +95,6 @@ pub enum SpendError {
     LocalLedger { path: PathBuf, message: String },
     #[error("cannot set up the usage stream: {0}")]
     Stream(String),
-    #[error("cannot connect to the ledger's PostgreSQL: {0}")]
-    Postgres(String),
     #[error("`ledger.backend: jetstream` needs a NATS connection (`bus`)")]
     NoBus,
 }
@@ -172,9 +170,6 @@ impl Spend {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Spend>, SpendError> {
         let bundled = PriceTable::bundled().map_err(|e| SpendError::Prices(e.to_string()))?;
-        // Built once, off the runtime, so the first cut-off stream does not
-        // pay for it.
-        tokio::task::spawn_blocking(switchyard_pricing::preload_tokenizers);
         let router_id = config.ledger.router_id.clone().unwrap_or_else(host_name);
         let tz = time_zone(&config.budgets.time_zone);
         let budgets = Budgets::new(budget_rules(config), tz.clone());
@@ -213,14 +208,12 @@ impl Spend {
                 }
                 Err(e) => return Err(SpendError::Stream(e.to_string())),
             };
-            let store: Option<Arc<dyn UsageStore>> = match &config.ledger.postgres {
-                Some(pg) => Some(Arc::new(
-                    switchyard_ledger::PostgresStore::connect(pg.url.expose())
-                        .await
-                        .map_err(|e| SpendError::Postgres(e.to_string()))?,
-                )),
-                None => None,
-            };
+            // Connected on the first usage query: PostgreSQL being down must
+            // not keep a router from serving.
+            let store: Option<Arc<dyn UsageStore>> = config.ledger.postgres.as_ref().map(|pg| {
+                Arc::new(switchyard_ledger::PostgresStore::lazy(pg.url.expose()))
+                    as Arc<dyn UsageStore>
+            });
             (Some(sink), store)
         };
         let spend = Self::assemble(
@@ -736,9 +729,15 @@ pub(crate) fn metered(
         provider: served.provider.clone(),
         model: served.upstream_model.clone(),
         work,
-        completion_tokens: 0,
+        completion: String::new(),
+        dropped_bytes: 0,
     })
 }
+
+/// Completion text kept per stream for an estimate; beyond it the oldest
+/// text is counted by bytes only (an estimate is rarely needed, and open
+/// streams must stay small).
+const KEPT_COMPLETION: usize = 8 * 1024;
 
 struct Metered {
     events: ChatStream,
@@ -747,18 +746,38 @@ struct Metered {
     model: String,
     /// The request, kept (not copied) for estimating its prompt tokens.
     work: Work,
-    /// Tokenizer counts of the deltas so far.
-    completion_tokens: u64,
+    /// The deltas' text so far (at most [`KEPT_COMPLETION`] bytes): it is
+    /// tokenized only if the provider's usage never comes, not per delta.
+    completion: String,
+    /// Bytes of completion that no longer fit in `completion`.
+    dropped_bytes: u64,
 }
 
 impl Metered {
+    fn keep(&mut self, text: &str) {
+        if self.completion.len() + text.len() > KEPT_COMPLETION {
+            self.dropped_bytes += self.completion.len() as u64;
+            self.completion.clear();
+        }
+        if text.len() > KEPT_COMPLETION {
+            self.dropped_bytes += text.len() as u64;
+        } else {
+            self.completion.push_str(text);
+        }
+    }
+
     fn estimate(&self) -> Usage {
-        let prompt = match &self.work {
-            Work::Chat(spec) => prompt_tokens(&self.model, spec),
-            _ => 0,
-        };
+        let (prompt, completion) = tokenizing(|| {
+            let prompt = match &self.work {
+                Work::Chat(spec) => prompt_tokens(&self.model, spec),
+                _ => 0,
+            };
+            let completion = switchyard_pricing::estimate_tokens(&self.model, &self.completion)
+                + self.dropped_bytes.div_ceil(4);
+            (prompt, completion)
+        });
         let prompt = u32::try_from(prompt).unwrap_or(u32::MAX);
-        let completion = u32::try_from(self.completion_tokens).unwrap_or(u32::MAX);
+        let completion = u32::try_from(completion).unwrap_or(u32::MAX);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
@@ -803,14 +822,12 @@ impl Stream for Metered {
         match item {
             Some(StreamItem::Chunk(chunk)) => {
                 for c in &chunk.choices {
-                    let mut n = 0;
                     for text in [&c.content, &c.reasoning_content].into_iter().flatten() {
-                        n += switchyard_pricing::estimate_tokens(&this.model, text);
+                        this.keep(text);
                     }
                     for call in &c.tool_calls {
-                        n += switchyard_pricing::estimate_tokens(&this.model, &call.arguments);
+                        this.keep(&call.arguments);
                     }
-                    this.completion_tokens += n;
                 }
                 Poll::Ready(Some(StreamItem::Chunk(chunk)))
             }
@@ -842,6 +859,18 @@ impl Stream for Metered {
 impl Drop for Metered {
     fn drop(&mut self) {
         self.settle(None, switchyard_ledger::OUTCOME_CLIENT_CLOSED);
+    }
+}
+
+/// Runs tokenizer work. The tokenizer's tables are built on first use
+/// (about 0.1 s, and tens of MB a process only pays for when a stream
+/// does end without usage): on the multi-threaded runtime the worker
+/// thread hands its other tasks on meanwhile.
+fn tokenizing<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

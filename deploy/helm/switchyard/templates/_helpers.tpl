@@ -97,9 +97,44 @@ app.kubernetes.io/part-of: switchyard
 {{- end -}}
 {{- end -}}
 
+{{/* Whether the usage ledger has a PostgreSQL URL (existing or created Secret). */}}
+{{- define "switchyard.hasPostgres" -}}
+{{- $pg := .Values.ledger.postgres -}}
+{{- if or $pg.existingSecret $pg.createSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.postgresSecretName" -}}
+{{- if .Values.ledger.postgres.existingSecret -}}
+{{- .Values.ledger.postgres.existingSecret -}}
+{{- else -}}
+{{- printf "%s-ledger-postgres" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Env variable carrying a secret webhook header. Argument: an alerts.webhookHeaders entry. */}}
+{{- define "switchyard.alertHeaderEnv" -}}
+{{- printf "SWITCHYARD_ALERT_HEADER_%s" (.name | upper | replace "-" "_") -}}
+{{- end -}}
+
+{{/* A ${VAR} reference in the config. toYaml would leave it bare (and a
+substituted secret with YAML syntax would break the file), so this returns a
+placeholder toYaml keeps as is, recorded in .refs with the double-quoted
+reference "switchyard.config" puts in its place.
+Argument: dict "refs" $refs "var" NAME ["default" VALUE]. */}}
+{{- define "switchyard.envRef" -}}
+{{- $ph := printf "switchyard-env-ref--%s--end" .var -}}
+{{- if hasKey . "default" -}}
+{{- $_ := set .refs $ph (printf "\"${%s:-%s}\"" .var .default) -}}
+{{- else -}}
+{{- $_ := set .refs $ph (printf "\"${%s}\"" .var) -}}
+{{- end -}}
+{{- $ph -}}
+{{- end -}}
+
 {{/* The config file, from values. */}}
 {{- define "switchyard.config" -}}
 {{- $root := . -}}
+{{- $refs := dict -}}
 {{- $server := deepCopy (default dict .Values.config.server) -}}
 {{- $_ := set $server "http_addr" (printf "0.0.0.0:%d" (int .Values.router.ports.http)) -}}
 {{- $_ := set $server "grpc_addr" (printf "0.0.0.0:%d" (int .Values.router.ports.grpc)) -}}
@@ -108,10 +143,10 @@ app.kubernetes.io/part-of: switchyard
 {{- with .Values.nats.ackTimeout }}{{ $_ := set $bus "ack_timeout" . }}{{ end -}}
 {{- with .Values.nats.heartbeatInterval }}{{ $_ := set $bus "heartbeat_interval" . }}{{ end -}}
 {{- if eq .Values.nats.auth.type "token" -}}
-{{- $_ := set $bus "token" "${SWITCHYARD_NATS_TOKEN}" -}}
+{{- $_ := set $bus "token" (include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_NATS_TOKEN")) -}}
 {{- else if eq .Values.nats.auth.type "userPassword" -}}
-{{- $_ := set $bus "user" "${SWITCHYARD_NATS_USER}" -}}
-{{- $_ := set $bus "password" "${SWITCHYARD_NATS_PASSWORD}" -}}
+{{- $_ := set $bus "user" (include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_NATS_USER")) -}}
+{{- $_ := set $bus "password" (include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_NATS_PASSWORD")) -}}
 {{- end -}}
 {{- $providers := list -}}
 {{- range .Values.providers -}}
@@ -125,6 +160,28 @@ app.kubernetes.io/part-of: switchyard
 {{- with .Values.config.models }}{{ $_ := set $cfg "models" . }}{{ end -}}
 {{- with .Values.config.routing }}{{ $_ := set $cfg "routing" . }}{{ end -}}
 {{- with .Values.config.telemetry }}{{ $_ := set $cfg "telemetry" . }}{{ end -}}
+{{- $ledger := deepCopy (default dict .Values.config.ledger) -}}
+{{- if include "switchyard.hasPostgres" . -}}
+{{- /* Every pod loads the whole file, but only routers and the writer get
+the URL: the others need a non-empty stand-in (they never connect). */ -}}
+{{- $url := include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_LEDGER_POSTGRES_URL" "default" "not-given-to-this-pod") -}}
+{{- $_ := set $ledger "postgres" (dict "url" $url) -}}
+{{- end -}}
+{{- with $ledger }}{{ $_ := set $cfg "ledger" . }}{{ end -}}
+{{- with .Values.config.budgets }}{{ $_ := set $cfg "budgets" . }}{{ end -}}
+{{- $alerts := deepCopy (default dict .Values.config.alerts) -}}
+{{- with .Values.alerts.webhookHeaders -}}
+{{- $hook := default dict $alerts.webhook -}}
+{{- $headers := default dict $hook.headers -}}
+{{- range . -}}
+{{- /* Only routers send alerts and get the value; elsewhere it is empty. */ -}}
+{{- $_ := set $headers .name (include "switchyard.envRef" (dict "refs" $refs "var" (include "switchyard.alertHeaderEnv" .) "default" "")) -}}
+{{- end -}}
+{{- $_ := set $hook "headers" $headers -}}
+{{- $_ := set $alerts "webhook" $hook -}}
+{{- end -}}
+{{- with $alerts }}{{ $_ := set $cfg "alerts" . }}{{ end -}}
+{{- with .Values.config.pricing }}{{ $_ := set $cfg "pricing" . }}{{ end -}}
 {{- if .Values.consul.enabled -}}
 {{- $c := .Values.consul -}}
 {{- $consul := dict "address" $c.address -}}
@@ -137,10 +194,15 @@ app.kubernetes.io/part-of: switchyard
 {{- $_ := set $cfg "discovery" (dict "consul" $consul) -}}
 {{- end -}}
 {{- /* Quoted, so a secret with YAML syntax in it stays one string. */ -}}
-{{- toYaml $cfg | replace ": ${SWITCHYARD_NATS_" ": \"${SWITCHYARD_NATS_" | replace "_TOKEN}\n" "_TOKEN}\"\n" | replace "_USER}\n" "_USER}\"\n" | replace "_PASSWORD}\n" "_PASSWORD}\"\n" -}}
+{{- $out := toYaml $cfg -}}
+{{- range $ph, $ref := $refs -}}
+{{- $out = replace $ph $ref $out -}}
+{{- end -}}
+{{- $out -}}
 {{- end -}}
 
-{{/* Env shared by router and workers: NATS credentials, CA, OTLP. */}}
+{{/* Env of every pod: NATS credentials, CA, the variables the config
+references (HOST_IP, POD_IP), OTLP. */}}
 {{- define "switchyard.commonEnv" -}}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
@@ -179,13 +241,6 @@ app.kubernetes.io/part-of: switchyard
   valueFrom:
     fieldRef:
       fieldPath: status.podIP
-{{- if .Values.consul.tokenSecret.name }}
-- name: CONSUL_HTTP_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.consul.tokenSecret.name }}
-      key: {{ .Values.consul.tokenSecret.key }}
-{{- end }}
 {{- end }}
 {{- with .Values.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
@@ -212,7 +267,41 @@ app.kubernetes.io/part-of: switchyard
 {{- end }}
 {{- end -}}
 
-{{/* Volumes shared by router and workers. */}}
+{{/* The Consul ACL token, for the pods that register (routers, workers). */}}
+{{- define "switchyard.consulTokenEnv" -}}
+{{- if and .Values.consul.enabled .Values.consul.tokenSecret.name -}}
+- name: CONSUL_HTTP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.consul.tokenSecret.name }}
+      key: {{ .Values.consul.tokenSecret.key }}
+{{- end -}}
+{{- end -}}
+
+{{/* The usage ledger's PostgreSQL URL, for routers (usage queries) and the
+ledger writer; the config references it. */}}
+{{- define "switchyard.postgresEnv" -}}
+{{- if include "switchyard.hasPostgres" . -}}
+- name: SWITCHYARD_LEDGER_POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "switchyard.postgresSecretName" . }}
+      key: {{ .Values.ledger.postgres.key }}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret webhook headers, for routers only (they send the alerts). */}}
+{{- define "switchyard.alertHeaderEnvs" -}}
+{{- range .Values.alerts.webhookHeaders }}
+- name: {{ include "switchyard.alertHeaderEnv" . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .key }}
+{{- end -}}
+{{- end -}}
+
+{{/* Volumes of every pod. */}}
 {{- define "switchyard.volumes" -}}
 - name: config
   configMap:
@@ -259,6 +348,51 @@ app.kubernetes.io/part-of: switchyard
 {{- end -}}
 {{- if and (ne .Values.nats.auth.type "none") (not .Values.nats.auth.createSecret) (not .Values.nats.auth.existingSecret) -}}
 {{- fail "nats.auth needs existingSecret or createSecret" -}}
+{{- end -}}
+{{- $pg := .Values.ledger.postgres -}}
+{{- if and $pg.existingSecret $pg.createSecret -}}
+{{- fail "ledger.postgres.existingSecret and ledger.postgres.createSecret are exclusive" -}}
+{{- end -}}
+{{- if and $pg.createSecret (not $pg.url) -}}
+{{- fail "ledger.postgres.createSecret needs ledger.postgres.url" -}}
+{{- end -}}
+{{- if and $pg.url (not $pg.createSecret) -}}
+{{- fail "ledger.postgres.url is used only with ledger.postgres.createSecret: true (or put it in a Secret: ledger.postgres.existingSecret)" -}}
+{{- end -}}
+{{- if and .Values.ledger.writer.enabled (not (include "switchyard.hasPostgres" .)) -}}
+{{- fail "ledger.writer.enabled needs the PostgreSQL URL: set ledger.postgres.existingSecret (a Secret with the URL under ledger.postgres.key), or ledger.postgres.createSecret with ledger.postgres.url" -}}
+{{- end -}}
+{{- $ledger := default dict .Values.config.ledger -}}
+{{- if and .Values.ledger.writer.enabled (hasKey $ledger "enabled") (not $ledger.enabled) -}}
+{{- fail "ledger.writer.enabled with config.ledger.enabled: false: there would be no records to write" -}}
+{{- end -}}
+{{- with .Values.alerts.webhookHeaders -}}
+{{- $hook := default dict (default dict $.Values.config.alerts).webhook -}}
+{{- if not $hook.url -}}
+{{- fail "alerts.webhookHeaders needs config.alerts.webhook.url" -}}
+{{- end -}}
+{{- $inConfig := dict -}}
+{{- range $k, $_ := default dict $hook.headers -}}
+{{- $_ := set $inConfig (lower $k) true -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range . -}}
+{{- if hasKey $inConfig (lower .name) -}}
+{{- fail (printf "alerts.webhookHeaders: header %s is also in config.alerts.webhook.headers" .name) -}}
+{{- end -}}
+{{- if hasKey $seen (lower .name) -}}
+{{- fail (printf "alerts.webhookHeaders: header %s is listed twice" .name) -}}
+{{- end -}}
+{{- $_ := set $seen (lower .name) true -}}
+{{- end -}}
+{{- $envs := dict -}}
+{{- range . -}}
+{{- $env := include "switchyard.alertHeaderEnv" . -}}
+{{- if hasKey $envs $env -}}
+{{- fail (printf "alerts.webhookHeaders %s and %s map to the same variable %s" (get $envs $env) .name $env) -}}
+{{- end -}}
+{{- $_ := set $envs $env .name -}}
+{{- end -}}
 {{- end -}}
 {{- $names := dict -}}
 {{- range .Values.providers -}}

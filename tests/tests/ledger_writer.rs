@@ -78,8 +78,7 @@ async fn the_writer_loads_every_record_once_across_a_kill() {
     }
 
     // The router's usage API reads PostgreSQL (`ledger.postgres`).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let usage = switchyard_e2e::eventually(Duration::from_secs(30), async || {
         let res = switchyard_e2e::http_client()
             .get(format!("{base}/admin/v1/usage?from=1h&group_by=team"))
             .send()
@@ -91,15 +90,15 @@ async fn the_writer_loads_every_record_once_across_a_kill() {
             .as_str()
             .and_then(|c| c.parse::<Usd>().ok());
         if requests == Some(90) && total == Some(told) {
-            assert_eq!(usage["rows"].as_array().unwrap().len(), 2, "{usage}");
-            break;
+            Ok(usage)
+        } else {
+            Err(format!(
+                "PostgreSQL has {requests:?} requests costing {total:?}; clients were told {told} over 90: {usage}"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "PostgreSQL has {requests:?} requests costing {total:?}; clients were told {told} over 90: {usage}"
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
+    assert_eq!(usage["rows"].as_array().unwrap().len(), 2, "{usage}");
     // Exactly once, checked in the database itself.
     let client = db.client().await;
     let row = client

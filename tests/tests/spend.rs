@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
+use switchyard_e2e::eventually;
 use switchyard_e2e::nats::NatsServer;
 use switchyard_e2e::process::{Proc, nats_config, write_config};
 use switchyard_pricing::Usd;
@@ -229,18 +230,14 @@ async fn a_stream_cut_off_before_usage_is_billed_from_an_estimate() {
     assert_eq!(res.status(), 200);
     // The upstream breaks the stream: the client gets an error event.
     let _ = res.text().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let record = loop {
+    let record = eventually(Duration::from_secs(20), async || {
         let records = admin(&base, "usage/records?from=1h&model=cutoff").await;
-        if let Some(r) = records["records"].as_array().and_then(|r| r.first()) {
-            break r.clone();
+        match records["records"].as_array().and_then(|r| r.first()) {
+            Some(r) => Ok(r.clone()),
+            None => Err(format!("no record: {records}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no record: {records}"
-        );
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert_eq!(record["estimated"], true, "{record}");
     assert_ne!(record["outcome"], "ok", "{record}");
     // The prompt's tokens by the tokenizer (at least its 7 words), the
@@ -335,8 +332,7 @@ async fn ledger_totals_equal_the_cost_headers_across_a_restart_under_load() {
     let told: Usd = costs.iter().copied().sum();
 
     // Records are written off the request path; poll until all arrived.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let usage = eventually(Duration::from_secs(20), async || {
         let usage = admin(&base, "usage?from=1h&group_by=team").await;
         let total: Usd = usage["totals"]["cost_usd"]
             .as_str()
@@ -346,16 +342,16 @@ async fn ledger_totals_equal_the_cost_headers_across_a_restart_under_load() {
         let ok = usage["totals"]["requests"].as_u64().unwrap()
             - usage["totals"]["errors"].as_u64().unwrap();
         if total == told && ok as usize == costs.len() {
-            assert_eq!(usage["rows"][0]["team"], "load", "{usage}");
-            break;
+            Ok(usage)
+        } else {
+            Err(format!(
+                "ledger says {total} over {ok} answered requests, clients were told {told} over {}",
+                costs.len()
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ledger says {total} over {ok} answered requests, clients were told {told} over {}",
-            costs.len()
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
+    assert_eq!(usage["rows"][0]["team"], "load", "{usage}");
 }
 
 /// Two routers and a worker over NATS, with budgets on team `t1`.
@@ -462,8 +458,7 @@ async fn a_team_budget_holds_across_two_routers() {
 /// Polls the router's `/admin/v1/budgets` until budget `name` shows at
 /// least `spent`.
 async fn wait_for_spend(base: &str, name: &str, spent: Usd) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), async || {
         let status = admin(base, "budgets").await;
         let seen: Usd = status["budgets"]
             .as_array()
@@ -474,14 +469,14 @@ async fn wait_for_spend(base: &str, name: &str, spent: Usd) {
             .max()
             .unwrap_or(Usd::ZERO);
         if seen >= spent {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "{base} saw {seen} of budget {name}, {spent} was spent: {status}"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{base} saw {seen} of budget {name}, {spent} was spent: {status}"
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -593,8 +588,7 @@ async fn usage_cli_exports_csv_and_pricing_show_explains() {
         told += a.cost();
     }
     let bin = switchyard_e2e::process::switchyard_bin();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let csv = loop {
+    let csv = eventually(Duration::from_secs(20), async || {
         let out = std::process::Command::new(&bin)
             .args([
                 "usage",
@@ -616,11 +610,12 @@ async fn usage_cli_exports_csv_and_pricing_show_explains() {
         );
         let csv = String::from_utf8(out.stdout).unwrap();
         if csv.lines().count() == 3 {
-            break csv;
+            Ok(csv)
+        } else {
+            Err(csv)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{csv}");
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     assert_eq!(header[0], "team", "{csv}");
     let cost_col = header.iter().position(|h| *h == "cost_usd").unwrap();

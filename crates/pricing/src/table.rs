@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use serde::Deserialize;
 
-use crate::cost::Priced;
+use crate::cost::{Counts, Priced};
 use crate::entry::{Compiled, PerImage, PriceEntry};
 use crate::error::PricingError;
 use crate::usd::Usd;
@@ -31,6 +31,15 @@ struct Inner {
     entries: Vec<Compiled>,
     /// `(provider, lowercased name)` → entry, for models and aliases.
     index: HashMap<(String, String), Slot>,
+    /// provider kind → requested name → entry ([`PriceTable::total`]).
+    memo: RwLock<HashMap<String, HashMap<String, Option<usize>>>>,
+}
+
+/// Names remembered per provider kind.
+const MEMO_PER_KIND: usize = 4096;
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +138,7 @@ impl PriceTable {
                 version: version.into(),
                 entries: compiled,
                 index,
+                memo: RwLock::default(),
             }),
         })
     }
@@ -187,6 +197,7 @@ impl PriceTable {
                 version: self.inner.version.clone(),
                 entries: kept,
                 index,
+                memo: RwLock::default(),
             }),
         })
     }
@@ -204,6 +215,58 @@ impl PriceTable {
     /// 3. `azure-openai`: the same against `openai`'s entries;
     ///    `openrouter`: `vendor/model` against the vendor's own kind.
     pub fn lookup(&self, provider_kind: &str, model: &str) -> Option<Priced<'_>> {
+        let (entry, how) = self.find(provider_kind, model)?;
+        let compiled = self.inner.entries.get(entry)?;
+        Some(Priced {
+            compiled,
+            how,
+            provider: &compiled.entry.provider,
+        })
+    }
+
+    /// What `counts` cost at the entry [`lookup`](Self::lookup) finds,
+    /// with the match remembered per (kind, name): requests pay for the
+    /// name normalization once per model, not once each.
+    pub fn total(
+        &self,
+        provider_kind: &str,
+        model: &str,
+        counts: &Counts,
+        at: jiff::Timestamp,
+        batch: bool,
+    ) -> Option<Usd> {
+        let remembered = read(&self.inner.memo)
+            .get(provider_kind)
+            .and_then(|names| names.get(model).copied());
+        let entry = match remembered {
+            Some(entry) => entry,
+            None => {
+                let entry = self.find(provider_kind, model).map(|(e, _)| e);
+                let mut memo = self
+                    .inner
+                    .memo
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let names = memo.entry(provider_kind.to_owned()).or_default();
+                // Clients choose model names; past the bound, misses are
+                // normalized each time rather than held forever.
+                if names.len() < MEMO_PER_KIND {
+                    names.insert(model.to_owned(), entry);
+                }
+                entry
+            }
+        }?;
+        let compiled = self.inner.entries.get(entry)?;
+        let priced = Priced {
+            compiled,
+            how: MatchKind::Exact,
+            provider: &compiled.entry.provider,
+        };
+        Some(priced.cost(counts, at, batch).total)
+    }
+
+    /// The index of the entry that prices `model` and how it was found.
+    fn find(&self, provider_kind: &str, model: &str) -> Option<(usize, MatchKind)> {
         let kind = provider_kind.trim().to_ascii_lowercase();
         let model = model.trim();
         for (provider, name, mut rules) in provider_attempts(&kind, model) {
@@ -212,7 +275,6 @@ impl PriceTable {
                 let Some(slot) = self.inner.index.get(&key) else {
                     continue;
                 };
-                let compiled = self.inner.entries.get(slot.entry)?;
                 rules.extend(more);
                 let how = if rules.is_empty() && !slot.alias {
                     MatchKind::Exact
@@ -224,11 +286,7 @@ impl PriceTable {
                         rules,
                     }
                 };
-                return Some(Priced {
-                    compiled,
-                    how,
-                    provider: &compiled.entry.provider,
-                });
+                return Some((slot.entry, how));
             }
         }
         None

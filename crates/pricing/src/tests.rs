@@ -1000,3 +1000,46 @@ fn tables_are_shareable_across_threads() {
     let handle = std::thread::spawn(move || t.lookup("openai", "gpt-4o").is_some());
     assert!(handle.join().unwrap());
 }
+
+#[test]
+fn remembered_totals_match_fresh_lookups() {
+    let t = PriceTable::bundled().unwrap();
+    let c = counts(12_345, 2_000, 0, 678, 90);
+    let asked = [
+        ("openai", "gpt-4o"),
+        ("openai", "gpt-4o-2024-08-06"),
+        ("anthropic", "claude-sonnet-4-5-20250929"),
+        ("azure-openai", "gpt-4o"),
+        ("openai", "no-such-model"),
+    ];
+    // Twice: the first call fills the memo, the second reads it.
+    for round in 0..2 {
+        for (kind, model) in asked {
+            let fresh = t
+                .lookup(kind, model)
+                .map(|p| p.cost(&c, noon(), false).total);
+            assert_eq!(
+                t.total(kind, model, &c, noon(), false),
+                fresh,
+                "{kind}/{model}, round {round}"
+            );
+        }
+    }
+    // A table with overrides remembers for itself, not through the table
+    // it was made from.
+    let over = t
+        .with_overrides(
+            &yaml_entries("- { provider: openai, model: gpt-4o, input: 1, output: 1 }"),
+            "config",
+        )
+        .unwrap();
+    let one = counts(1_000_000, 0, 0, 0, 0);
+    assert_eq!(
+        over.total("openai", "gpt-4o", &one, noon(), false),
+        Some(usd("1"))
+    );
+    assert_ne!(
+        t.total("openai", "gpt-4o", &one, noon(), false),
+        Some(usd("1"))
+    );
+}

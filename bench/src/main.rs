@@ -19,6 +19,9 @@
 //!   and RSS with many streams open.
 //!
 //! It prints a table and writes JSON (`--out`). See docs/benchmarks.md.
+//!
+//! `--cache` measures the response cache instead: hit, miss and semantic
+//! hit latency per cache setup (see `cache.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +34,8 @@ use clap::Parser;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+mod cache;
 
 #[derive(Parser)]
 #[command(about = "Measure the latency, throughput and memory the gateway adds over its upstream")]
@@ -62,6 +67,17 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Measure response-cache hit latency (p50/p99 at concurrency 1, hit
+    /// vs miss vs the upstream directly) instead of the overhead scenarios;
+    /// `--c1-requests` requests per series.
+    #[arg(long)]
+    cache: bool,
+    /// Cache setups for `--cache`: memory, redis, semantic.
+    #[arg(long, value_delimiter = ',', default_value = "memory,redis,semantic")]
+    cache_setups: Vec<String>,
+    /// The Redis server of the `redis` cache setup.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
 }
 
 /// A child process killed on drop.
@@ -561,6 +577,24 @@ async fn main() -> Result<()> {
         .context("no double URL")?
         .to_owned();
     let client = client()?;
+    if args.cache {
+        let result = cache::run(
+            &client,
+            &args.bin_dir,
+            &upstream,
+            &args.cache_setups,
+            &args.redis_url,
+            args.c1_requests,
+        )
+        .await?;
+        let result =
+            json!({"machine": {"cores": cores(), "pinned": cores() >= 2}, "cache": result});
+        if let Some(dir) = args.out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
+        return cache::print_table(&result["cache"]);
+    }
     let spend_on = match args.spend.as_str() {
         "on" => true,
         "off" => false,

@@ -122,6 +122,7 @@ PROVIDER = obj(
         "headers": STRMAP,
         "models": {"type": "array", "items": {"type": "string"}},
         "unsupported_params": POLICY,
+        "data_collection": {"enum": ["allow", "deny"]},
         "api_version": S,
         "region": S,
         "aws": obj({"access_key_id": S, "secret_access_key": S, "session_token": S},
@@ -176,8 +177,44 @@ MODEL = obj(
             {"limit_usd": USD, "window": WINDOW, "downgrade_to": {"type": "string", "minLength": 1}},
             required=["limit_usd", "window", "downgrade_to"],
         ),
+        "cache": obj({"enabled": B, "ttl": DURATION}),
     },
     required=["name", "routes"],
+)
+
+# docs/configuration.md `cache`; `switchyard check` validates the rest
+# (e.g. that semantic.embedding_model names a model).
+CACHE = obj(
+    {
+        "enabled": B,
+        "backend": {"type": "string", "enum": ["memory", "redis"]},
+        "ttl": DURATION,
+        "max_entry_bytes": POS,
+        "max_memory_bytes": POS,
+        "cache_tool_calls": B,
+        "cache_nonzero_temperature": B,
+        "shared_namespace": {"type": "string", "minLength": 1},
+        "redis": obj(
+            {
+                "url": {"type": "string", "pattern": "^(redis|unix)://"},
+                "timeout": DURATION,
+                "key_prefix": S,
+            }
+        ),
+        "semantic": obj(
+            {
+                "enabled": B,
+                "embedding_model": {"type": "string", "minLength": 1},
+                "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "max_entries": POS,
+                "max_bucket_entries": POS,
+                "max_prompt_bytes": POS,
+                "timeout": DURATION,
+            }
+        ),
+    },
+    desc="config `cache` without persist/persist_path (pods keep no files); redis.url from the "
+    "chart's cache.redis when it is in a Secret",
 )
 
 LEDGER = obj(
@@ -297,6 +334,7 @@ CONFIG = obj(
         "budgets": BUDGETS,
         "alerts": ALERTS,
         "pricing": obj({"models": {"type": "array", "items": PRICE}}),
+        "cache": CACHE,
     },
     desc="config file keys as in docs/configuration.md (snake_case)",
 )
@@ -433,6 +471,20 @@ SCHEMA = obj(
                 ),
             },
             desc="the usage ledger's PostgreSQL URL (routers and writer) and `switchyard ledger-writer`",
+        ),
+        "cache": obj(
+            {
+                "redis": obj(
+                    {
+                        "existingSecret": SECRET_NAME,
+                        "key": {"type": "string", "minLength": 1},
+                        "createSecret": B,
+                        # Substituted into a double-quoted YAML string.
+                        "url": {"type": "string", "pattern": "^[^\"\\\\]*$"},
+                    }
+                ),
+            },
+            desc="the response cache's Redis URL from a Secret (routers only)",
         ),
         "alerts": obj(
             {

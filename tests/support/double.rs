@@ -18,7 +18,9 @@
 //! OpenAI's shapes, scripted by the same `error-429` / `error-429-<s>` /
 //! `error-500` / `error-400` / `hang` models. Embeddings: one vector per
 //! input, `[chars, position, 0.5, 0.5, ...]` (`dimensions` long, 3 by
-//! default), so a test can tell which input a vector belongs to; floats
+//! default), so a test can tell which input a vector belongs to; for
+//! `words*` models a bag-of-words vector instead ([`word_embedding`], 256
+//! long by default), so similar texts have similar vectors; floats
 //! only (a base64 request is refused: the gateway must ask for floats).
 //! Images: `n` images as `url`s, or `b64_json` when asked or for
 //! `gpt-image-*` models (which report usage too).
@@ -503,6 +505,44 @@ pub fn embedding_for(text: &str, position: usize, dims: usize) -> Vec<f32> {
     v
 }
 
+/// The double's vector for `words*` embedding models: a bag of words,
+/// each lower-cased alphanumeric word counted in one of `dims` slots (by a
+/// mixed FNV-1a hash), so texts sharing most words are close in cosine terms and
+/// unrelated texts are not.
+pub fn word_embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut v = vec![0f32; dims.max(1)];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // FNV-1a's low bits depend on the low bits alone: mix before taking
+        // them (MurmurHash3's finalizer), or many words share a slot.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        let slot = (h % v.len() as u64) as usize;
+        v[slot] += 1.0;
+    }
+    v
+}
+
+/// The cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
 async fn embeddings(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
     let body = match record(&stats, &headers, &body) {
         Ok(b) => b,
@@ -541,10 +581,22 @@ async fn embeddings(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: B
             );
         }
     };
+    let words_model = model.starts_with("words");
     let data: Vec<Value> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding_for(t, i, dims)}))
+        .map(|(i, t)| {
+            let v = if words_model {
+                let dims = body
+                    .get("dimensions")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(256) as usize;
+                word_embedding(t, dims)
+            } else {
+                embedding_for(t, i, dims)
+            };
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
         .collect();
     let tokens: u64 = texts.iter().map(|t| words(t)).sum();
     ok_json(&json!({

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_e2e::Reply;
 use switchyard_e2e::double::Double;
 use switchyard_e2e::process::{Proc, write_config};
 
@@ -57,52 +58,12 @@ models:
     Serve { _dir: dir, proc }
 }
 
-struct Answer {
-    status: u16,
-    cache: String,
-    provider: String,
-    text: String,
-}
-
-async fn post(base: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-    let mut req = switchyard_e2e::http_client()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(body);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.unwrap();
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (cache, provider) = (
-        header("x-switchyard-cache"),
-        header("x-switchyard-provider"),
-    );
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    Answer {
-        status,
-        cache,
-        provider,
-        text,
-    }
+async fn post(base: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    switchyard_e2e::post_chat(base, body, headers).await
 }
 
 fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "temperature": 0, "messages": [{"role": "user", "content": text}]})
-}
-
-fn content(answer: &Answer) -> String {
-    let v: Value = serde_json::from_str(&answer.text).unwrap();
-    v["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The `data:` payloads of an SSE body, checked to be well-formed.
@@ -142,7 +103,7 @@ async fn a_repeated_request_is_answered_from_the_cache() {
     let base = s.proc.http();
     let fresh = post(&base, &ask("chat", "hello cache"), &[]).await;
     assert_eq!(
-        (fresh.status, fresh.cache.as_str()),
+        (fresh.status, fresh.cache()),
         (200, "miss"),
         "{}",
         fresh.text
@@ -153,14 +114,9 @@ async fn a_repeated_request_is_answered_from_the_cache() {
     )
     .unwrap();
     let hit = post(&base, &body, &[]).await;
-    assert_eq!(
-        (hit.status, hit.cache.as_str()),
-        (200, "hit"),
-        "{}",
-        hit.text
-    );
-    assert_eq!(hit.provider, "up");
-    assert_eq!(content(&hit), content(&fresh));
+    assert_eq!((hit.status, hit.cache()), (200, "hit"), "{}", hit.text);
+    assert_eq!(hit.provider(), "up");
+    assert_eq!(hit.content(), fresh.content());
     assert_eq!(double.requests_for("gpt-test"), 1);
 
     // A streamed request for the same question replays the stored answer.
@@ -168,9 +124,9 @@ async fn a_repeated_request_is_answered_from_the_cache() {
     stream["stream"] = json!(true);
     stream["stream_options"] = json!({"include_usage": true});
     let replay = post(&base, &stream, &[]).await;
-    assert_eq!(replay.cache, "hit");
+    assert_eq!(replay.cache(), "hit");
     let (text, usage) = streamed(&replay.text);
-    assert_eq!(text, content(&fresh));
+    assert_eq!(text, fresh.content());
     assert!(usage, "{}", replay.text);
     assert_eq!(double.requests_for("gpt-test"), 1);
 
@@ -200,11 +156,11 @@ async fn a_streamed_answer_is_cached_and_replayed_as_sse() {
     let mut body = ask("chat", "stream me please");
     body["stream"] = json!(true);
     let fresh = post(&base, &body, &[]).await;
-    assert_eq!(fresh.cache, "miss");
+    assert_eq!(fresh.cache(), "miss");
     let (fresh_text, _) = streamed(&fresh.text);
     assert!(!fresh_text.is_empty());
     let hit = post(&base, &body, &[]).await;
-    assert_eq!((hit.status, hit.cache.as_str()), (200, "hit"));
+    assert_eq!((hit.status, hit.cache()), (200, "hit"));
     let (text, usage) = streamed(&hit.text);
     assert_eq!(text, fresh_text);
     assert!(!usage, "no usage chunk unless asked: {}", hit.text);
@@ -215,8 +171,8 @@ async fn a_streamed_answer_is_cached_and_replayed_as_sse() {
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     // The unary form of the question shares the entry.
     let unary = post(&base, &ask("chat", "stream me please"), &[]).await;
-    assert_eq!(unary.cache, "hit");
-    assert_eq!(content(&unary), fresh_text);
+    assert_eq!(unary.cache(), "hit");
+    assert_eq!(unary.content(), fresh_text);
     assert_eq!(double.requests_for("gpt-test"), 1);
 }
 
@@ -229,7 +185,7 @@ async fn a_cut_off_stream_is_not_cached() {
     body["stream"] = json!(true);
     for _ in 0..2 {
         let a = post(&base, &body, &[]).await;
-        assert_eq!(a.cache, "miss");
+        assert_eq!(a.cache(), "miss");
         assert!(!a.text.contains("[DONE]"), "{}", a.text);
     }
     assert_eq!(double.requests_for("cut"), 2);
@@ -243,11 +199,11 @@ async fn tenants_do_not_share_answers() {
     let body = ask("chat", "whose answer");
     let a = [("authorization", "Bearer tenant-a")];
     let b = [("authorization", "Bearer tenant-b")];
-    assert_eq!(post(&base, &body, &a).await.cache, "miss");
-    assert_eq!(post(&base, &body, &b).await.cache, "miss");
-    assert_eq!(post(&base, &body, &a).await.cache, "hit");
-    assert_eq!(post(&base, &body, &b).await.cache, "hit");
-    assert_eq!(post(&base, &body, &[]).await.cache, "miss");
+    assert_eq!(post(&base, &body, &a).await.cache(), "miss");
+    assert_eq!(post(&base, &body, &b).await.cache(), "miss");
+    assert_eq!(post(&base, &body, &a).await.cache(), "hit");
+    assert_eq!(post(&base, &body, &b).await.cache(), "hit");
+    assert_eq!(post(&base, &body, &[]).await.cache(), "miss");
     assert_eq!(double.requests_for("gpt-test"), 3);
 }
 
@@ -259,28 +215,28 @@ async fn client_directives_and_sampling_are_honoured() {
     let body = ask("chat", "directives");
     // no-store: neither read nor stored.
     let a = post(&base, &body, &[("cache-control", "no-store")]).await;
-    assert_eq!(a.cache, "skip");
-    assert_eq!(post(&base, &body, &[]).await.cache, "miss");
+    assert_eq!(a.cache(), "skip");
+    assert_eq!(post(&base, &body, &[]).await.cache(), "miss");
     // no-cache / refresh: not read (upstream answers), still stored.
     assert_eq!(
         post(&base, &body, &[("cache-control", "no-cache")])
             .await
-            .cache,
+            .cache(),
         "skip"
     );
     assert_eq!(
         post(&base, &body, &[("x-switchyard-cache", "refresh")])
             .await
-            .cache,
+            .cache(),
         "skip"
     );
     assert_eq!(
         post(&base, &body, &[("x-switchyard-cache", "skip")])
             .await
-            .cache,
+            .cache(),
         "skip"
     );
-    assert_eq!(post(&base, &body, &[]).await.cache, "hit");
+    assert_eq!(post(&base, &body, &[]).await.cache(), "hit");
     assert_eq!(double.requests_for("gpt-test"), 5);
 
     // Sampling (temperature above 0, or left to the provider's default)
@@ -288,13 +244,16 @@ async fn client_directives_and_sampling_are_honoured() {
     let sampled = json!({"model": "chat", "temperature": 0.7, "messages": [{"role": "user", "content": "dice"}]});
     let default = json!({"model": "chat", "messages": [{"role": "user", "content": "dice"}]});
     for body in [&sampled, &sampled, &default, &default] {
-        assert_eq!(post(&base, body, &[]).await.cache, "skip");
+        assert_eq!(post(&base, body, &[]).await.cache(), "skip");
     }
     assert_eq!(double.requests_for("gpt-test"), 9);
 
     // A model with `cache: { enabled: false }`.
     for _ in 0..2 {
-        assert_eq!(post(&base, &ask("uncached", "x"), &[]).await.cache, "skip");
+        assert_eq!(
+            post(&base, &ask("uncached", "x"), &[]).await.cache(),
+            "skip"
+        );
     }
     assert_eq!(double.requests_for("gpt-uncached"), 2);
 }
@@ -455,14 +414,14 @@ async fn routers_share_the_redis_cache() {
     );
     let (a, b) = (serve_with(&double, &cache), serve_with(&double, &cache));
     let body = ask("chat", "shared across routers");
-    assert_eq!(post(&a.proc.http(), &body, &[]).await.cache, "miss");
+    assert_eq!(post(&a.proc.http(), &body, &[]).await.cache(), "miss");
     let hit = post(&b.proc.http(), &body, &[]).await;
-    assert_eq!(hit.cache, "hit");
-    assert_eq!(content(&hit), "echo: shared across routers");
+    assert_eq!(hit.cache(), "hit");
+    assert_eq!(hit.content(), "echo: shared across routers");
     let mut stream = body.clone();
     stream["stream"] = json!(true);
     let replay = post(&b.proc.http(), &stream, &[]).await;
-    assert_eq!(replay.cache, "hit");
+    assert_eq!(replay.cache(), "hit");
     assert_eq!(streamed(&replay.text).0, "echo: shared across routers");
     assert_eq!(double.requests_for("gpt-test"), 1);
     redis_cleanup(&prefix);
@@ -480,8 +439,8 @@ async fn a_dead_redis_degrades_to_misses() {
     let started = std::time::Instant::now();
     for _ in 0..3 {
         let a = post(&base, &ask("chat", "no redis"), &[]).await;
-        assert_eq!((a.status, a.cache.as_str()), (200, "miss"), "{}", a.text);
-        assert_eq!(content(&a), "echo: no redis");
+        assert_eq!((a.status, a.cache()), (200, "miss"), "{}", a.text);
+        assert_eq!(a.content(), "echo: no redis");
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(double.requests_for("gpt-test"), 3);
@@ -544,15 +503,15 @@ async fn redis_going_down_mid_run_degrades_to_misses() {
     );
     let base = s.proc.http();
     let body = ask("chat", "redis dies");
-    assert_eq!(post(&base, &body, &[]).await.cache, "miss");
-    assert_eq!(post(&base, &body, &[]).await.cache, "hit");
+    assert_eq!(post(&base, &body, &[]).await.cache(), "miss");
+    assert_eq!(post(&base, &body, &[]).await.cache(), "hit");
     redis.0.kill().unwrap();
     redis.0.wait().unwrap();
     let started = std::time::Instant::now();
     for _ in 0..3 {
         let a = post(&base, &body, &[]).await;
-        assert_eq!((a.status, a.cache.as_str()), (200, "miss"), "{}", a.text);
-        assert_eq!(content(&a), "echo: redis dies");
+        assert_eq!((a.status, a.cache()), (200, "miss"), "{}", a.text);
+        assert_eq!(a.content(), "echo: redis dies");
     }
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -570,4 +529,62 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `cache.persist`: the memory cache written through to `cache.db` in
+/// `SWITCHYARD_DATA_DIR`; after a restart (SIGTERM: the queue is flushed at
+/// shutdown) the same question is a hit without reaching upstream.
+#[tokio::test]
+async fn a_persisted_cache_answers_after_a_restart() {
+    let double = Double::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+providers:
+  - name: up
+    kind: openai
+    base_url: {base}
+    timeout: 2s
+models:
+  - name: chat
+    routes:
+      - {{ provider: up, model: gpt-test }}
+cache:
+  enabled: true
+  ttl: 10m
+  persist: true
+"#,
+        base = double.base_url()
+    );
+    let path = write_config(dir.path(), &yaml);
+    let start = || {
+        Proc::start_with_env(
+            &["serve", "--config", path.to_str().unwrap()],
+            "router listening",
+            &[("SWITCHYARD_DATA_DIR", data.to_str().unwrap())],
+        )
+    };
+    let mut first = start();
+    let fresh = post(&first.http(), &ask("chat", "remember me"), &[]).await;
+    assert_eq!((fresh.status, fresh.cache()), (200, "miss"));
+    let mut stream = ask("chat", "remember me too");
+    stream["stream"] = json!(true);
+    assert_eq!(post(&first.http(), &stream, &[]).await.cache(), "miss");
+    assert!(first.terminate().success());
+    assert!(data.join("cache.db").exists());
+
+    let second = start();
+    let hit = post(&second.http(), &ask("chat", "remember me"), &[]).await;
+    assert_eq!((hit.status, hit.cache()), (200, "hit"), "{}", hit.text);
+    assert_eq!(hit.content(), fresh.content());
+    assert_eq!(hit.provider(), "up");
+    let replay = post(&second.http(), &stream, &[]).await;
+    assert_eq!(replay.cache(), "hit");
+    let (text, _) = streamed(&replay.text);
+    assert_eq!(text, "echo: remember me too");
+    assert_eq!(double.requests_for("gpt-test"), 2);
 }

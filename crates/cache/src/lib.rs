@@ -4,6 +4,10 @@
 //! stores entries through, its in-memory backend ([`MemoryCache`]) and the
 //! shared one ([`RedisCache`]).
 //!
+//! The memory backend can be written through to a local SQLite file
+//! (`persist`), and [`semantic`] holds the semantic cache's prompt
+//! embeddings.
+//!
 //! Entries are opaque bytes to the backends; [`entry`] encodes the chat
 //! answers the router stores (a canonical `ChatResult`), and assembles a
 //! streamed answer into one.
@@ -16,11 +20,15 @@ use bytes::Bytes;
 pub mod entry;
 mod key;
 mod memory;
+mod persist;
 mod redis_backend;
+pub mod semantic;
 
 pub use key::{Key, chat_key, embed_item_key, tenant};
 pub use memory::MemoryCache;
+pub use persist::{CacheFile, LoadedEntry, PersistError};
 pub use redis_backend::RedisCache;
+pub use semantic::{SemanticIndex, SemanticMatch};
 
 /// A backend failed (never for a plain miss): callers treat it as a miss.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,6 +81,85 @@ pub struct CacheConfig {
     /// The Redis server, for `backend: redis`.
     #[serde(default)]
     pub redis: RedisCacheConfig,
+    /// Memory backend: write entries through to a local SQLite file (off
+    /// the request path) and load the unexpired ones at start.
+    #[serde(default)]
+    pub persist: bool,
+    /// The file for `persist`. Absent: `cache.db` in
+    /// `$SWITCHYARD_DATA_DIR`, else `$XDG_DATA_HOME/switchyard`, else
+    /// `~/.local/share/switchyard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_path: Option<std::path::PathBuf>,
+    /// Answers for prompts that mean the same (off unless
+    /// `cache.semantic.enabled`).
+    #[serde(default)]
+    pub semantic: SemanticCacheConfig,
+}
+
+/// The semantic cache: a chat request that misses the exact cache is
+/// embedded (through the gateway's own embeddings route) and answered
+/// with the stored answer of an earlier prompt of the same tenant, with
+/// the same model and parameters, whose embedding is at least `threshold`
+/// similar (cosine).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticCacheConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The model (as clients name it: `models[].name` or
+    /// `provider/model`) the prompts are embedded with.
+    #[serde(default)]
+    pub embedding_model: String,
+    /// Least cosine similarity that counts as the same prompt.
+    #[serde(default = "default_semantic_threshold")]
+    pub threshold: f64,
+    /// Embeddings kept in all (oldest evicted first).
+    #[serde(default = "default_semantic_max_entries")]
+    pub max_entries: usize,
+    /// Embeddings kept per tenant and model/parameters (each lookup
+    /// compares against all of one such list).
+    #[serde(default = "default_semantic_max_bucket_entries")]
+    pub max_bucket_entries: usize,
+    /// Longer prompts (their text, in bytes) are only cached exactly.
+    #[serde(default = "default_semantic_max_prompt_bytes")]
+    pub max_prompt_bytes: usize,
+    /// Bound on embedding a prompt; past it the request goes on as a miss.
+    #[serde(default = "default_semantic_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for SemanticCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            embedding_model: String::new(),
+            threshold: default_semantic_threshold(),
+            max_entries: default_semantic_max_entries(),
+            max_bucket_entries: default_semantic_max_bucket_entries(),
+            max_prompt_bytes: default_semantic_max_prompt_bytes(),
+            timeout: default_semantic_timeout(),
+        }
+    }
+}
+
+fn default_semantic_threshold() -> f64 {
+    0.95
+}
+
+fn default_semantic_max_entries() -> usize {
+    10_000
+}
+
+fn default_semantic_max_bucket_entries() -> usize {
+    1_000
+}
+
+fn default_semantic_max_prompt_bytes() -> usize {
+    16 << 10
+}
+
+fn default_semantic_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +220,9 @@ impl Default for CacheConfig {
             cache_nonzero_temperature: false,
             shared_namespace: None,
             redis: RedisCacheConfig::default(),
+            persist: false,
+            persist_path: None,
+            semantic: SemanticCacheConfig::default(),
         }
     }
 }
@@ -291,6 +373,22 @@ pub struct BusConfig {
     pub password: Option<Secret>,
 }
 
+/// Whether a provider may keep or train on request data
+/// (`providers[].data_collection`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataCollectionPolicy {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl DataCollectionPolicy {
+    pub fn is_allow(&self) -> bool {
+        *self == DataCollectionPolicy::Allow
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -335,6 +433,11 @@ pub struct ProviderConfig {
     /// `unsupported_params` wins over this.
     #[serde(default)]
     pub unsupported_params: ParamPolicy,
+    /// `deny`: the provider's terms say it neither keeps nor trains on
+    /// request data, so requests with OpenRouter's `provider.data_collection:
+    /// deny` may go to it. `allow` (the default) makes no such promise.
+    #[serde(default, skip_serializing_if = "DataCollectionPolicy::is_allow")]
+    pub data_collection: DataCollectionPolicy,
     /// `azure-openai`: the `api-version` query parameter; `anthropic`: the
     /// `anthropic-version` header. Absent: the kind's documented default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +504,7 @@ impl ProviderConfig {
             headers: BTreeMap::new(),
             models: Vec::new(),
             unsupported_params: ParamPolicy::default(),
+            data_collection: DataCollectionPolicy::default(),
             api_version: None,
             region: None,
             aws: None,
@@ -900,6 +1004,20 @@ fn default_shutdown_grace() -> Duration {
 fn default_shutdown_delay() -> Duration {
     Duration::ZERO
 }
+/// Where `serve` keeps its local files (the usage ledger, the persisted
+/// cache) unless the config names a path: `$SWITCHYARD_DATA_DIR`, else
+/// `switchyard` under the XDG data directory (`~/.local/share`).
+pub fn data_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var_os("SWITCHYARD_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("switchyard")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/switchyard"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 pub fn default_consul_address() -> String {
     "http://127.0.0.1:8500".to_owned()
 }

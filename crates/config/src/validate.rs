@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::keypath::KeyPath;
-use crate::{Config, HedgeDelay, ModelConfig, ProviderConfig, RouteConfig, Strategy, WireFormat};
+use crate::{
+    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, RouteConfig, Strategy,
+    WireFormat,
+};
 
 pub(crate) type Problem = (KeyPath, String);
 
@@ -98,6 +101,24 @@ impl Validator {
         {
             self.push(path.key("shared_namespace"), "must not be empty when set");
         }
+        if c.persist {
+            if !c.enabled {
+                self.push(path.key("persist"), "needs `cache.enabled: true`");
+            }
+            if c.backend != CacheBackend::Memory {
+                self.push(
+                    path.key("persist"),
+                    "only the memory backend is persisted (Redis keeps its own entries)",
+                );
+            }
+        }
+        if c.persist_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.push(path.key("persist_path"), "must not be empty when set");
+        }
+        self.semantic_cache(config);
         for (i, m) in config.models.iter().enumerate() {
             if let Some(ttl) = m.cache.as_ref().and_then(|mc| mc.ttl) {
                 self.nonzero_duration(
@@ -110,6 +131,59 @@ impl Validator {
                 );
             }
         }
+    }
+
+    fn semantic_cache(&mut self, config: &Config) {
+        let s = &config.cache.semantic;
+        let path = KeyPath::root().key("cache").key("semantic");
+        if !s.enabled {
+            return;
+        }
+        if !config.cache.enabled {
+            self.push(path.key("enabled"), "needs `cache.enabled: true`");
+        }
+        let model = s.embedding_model.trim();
+        if model.is_empty() {
+            self.push(
+                path.key("embedding_model"),
+                "required when the semantic cache is enabled",
+            );
+        } else {
+            // What the route table resolves: a configured model, a model a
+            // provider lists, or `provider/upstream-model`.
+            let known = config.models.iter().any(|m| m.name == model)
+                || config
+                    .providers
+                    .iter()
+                    .any(|p| p.models.iter().any(|m| m == model))
+                || model.split_once('/').is_some_and(|(p, up)| {
+                    !up.is_empty() && config.providers.iter().any(|q| q.name == p)
+                });
+            if !known {
+                self.push(
+                    path.key("embedding_model"),
+                    format!(
+                        "`{model}` is not a model of this config (models[].name, a provider's listed model, or provider/model)"
+                    ),
+                );
+            }
+        }
+        if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+            self.push(
+                path.key("threshold"),
+                "must be a cosine similarity above 0 and at most 1",
+            );
+        }
+        if s.max_entries == 0 {
+            self.push(path.key("max_entries"), "must be greater than zero");
+        }
+        if s.max_bucket_entries == 0 {
+            self.push(path.key("max_bucket_entries"), "must be greater than zero");
+        }
+        if s.max_prompt_bytes == 0 {
+            self.push(path.key("max_prompt_bytes"), "must be greater than zero");
+        }
+        self.nonzero_duration(path.key("timeout"), s.timeout);
     }
 
     fn push(&mut self, path: KeyPath, message: impl Into<String>) {
@@ -840,6 +914,50 @@ mod tests {
         ] {
             assert!(errors.contains(key), "{key} missing in:\n{errors}");
         }
+        let semantic = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\nmodels:\n  - { name: m, routes: [{ provider: demo, model: x }] }\ncache:\n  enabled: true\n  persist: true\n  semantic: { enabled: true, embedding_model: demo/e }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let s = &semantic.cache.semantic;
+        assert!(semantic.cache.persist && s.enabled);
+        assert_eq!(s.threshold, 0.95);
+        assert_eq!((s.max_entries, s.max_bucket_entries), (10_000, 1_000));
+        assert!(!Config::default().cache.semantic.enabled && !Config::default().cache.persist);
+        let yaml = "providers:\n  - { name: demo, kind: demo }\ncache:\n  backend: redis\n  persist: true\n  persist_path: ''\n  semantic: { enabled: true, embedding_model: nope, threshold: 1.5, max_entries: 0, max_bucket_entries: 0, max_prompt_bytes: 0, timeout: 0s }\n";
+        let errors = Config::from_yaml_str(yaml, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "cache.persist",
+            "cache.persist_path",
+            "cache.semantic.enabled",
+            "cache.semantic.embedding_model",
+            "cache.semantic.threshold",
+            "cache.semantic.max_entries",
+            "cache.semantic.max_bucket_entries",
+            "cache.semantic.max_prompt_bytes",
+            "cache.semantic.timeout",
+        ] {
+            assert!(errors.contains(key), "{key} missing in:\n{errors}");
+        }
+        let missing = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\ncache:\n  enabled: true\n  semantic: { enabled: true }\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("cache.semantic.embedding_model"),
+            "{missing}"
+        );
+        assert!(
+            Config::from_yaml_str(
+                "providers:\n  - { name: demo, kind: demo }\ncache:\n  semantic: { enabled: false, bogus: 1 }\n",
+                "t.yaml",
+            )
+            .is_err()
+        );
         let unknown = Config::from_yaml_str(
             "providers:\n  - { name: demo, kind: demo }\ncache:\n  backend: memcached\n",
             "t.yaml",

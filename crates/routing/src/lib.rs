@@ -13,14 +13,21 @@
 //! - [`order`] filters a plan's routes by what the request needs, orders
 //!   them by strategy and sets aside the unavailable ones;
 //!   [`larger_window_only`] narrows them after a "context too long" answer.
+//! - [`RoutingControls`] narrow and reorder a plan for one request
+//!   (OpenRouter's `models` / `provider` fields, `x-switchyard-route`).
 //! - [`backoff`] and [`hedge_delay`] say how long to wait.
 
+mod controls;
 mod facts;
 mod health;
 mod order;
 mod table;
 mod timing;
 
+pub use controls::{
+    ControlError, DataCollection, MaxPrice, ProviderPreferences, ROUTE_HEADER, RetryOverride,
+    RouteOverride, RoutingControls, Sort, TargetSpec,
+};
 pub use facts::RequestFacts;
 pub use health::{Admission, BreakerState, Failure, Health, InFlight, TargetHealth};
 pub use order::{Ordering, SkipReason, Unroutable, larger_window_only, order};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_config::{
-    Capability, Config, HedgeConfig, ModelConfig, ParamPolicy, PriceConfig, ProviderKind,
-    RetryConfig, Strategy,
+    Capability, Config, DataCollectionPolicy, HedgeConfig, ModelConfig, ParamPolicy, PriceConfig,
+    ProviderKind, RetryConfig, Strategy,
 };
 
 /// One place a request can be sent: a configured provider and the model name
@@ -197,6 +197,7 @@ impl Plan {
 struct ProviderFacts {
     kind: ProviderKind,
     unsupported_params: ParamPolicy,
+    denies_data_collection: bool,
 }
 
 /// A model as `GET /v1/models` lists it.
@@ -234,6 +235,7 @@ impl RouteTable {
                 ProviderFacts {
                     kind: p.kind,
                     unsupported_params: p.unsupported_params,
+                    denies_data_collection: p.data_collection == DataCollectionPolicy::Deny,
                 },
             );
             for model in &p.models {
@@ -248,6 +250,18 @@ impl RouteTable {
             }
         }
         table
+    }
+
+    /// True when `provider` is configured.
+    pub fn has_provider(&self, provider: &str) -> bool {
+        self.providers.contains_key(provider)
+    }
+
+    /// True when `provider` is configured with `data_collection: deny`.
+    pub fn denies_data_collection(&self, provider: &str) -> bool {
+        self.providers
+            .get(provider)
+            .is_some_and(|p| p.denies_data_collection)
     }
 
     /// The plan for a requested model, or `None` when nothing serves it.

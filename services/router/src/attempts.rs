@@ -52,6 +52,9 @@ pub struct AttemptLog {
     pub outcomes: Vec<(Target, &'static str)>,
     /// Attempts started by hedging.
     pub hedges: u32,
+    /// The request's routing controls, when it had any
+    /// ([`switchyard_routing::RoutingControls::describe`]).
+    pub routing: Option<String>,
 }
 
 impl AttemptLog {
@@ -60,6 +63,17 @@ impl AttemptLog {
         self.targets
             .iter()
             .map(|t| format!("{}/{}", t.provider, t.upstream_model))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// How each finished attempt ended, `provider/model=outcome`
+    /// (`ok`, `rate_limit_exceeded`, ...), comma-separated: why the request
+    /// moved on from a target.
+    pub fn describe_outcomes(&self) -> String {
+        self.outcomes
+            .iter()
+            .map(|(t, o)| format!("{}/{}={o}", t.provider, t.upstream_model))
             .collect::<Vec<_>>()
             .join(", ")
     }

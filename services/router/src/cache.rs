@@ -1,17 +1,28 @@
-//! The exact-match response cache as the gateway core uses it: one lookup
-//! before routing ([`ResponseCache::lookup`]) and, on a miss, storing the
-//! fresh answer ([`Store`]): a unary result when it arrives, a stream only
-//! once it ended normally. Keys, entries and backends live in
-//! `switchyard-cache`; docs/configuration.md ("Caching") has the behaviour.
+//! The response cache as the gateway core uses it: one lookup before
+//! routing ([`ResponseCache::lookup`]) and, on a miss, storing the fresh
+//! answer ([`Store`]): a unary result when it arrives, a stream only once
+//! it ended normally. Keys, entries, backends and the semantic index live
+//! in `switchyard-cache`; docs/configuration.md ("Caching") has the
+//! behaviour.
+//!
+//! The semantic cache (`cache.semantic`) runs inside the same lookup, after
+//! the exact one missed: the prompt's text is embedded through the
+//! gateway's own embeddings path (the core hands [`ResponseCache::lookup`]
+//! a function for that), compared with the earlier prompts of the same
+//! tenant and bucket (model and parameters), and the answer of the most
+//! similar one at or above the threshold is served. A fresh answer's
+//! embedding joins the index once the answer is stored.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use switchyard_cache::entry::{self, CachedAnswer, CachedEmbedding, StreamAssembler};
-use switchyard_cache::{Cache, Key, MemoryCache, RedisCache, Stored};
+use switchyard_cache::{Cache, Key, MemoryCache, RedisCache, SemanticIndex, Stored, semantic};
 use switchyard_config::{CacheBackend, Config};
 use switchyard_proto::gateway::v1::{
     ChatResult, ChatSpec, EmbedResult, EmbedSpec, Embedding, Usage,
@@ -26,6 +37,10 @@ use crate::metrics::Metrics;
 /// `refresh` (do not read, store the fresh answer).
 pub const CACHE_HEADER: &str = "x-switchyard-cache";
 
+/// Response header (and gRPC metadata) of a semantic hit: the cosine
+/// similarity of the prompt whose answer was served, e.g. `0.9731`.
+pub const SIMILARITY_HEADER: &str = "x-switchyard-cache-similarity";
+
 /// What the cache did for a request; `Off` (no cache configured) sends no
 /// header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,20 +48,51 @@ pub enum CacheStatus {
     #[default]
     Off,
     Hit,
+    /// Answered with the stored answer of a similar prompt.
+    SemanticHit(Similarity),
     Miss,
     Skip,
 }
 
 impl CacheStatus {
+    /// The `x-switchyard-cache` value: a semantic hit is a `hit` too.
     pub fn as_str(self) -> Option<&'static str> {
         match self {
             CacheStatus::Off => None,
-            CacheStatus::Hit => Some("hit"),
+            CacheStatus::Hit | CacheStatus::SemanticHit(_) => Some("hit"),
             CacheStatus::Miss => Some("miss"),
             CacheStatus::Skip => Some("skip"),
         }
     }
+
+    /// The `x-switchyard-cache-similarity` value, on a semantic hit.
+    pub fn similarity(self) -> Option<String> {
+        match self {
+            CacheStatus::SemanticHit(s) => Some(format!("{:.4}", s.0)),
+            _ => None,
+        }
+    }
+
+    /// The `result` label of `switchyard_cache_requests_total`.
+    fn metric(self) -> Option<&'static str> {
+        match self {
+            CacheStatus::SemanticHit(_) => Some("semantic_hit"),
+            other => other.as_str(),
+        }
+    }
 }
+
+/// A cosine similarity; equal when bit-for-bit equal (never NaN here).
+#[derive(Debug, Clone, Copy)]
+pub struct Similarity(pub f32);
+
+impl PartialEq for Similarity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Similarity {}
 
 /// Who asks (the tenant namespace) and what the client allows the cache
 /// to do with this request (`Cache-Control`, `x-switchyard-cache`).
@@ -118,6 +164,15 @@ struct Settings {
     shared_namespace: Option<String>,
     /// Per model asked: `(enabled, ttl)` overrides.
     models: HashMap<String, (Option<bool>, Option<Duration>)>,
+    /// `cache.semantic`, when enabled (the index itself is fixed at start).
+    semantic: Option<SemanticSettings>,
+}
+
+struct SemanticSettings {
+    embedding_model: String,
+    threshold: f32,
+    max_prompt_bytes: usize,
+    timeout: Duration,
 }
 
 impl Settings {
@@ -136,6 +191,12 @@ impl Settings {
                     Some((m.name.clone(), (mc.enabled, mc.ttl)))
                 })
                 .collect(),
+            semantic: c.semantic.enabled.then(|| SemanticSettings {
+                embedding_model: c.semantic.embedding_model.trim().to_owned(),
+                threshold: c.semantic.threshold as f32,
+                max_prompt_bytes: c.semantic.max_prompt_bytes,
+                timeout: c.semantic.timeout,
+            }),
         }
     }
 }
@@ -144,6 +205,26 @@ pub struct ResponseCache {
     backend: Arc<dyn Cache>,
     settings: ArcSwap<Settings>,
     metrics: Arc<Metrics>,
+    /// The prompt embeddings, when `cache.semantic.enabled` at start.
+    semantic: Option<Arc<SemanticIndex>>,
+    /// The memory backend when it is written through to a file.
+    persisted: Option<Arc<MemoryCache>>,
+}
+
+/// The semantic cache's way to embed a prompt: the gateway's own
+/// embeddings path, given by the core. `None` when embedding failed (the
+/// lookup then goes on as a miss).
+pub(crate) trait Embedder {
+    fn embed(&self, spec: EmbedSpec) -> impl Future<Output = Option<Vec<f32>>> + Send;
+}
+
+/// `cache.persist_path`, else `cache.db` in `$SWITCHYARD_DATA_DIR`, else
+/// under the XDG data directory (where the local usage ledger is too).
+pub fn persist_path(config: &Config) -> PathBuf {
+    if let Some(p) = &config.cache.persist_path {
+        return p.clone();
+    }
+    switchyard_config::data_dir().join("cache.db")
 }
 
 /// What the lookup found: the answer on a hit; otherwise what to store the
@@ -160,7 +241,23 @@ impl ResponseCache {
         if !c.enabled {
             return None;
         }
+        let mut persisted = None;
         let backend: Arc<dyn Cache> = match c.backend {
+            CacheBackend::Memory if c.persist => {
+                let path = persist_path(config);
+                match MemoryCache::persistent(c.max_memory_bytes, c.max_entry_bytes, &path) {
+                    Ok(m) => {
+                        tracing::info!(path = %path.display(), "response cache persisted to a local file");
+                        let m = Arc::new(m);
+                        persisted = Some(m.clone());
+                        m
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cache.persist: cannot use the file; the cache stays in memory only");
+                        Arc::new(MemoryCache::new(c.max_memory_bytes, c.max_entry_bytes))
+                    }
+                }
+            }
             CacheBackend::Memory => {
                 Arc::new(MemoryCache::new(c.max_memory_bytes, c.max_entry_bytes))
             }
@@ -177,19 +274,44 @@ impl ResponseCache {
                 }
             },
         };
+        let semantic = c.semantic.enabled.then(|| {
+            Arc::new(SemanticIndex::new(
+                c.semantic.max_entries,
+                c.semantic.max_bucket_entries,
+            ))
+        });
         Some(Self {
             backend,
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             metrics,
+            semantic,
+            persisted,
         })
     }
 
+    /// Applies a new config's TTLs, rules and semantic settings. The
+    /// backend, the persistence file and the semantic index's bounds stay
+    /// as they started; turning `cache.semantic` on takes a restart.
     pub fn reload(&self, config: &Config) {
         self.settings.store(Arc::new(Settings::from_config(config)));
     }
 
-    /// Before routing: the stored answer, or how to store the fresh one.
-    pub(crate) async fn lookup(&self, spec: &ChatSpec, req: &CacheRequest) -> Lookup {
+    /// Waits until the entries stored so far are in the persistence file
+    /// (no-op when not persisted); at shutdown.
+    pub async fn flush(&self) {
+        if let Some(m) = &self.persisted {
+            m.flush().await;
+        }
+    }
+
+    /// Before routing: the stored answer (exact, else a similar prompt's
+    /// when the semantic cache is on), or how to store the fresh one.
+    pub(crate) async fn lookup(
+        &self,
+        spec: &ChatSpec,
+        req: &CacheRequest,
+        embedder: &impl Embedder,
+    ) -> Lookup {
         let settings = self.settings.load();
         let (enabled, ttl) = settings
             .models
@@ -209,33 +331,120 @@ impl ResponseCache {
             key,
             ttl: ttl.unwrap_or(settings.ttl),
             cache_tool_calls: settings.cache_tool_calls,
+            semantic: None,
         });
-        if !req.lookup {
-            return self.counted(Lookup::Miss(CacheStatus::Skip, store));
-        }
-        match self.backend.get(&key).await {
-            Ok(Some(bytes)) => match entry::decode(&bytes) {
-                Some(a) => {
-                    let served = ServedBy {
-                        provider: a.provider,
-                        upstream_model: a.upstream_model,
-                        attempts: AttemptLog::default(),
-                        warnings: Vec::new(),
-                        cache: CacheStatus::Hit,
-                        cost: None,
-                        downgrade: None,
-                    };
-                    self.counted(Lookup::Hit(Box::new((served, a.result))))
+        let mut failed = false;
+        if req.lookup {
+            match self.backend.get(&key).await {
+                Ok(Some(bytes)) => {
+                    if let Some(a) = entry::decode(&bytes) {
+                        return self.counted(hit(a, CacheStatus::Hit));
+                    }
                 }
-                None => self.counted(Lookup::Miss(CacheStatus::Miss, store)),
-            },
-            Ok(None) => self.counted(Lookup::Miss(CacheStatus::Miss, store)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cache lookup failed; answering as a miss");
-                self.metrics.cache_request("error");
-                Lookup::Miss(CacheStatus::Miss, store)
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache lookup failed; answering as a miss");
+                    failed = true;
+                }
             }
         }
+        let status = if req.lookup {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Skip
+        };
+        let (found, store, semantic_failed) = match (&self.semantic, &settings.semantic) {
+            (Some(index), Some(s)) if !failed => {
+                self.semantic_lookup(index, s, spec, namespace, req, store, embedder)
+                    .await
+            }
+            _ => (None, store, false),
+        };
+        if let Some(found) = found {
+            return self.counted(found);
+        }
+        if failed || semantic_failed {
+            self.metrics.cache_request("error");
+            return Lookup::Miss(status, store);
+        }
+        self.counted(Lookup::Miss(status, store))
+    }
+
+    /// The semantic stage of a lookup the exact cache missed (or was told
+    /// not to read): the prompt embedded, a similar prompt's answer when
+    /// reading is allowed, and the embedding handed to the store so the
+    /// fresh answer joins the index. Returns the hit, the store, and
+    /// whether something failed (embedding, reading the answer).
+    #[allow(clippy::too_many_arguments)]
+    async fn semantic_lookup(
+        &self,
+        index: &Arc<SemanticIndex>,
+        s: &SemanticSettings,
+        spec: &ChatSpec,
+        namespace: &str,
+        req: &CacheRequest,
+        store: Option<Store>,
+        embedder: &impl Embedder,
+    ) -> (Option<Lookup>, Option<Store>, bool) {
+        // Neither reading nor storing: nothing to embed for.
+        if !req.lookup && store.is_none() {
+            return (None, store, false);
+        }
+        let Some(text) = semantic::prompt_text(spec).filter(|t| t.len() <= s.max_prompt_bytes)
+        else {
+            return (None, store, false);
+        };
+        let embed = EmbedSpec {
+            model: s.embedding_model.clone(),
+            inputs: vec![text],
+            user: spec.user.clone(),
+            ..EmbedSpec::default()
+        };
+        let vector = match tokio::time::timeout(s.timeout, embedder.embed(embed)).await {
+            Ok(Some(v)) if !v.is_empty() => v,
+            Ok(_) => return (None, store, true),
+            Err(_) => {
+                tracing::warn!(timeout = ?s.timeout, "semantic cache: embedding the prompt took too long; answering as a miss");
+                return (None, store, true);
+            }
+        };
+        let bucket = semantic::bucket_key(spec, namespace);
+        if req.lookup
+            && let Some(m) = index.search(&bucket, &vector, s.threshold)
+        {
+            match self.backend.get(&m.key).await {
+                Ok(Some(bytes)) => {
+                    if let Some(a) = entry::decode(&bytes) {
+                        let similarity = Similarity(m.similarity.min(1.0));
+                        switchyard_telemetry::set_attribute(
+                            &tracing::Span::current(),
+                            "switchyard.cache.similarity",
+                            f64::from(similarity.0),
+                        );
+                        return (
+                            Some(hit(a, CacheStatus::SemanticHit(similarity))),
+                            None,
+                            false,
+                        );
+                    }
+                }
+                // Evicted or expired since: an ordinary miss.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache lookup failed; answering as a miss");
+                    return (None, store, true);
+                }
+            }
+        }
+        let store = store.map(|st| Store {
+            semantic: Some(SemanticStore {
+                index: index.clone(),
+                bucket,
+                vector,
+            }),
+            ..st
+        });
+        (None, store, false)
     }
 
     /// Embeddings, per input: which inputs are stored, and how to store
@@ -295,7 +504,7 @@ impl ResponseCache {
     }
 
     fn count(&self, status: CacheStatus) {
-        if let Some(s) = status.as_str() {
+        if let Some(s) = status.metric() {
             self.metrics.cache_request(s);
             switchyard_telemetry::set_attribute(&tracing::Span::current(), "switchyard.cache", s);
         }
@@ -303,15 +512,26 @@ impl ResponseCache {
 
     fn counted(&self, l: Lookup) -> Lookup {
         let status = match &l {
-            Lookup::Hit(_) => CacheStatus::Hit,
+            Lookup::Hit(h) => h.0.cache,
             Lookup::Miss(s, _) => *s,
         };
-        if let Some(s) = status.as_str() {
-            self.metrics.cache_request(s);
-            switchyard_telemetry::set_attribute(&tracing::Span::current(), "switchyard.cache", s);
-        }
+        self.count(status);
         l
     }
+}
+
+/// A stored answer as the hit it is.
+fn hit(a: CachedAnswer, cache: CacheStatus) -> Lookup {
+    let served = ServedBy {
+        provider: a.provider,
+        upstream_model: a.upstream_model,
+        attempts: AttemptLog::default(),
+        warnings: Vec::new(),
+        cache,
+        cost: None,
+        downgrade: None,
+    };
+    Lookup::Hit(Box::new((served, a.result)))
 }
 
 /// An embeddings request's cached inputs, and where the others go once
@@ -455,6 +675,15 @@ pub(crate) struct Store {
     key: Key,
     ttl: Duration,
     cache_tool_calls: bool,
+    /// The prompt's embedding, added to the semantic index once the answer
+    /// is stored.
+    semantic: Option<SemanticStore>,
+}
+
+struct SemanticStore {
+    index: Arc<SemanticIndex>,
+    bucket: Key,
+    vector: Vec<f32>,
 }
 
 impl Store {
@@ -473,7 +702,11 @@ impl Store {
             result: result.clone(),
         });
         match self.backend.put(self.key, bytes, self.ttl).await {
-            Ok(Stored::Stored) => {}
+            Ok(Stored::Stored) => {
+                if let Some(s) = self.semantic {
+                    s.index.insert(s.bucket, &s.vector, self.key, self.ttl);
+                }
+            }
             Ok(Stored::TooLarge) => {
                 tracing::debug!("answer over cache.max_entry_bytes: not cached")
             }
@@ -549,6 +782,17 @@ mod tests {
 
     fn req(pairs: &[(&'static str, &'static str)]) -> CacheRequest {
         CacheRequest::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+    }
+
+    #[test]
+    fn a_semantic_hit_is_a_hit_with_its_similarity() {
+        let s = CacheStatus::SemanticHit(Similarity(0.973_14));
+        assert_eq!(s.as_str(), Some("hit"));
+        assert_eq!(s.metric(), Some("semantic_hit"));
+        assert_eq!(s.similarity().as_deref(), Some("0.9731"));
+        assert_eq!(CacheStatus::Hit.similarity(), None);
+        assert_eq!(CacheStatus::Hit.metric(), Some("hit"));
+        assert_eq!(CacheStatus::Off.metric(), None);
     }
 
     #[test]

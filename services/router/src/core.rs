@@ -24,7 +24,10 @@ use switchyard_proto::gateway::v1::{
     ChatChunk, ChatResult, ChatSpec, EmbedResult, EmbedSpec, ImageResult, ImageSpec, Role, Usage,
 };
 use switchyard_providers::params;
-use switchyard_routing::{Health, InFlight, ListedModel, Plan, RequestFacts, RouteTable, Target};
+use switchyard_routing::{
+    ControlError, Health, InFlight, ListedModel, Plan, RequestFacts, RouteTable, RoutingControls,
+    Target,
+};
 use tokio::time::Instant;
 
 use crate::attempts::{self, AttemptLog, Won};
@@ -48,6 +51,76 @@ pub struct RequestContext {
     pub cache: CacheRequest,
     /// Who the request is billed to (budgets, usage records).
     pub who: Identity,
+    /// The `x-switchyard-route` header, as sent (parsed with the body's
+    /// routing fields).
+    pub route: Option<String>,
+    /// The request's routing controls, once taken from the body and the
+    /// header ([`take_controls`]).
+    pub controls: Option<Arc<RoutingControls>>,
+}
+
+/// Takes OpenRouter's `models` and `provider` fields out of the body's
+/// pass-through fields (no upstream takes them) and parses them with the
+/// `x-switchyard-route` header into the context the request is routed
+/// with; borrowed as it is when the request has no controls.
+fn take_controls<'c>(
+    spec: &mut ChatSpec,
+    ctx: &'c RequestContext,
+) -> Result<Cow<'c, RequestContext>, GatewayError> {
+    let (models, provider) = match spec.extra.as_mut() {
+        Some(extra) => (
+            extra.fields.remove("models"),
+            extra.fields.remove("provider"),
+        ),
+        None => (None, None),
+    };
+    if models.is_none() && provider.is_none() && ctx.route.is_none() {
+        return Ok(Cow::Borrowed(ctx));
+    }
+    let json = switchyard_proto::json::json_from_value;
+    let controls =
+        RoutingControls::parse(models.map(json), provider.map(json), ctx.route.as_deref())
+            .map_err(control_error)?;
+    Ok(Cow::Owned(RequestContext {
+        controls: Some(Arc::new(controls)),
+        ..ctx.clone()
+    }))
+}
+
+/// OpenRouter's `provider.require_parameters`: only targets that take the
+/// request as it is, nothing dropped or clamped by the parameter policy.
+fn require_parameters(
+    mut plan: Plan,
+    table: &RouteTable,
+    spec: &ChatSpec,
+) -> Result<Plan, GatewayError> {
+    let kept: Vec<_> = plan
+        .routes
+        .iter()
+        .filter(|r| {
+            table
+                .param_rules(&plan, &r.target)
+                .is_none_or(|(kind, _)| params::fits(spec, kind))
+        })
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return Err(GatewayError::InvalidRequest {
+            message: "no target of this model takes every parameter of the request as it is \
+                      (`provider.require_parameters: true`)"
+                .to_owned(),
+            param: Some("provider.require_parameters".to_owned()),
+        });
+    }
+    plan.routes = kept.into();
+    Ok(plan)
+}
+
+fn control_error(e: ControlError) -> GatewayError {
+    GatewayError::InvalidRequest {
+        param: Some(e.param().to_owned()),
+        message: e.to_string(),
+    }
 }
 
 /// Which target served a request, and every target tried on the way.
@@ -231,6 +304,7 @@ impl Gateway {
         model: &str,
         work: &Work,
         blocked: &[switchyard_budget::Exceeded],
+        controls: Option<&RoutingControls>,
     ) -> Result<Plan, GatewayError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(GatewayError::ShuttingDown);
@@ -240,11 +314,20 @@ impl Gateway {
             Work::Embed(spec) => validate_embed(spec)?,
             Work::Image(spec) => validate_image(spec)?,
         }
-        let plan = self
-            .routes
-            .load()
+        let table = self.routes.load();
+        let mut plan = table
             .resolve(model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+        if let Some(controls) = controls {
+            plan = controls
+                .apply(plan, &table, |t| self.spend.list_price(t))
+                .map_err(control_error)?;
+            if controls.provider.require_parameters == Some(true)
+                && let Work::Chat(spec) = work
+            {
+                plan = require_parameters(plan, &table, spec)?;
+            }
+        }
         spend::without_blocked(plan, blocked)
     }
 
@@ -254,7 +337,8 @@ impl Gateway {
         mut spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
-        let (meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
+        let (meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
+        let ctx = &*ctx;
         let trace = RequestTrace::begin(&spec, false, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
@@ -321,13 +405,41 @@ impl Gateway {
         }
     }
 
+    /// [`Self::admit`] for chat, then the request's routing controls taken
+    /// out of its body and header: the context it is routed with.
+    fn admit_chat<'c>(
+        &self,
+        ctx: &'c RequestContext,
+        spec: &mut ChatSpec,
+    ) -> Result<(Meter, Admission, Cow<'c, RequestContext>), Box<Failed>> {
+        let (meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
+        match take_controls(spec, ctx) {
+            Ok(ctx) => Ok((meter, admission, ctx)),
+            Err(e) => {
+                let f = Failed::from(e);
+                meter.failed(&f);
+                Err(Box::new(f))
+            }
+        }
+    }
+
     /// The one place chat consults the response cache (before routing).
+    /// The semantic cache embeds prompts through [`Self::embed`].
     async fn cache_lookup(&self, spec: &ChatSpec, ctx: &RequestContext) -> Lookup {
         match &self.cache {
             Some(cache) if !self.closed.load(Ordering::Relaxed) => {
-                cache.lookup(spec, &ctx.cache).await
+                let embedder = GatewayEmbedder { gateway: self, ctx };
+                cache.lookup(spec, &ctx.cache, &embedder).await
             }
             _ => Lookup::Miss(CacheStatus::Off, None),
+        }
+    }
+
+    /// Waits until the response cache's entries are in its persistence
+    /// file (`cache.persist`); at shutdown.
+    pub async fn flush_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.flush().await;
         }
     }
 
@@ -340,7 +452,8 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
-        let (mut meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
+        let (mut meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
+        let ctx = &*ctx;
         let trace = RequestTrace::begin(&spec, true, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
@@ -447,14 +560,18 @@ impl Gateway {
         Fut: std::future::Future<Output = Result<T, AttemptError>> + Send + 'static,
     {
         let routing = trace::routing_span(model);
-        let plan = routing.in_scope(|| self.plan(model, work, &admission.blocked))?;
+        let plan = routing
+            .in_scope(|| self.plan(model, work, &admission.blocked, ctx.controls.as_deref()))?;
         trace::routing_plan(&routing, &plan);
         let timeout = plan.timeout.unwrap_or(self.request_timeout);
         let deadline = Deadline {
             at: Instant::now() + timeout,
             timeout,
         };
-        let mut log = AttemptLog::default();
+        let mut log = AttemptLog {
+            routing: ctx.controls.as_ref().map(|c| c.describe()),
+            ..AttemptLog::default()
+        };
         let walk = attempts::walk(
             &self.health,
             &plan,
@@ -586,6 +703,41 @@ impl Gateway {
                 .unwrap_or(u64::MAX)
                 .max(1),
             attempt,
+        }
+    }
+}
+
+/// The semantic cache's embeddings: the gateway's own embeddings path, in
+/// process, so the call is routed, cached per input, priced and recorded
+/// like any embeddings request: billed to the same caller, under its own
+/// request id (`<id>:semantic`, the usage ledger keeps one record per id)
+/// and operation (`semantic_cache`).
+struct GatewayEmbedder<'a> {
+    gateway: &'a Gateway,
+    ctx: &'a RequestContext,
+}
+
+impl cache::Embedder for GatewayEmbedder<'_> {
+    async fn embed(&self, spec: EmbedSpec) -> Option<Vec<f32>> {
+        let ctx = RequestContext {
+            request_id: format!("{}:semantic", self.ctx.request_id),
+            operation: "semantic_cache",
+            headers: self.ctx.headers.clone(),
+            cache: CacheRequest {
+                tenant: self.ctx.cache.tenant.clone(),
+                lookup: true,
+                store: true,
+            },
+            who: self.ctx.who.clone(),
+            route: None,
+            controls: None,
+        };
+        match self.gateway.embed(spec, &ctx).await {
+            Ok((_, result)) => result.data.into_iter().next().map(|e| e.vector),
+            Err(f) => {
+                tracing::warn!(error = %f.error, "semantic cache: embedding the prompt failed; answering as a miss");
+                None
+            }
         }
     }
 }

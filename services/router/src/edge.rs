@@ -13,13 +13,15 @@ use switchyard_proto::gateway::v1::Usage;
 
 use crate::access::AccessInfo;
 use crate::attempts::AttemptLog;
-use crate::cache::{CACHE_HEADER, CacheRequest};
+use crate::cache::{CACHE_HEADER, CacheRequest, SIMILARITY_HEADER};
 use crate::core::{Failed, RequestContext, ServedBy};
 use crate::error::GatewayError;
 use crate::http::{
-    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID, WARNINGS_HEADER,
+    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, OUTCOMES_HEADER, PROVIDER_HEADER, REQUEST_ID,
+    ROUTING_HEADER, WARNINGS_HEADER,
 };
 use crate::spend::{BUDGET_HEADER, COST_HEADER, Identity};
+use switchyard_routing::ROUTE_HEADER;
 
 /// Renders a gateway error in a front end's own error shape.
 pub(crate) type RenderError = fn(&GatewayError) -> Response;
@@ -108,6 +110,8 @@ pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestCo
         operation,
         headers: trace_headers(headers),
         who: Identity::from_headers(get, &cache.tenant),
+        route: get(ROUTE_HEADER).map(str::to_owned),
+        controls: None,
         cache,
     }
 }
@@ -140,6 +144,11 @@ pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
     if let Some(status) = served.cache.as_str() {
         h.insert(CACHE_HEADER, HeaderValue::from_static(status));
     }
+    if let Some(v) = served.cache.similarity()
+        && let Ok(v) = HeaderValue::from_str(&v)
+    {
+        h.insert(SIMILARITY_HEADER, v);
+    }
     if let Some(cost) = served.cost
         && let Ok(v) = HeaderValue::from_str(&cost.to_string())
     {
@@ -163,6 +172,14 @@ fn attempt_headers(res: &mut Response, log: &AttemptLog) {
     h.insert(ATTEMPTS_HEADER, HeaderValue::from(log.targets.len()));
     if let Ok(v) = HeaderValue::from_str(&log.describe()) {
         h.insert(ATTEMPTED_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&log.describe_outcomes())
+        && !log.outcomes.is_empty()
+    {
+        h.insert(OUTCOMES_HEADER, v);
+    }
+    if let Some(Ok(v)) = log.routing.as_deref().map(HeaderValue::from_str) {
+        h.insert(ROUTING_HEADER, v);
     }
 }
 

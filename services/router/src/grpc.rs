@@ -15,7 +15,7 @@ use switchyard_proto::gateway::v1::{
 };
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::cache::{CACHE_HEADER, CacheRequest};
+use crate::cache::{CACHE_HEADER, CacheRequest, SIMILARITY_HEADER};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -24,7 +24,8 @@ use crate::attempts::AttemptLog;
 use crate::core::{Failed, Gateway, RequestContext, ServedBy, StreamItem, UsageChunk};
 use crate::error::GatewayError;
 use crate::http::{
-    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, PROVIDER_HEADER, REQUEST_ID, WARNINGS_HEADER,
+    ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, OUTCOMES_HEADER, PROVIDER_HEADER, REQUEST_ID,
+    ROUTING_HEADER, WARNINGS_HEADER,
 };
 
 pub struct GrpcGateway {
@@ -64,6 +65,8 @@ fn context(meta: &MetadataMap) -> RequestContext {
         operation: "grpc_chat",
         headers,
         who: crate::spend::Identity::from_headers(get, &cache.tenant),
+        route: get(switchyard_routing::ROUTE_HEADER).map(str::to_owned),
+        controls: None,
         cache,
     }
 }
@@ -75,6 +78,14 @@ fn attempt_metadata(meta: &mut MetadataMap, log: &AttemptLog) {
     meta.insert(ATTEMPTS_HEADER, MetadataValue::from(log.targets.len()));
     if let Ok(v) = MetadataValue::try_from(log.describe()) {
         meta.insert(ATTEMPTED_HEADER, v);
+    }
+    if !log.outcomes.is_empty()
+        && let Ok(v) = MetadataValue::try_from(log.describe_outcomes())
+    {
+        meta.insert(OUTCOMES_HEADER, v);
+    }
+    if let Some(Ok(v)) = log.routing.as_deref().map(MetadataValue::try_from) {
+        meta.insert(ROUTING_HEADER, v);
     }
 }
 
@@ -103,6 +114,11 @@ fn set_metadata(meta: &mut MetadataMap, ctx: &RequestContext, served: Option<&Se
         }
         if let Some(status) = s.cache.as_str() {
             meta.insert(CACHE_HEADER, MetadataValue::from_static(status));
+        }
+        if let Some(v) = s.cache.similarity()
+            && let Ok(v) = MetadataValue::try_from(v)
+        {
+            meta.insert(SIMILARITY_HEADER, v);
         }
     }
 }

@@ -33,6 +33,11 @@ pub const PROVIDER_HEADER: &str = "x-switchyard-provider";
 pub const MODEL_HEADER: &str = "x-switchyard-model";
 pub const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
 pub const ATTEMPTED_HEADER: &str = "x-switchyard-attempted";
+/// How each finished attempt ended: `provider/model=outcome, ...`.
+pub const OUTCOMES_HEADER: &str = "x-switchyard-outcomes";
+/// The routing controls the request gave (`models`, `provider`,
+/// `x-switchyard-route`), as applied.
+pub const ROUTING_HEADER: &str = "x-switchyard-routing";
 /// What the gateway changed to fit the request to the target (parameters
 /// dropped or clamped under `unsupported_params: warn`), `; `-separated.
 pub const WARNINGS_HEADER: &str = "x-switchyard-warnings";

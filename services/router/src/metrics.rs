@@ -88,7 +88,7 @@ struct BudgetLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
-    /// `hit`, `miss`, `skip` or `error`.
+    /// `hit`, `semantic_hit`, `miss`, `skip` or `error`.
     result: String,
 }
 
@@ -313,7 +313,8 @@ impl Metrics {
         );
     }
 
-    /// One response cache outcome (`hit`, `miss`, `skip`, `error`).
+    /// One response cache outcome (`hit`, `semantic_hit`, `miss`, `skip`,
+    /// `error`).
     pub fn cache_request(&self, result: &'static str) {
         self.cache_requests
             .get_or_create(&CacheLabels {

@@ -22,12 +22,14 @@ use switchyard_budget::{
     Action, BudgetRule, BudgetStatus, Budgets, Dimension, Exceeded, Notifier, Spend as BudgetSpend,
     SpikeRule, Spikes, Subject, Verdict, Webhook,
 };
-use switchyard_config::{BudgetAction, BudgetWindow, Config, LedgerBackend, SpendScope};
+use switchyard_config::{
+    BudgetAction, BudgetWindow, Config, LedgerBackend, PriceConfig, SpendScope,
+};
 use switchyard_ledger::{UsageRecord, UsageSink, UsageStore};
 use switchyard_pricing::{Counts, PriceTable, Usd};
 use switchyard_proto::bus::v1::work_request::Work;
 use switchyard_proto::gateway::v1::{ChatSpec, Usage, content_part};
-use switchyard_routing::Plan;
+use switchyard_routing::{Plan, Target};
 use tokio::time::Instant;
 use tracing::Span;
 
@@ -126,8 +128,7 @@ impl Prices {
 
     fn quote(&self, provider: &str, model: &str, counts: &Counts, at: Timestamp) -> Option<Usd> {
         let kind = self.kinds.get(provider).copied().unwrap_or(provider);
-        let priced = self.table.lookup(kind, model)?;
-        Some(priced.cost(counts, at, false).total)
+        self.table.total(kind, model, counts, at, false)
     }
 }
 
@@ -414,6 +415,24 @@ impl Spend {
         self.prices
             .load()
             .quote(provider, model, &counts(usage, images), Timestamp::now())
+    }
+
+    /// The list price of `target` (USD per million input and output
+    /// tokens) from the price table, for routing by price when the route
+    /// states none.
+    pub fn list_price(&self, target: &Target) -> Option<PriceConfig> {
+        let prices = self.prices.load();
+        let kind = prices
+            .kinds
+            .get(&*target.provider)
+            .copied()
+            .unwrap_or(&target.provider);
+        let priced = prices.table.lookup(kind, &target.upstream_model)?;
+        let e = priced.entry();
+        Some(PriceConfig {
+            input_per_mtok: e.input?.as_f64(),
+            output_per_mtok: e.output.unwrap_or(Usd::ZERO).as_f64(),
+        })
     }
 
     /// Writes the cost into `usage` (as clients and gRPC see it).
@@ -1031,14 +1050,7 @@ async fn open_local(
 
 /// `$SWITCHYARD_DATA_DIR/ledger.db`, else under the XDG data directory.
 pub fn default_ledger_path() -> PathBuf {
-    let dir = std::env::var_os("SWITCHYARD_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("switchyard")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/switchyard"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    dir.join("ledger.db")
+    switchyard_config::data_dir().join("ledger.db")
 }
 
 fn time_zone(name: &str) -> TimeZone {

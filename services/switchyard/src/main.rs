@@ -494,8 +494,11 @@ async fn shut_down_router(
     server: &switchyard_config::ServerConfig,
 ) -> Result<bool> {
     let spend = router.gateway.spend().clone();
+    let gateway = router.gateway.clone();
     let drained = drain_router(router, registrar, signal, listeners_stop, server).await;
     spend.flush().await;
+    // `cache.persist`: the entries still queued for the file.
+    gateway.flush_cache().await;
     drained
 }
 

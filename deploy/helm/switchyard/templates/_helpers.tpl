@@ -103,6 +103,19 @@ app.kubernetes.io/part-of: switchyard
 {{- if or $pg.existingSecret $pg.createSecret -}}true{{- end -}}
 {{- end -}}
 
+{{- define "switchyard.hasCacheRedis" -}}
+{{- $r := .Values.cache.redis -}}
+{{- if or $r.existingSecret $r.createSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.cacheRedisSecretName" -}}
+{{- if .Values.cache.redis.existingSecret -}}
+{{- .Values.cache.redis.existingSecret -}}
+{{- else -}}
+{{- printf "%s-cache-redis" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "switchyard.postgresSecretName" -}}
 {{- if .Values.ledger.postgres.existingSecret -}}
 {{- .Values.ledger.postgres.existingSecret -}}
@@ -182,6 +195,15 @@ the URL: the others need a non-empty stand-in (they never connect). */ -}}
 {{- end -}}
 {{- with $alerts }}{{ $_ := set $cfg "alerts" . }}{{ end -}}
 {{- with .Values.config.pricing }}{{ $_ := set $cfg "pricing" . }}{{ end -}}
+{{- $cache := deepCopy (default dict .Values.config.cache) -}}
+{{- if include "switchyard.hasCacheRedis" . -}}
+{{- /* Only routers get the URL; the others load the file with a stand-in
+that passes validation (they never connect). */ -}}
+{{- $redis := deepCopy (default dict $cache.redis) -}}
+{{- $_ := set $redis "url" (include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_CACHE_REDIS_URL" "default" "redis://not-given-to-this-pod:6379")) -}}
+{{- $_ := set $cache "redis" $redis -}}
+{{- end -}}
+{{- with $cache }}{{ $_ := set $cfg "cache" . }}{{ end -}}
 {{- if .Values.consul.enabled -}}
 {{- $c := .Values.consul -}}
 {{- $consul := dict "address" $c.address -}}
@@ -290,6 +312,17 @@ ledger writer; the config references it. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The response cache's Redis URL, for routers only (they cache). */}}
+{{- define "switchyard.cacheRedisEnv" -}}
+{{- if include "switchyard.hasCacheRedis" . -}}
+- name: SWITCHYARD_CACHE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "switchyard.cacheRedisSecretName" . }}
+      key: {{ .Values.cache.redis.key }}
+{{- end -}}
+{{- end -}}
+
 {{/* Secret webhook headers, for routers only (they send the alerts). */}}
 {{- define "switchyard.alertHeaderEnvs" -}}
 {{- range .Values.alerts.webhookHeaders }}
@@ -365,6 +398,20 @@ ledger writer; the config references it. */}}
 {{- $ledger := default dict .Values.config.ledger -}}
 {{- if and .Values.ledger.writer.enabled (hasKey $ledger "enabled") (not $ledger.enabled) -}}
 {{- fail "ledger.writer.enabled with config.ledger.enabled: false: there would be no records to write" -}}
+{{- end -}}
+{{- $cr := .Values.cache.redis -}}
+{{- if and $cr.existingSecret $cr.createSecret -}}
+{{- fail "cache.redis.existingSecret and cache.redis.createSecret are exclusive" -}}
+{{- end -}}
+{{- if and $cr.createSecret (not $cr.url) -}}
+{{- fail "cache.redis.createSecret needs cache.redis.url" -}}
+{{- end -}}
+{{- if and $cr.url (not $cr.createSecret) -}}
+{{- fail "cache.redis.url is used only with cache.redis.createSecret: true (or put it in a Secret: cache.redis.existingSecret; or a URL without a password in config.cache.redis.url)" -}}
+{{- end -}}
+{{- $cacheCfg := default dict .Values.config.cache -}}
+{{- if and (include "switchyard.hasCacheRedis" .) (hasKey (default dict $cacheCfg.redis) "url") -}}
+{{- fail "config.cache.redis.url and the cache.redis Secret both set the Redis URL: keep one" -}}
 {{- end -}}
 {{- with .Values.alerts.webhookHeaders -}}
 {{- $hook := default dict (default dict $.Values.config.alerts).webhook -}}

@@ -13,6 +13,7 @@
 //! | `error-400`     | 400 invalid_request_error naming `temperature` |
 //! | `context-long`  | 400 `context_length_exceeded` |
 //! | `hang`          | never answers (JSON), or sends one chunk then stalls (SSE) |
+//! | `tool-call`     | calls the first tool with `{"city": "Paris"}`; after its result, `tool said: <result>` |
 //!
 //! `POST /v1/embeddings` and `POST /v1/images/generations` answer in
 //! OpenAI's shapes, scripted by the same `error-429` / `error-429-<s>` /
@@ -304,6 +305,10 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         }
         _ => {}
     }
+    if model == "tool-call" {
+        guard.finish();
+        return tool_call_answer(&body, &model, stream);
+    }
     let text = format!("echo: {}", last_user_text(&body));
     let prompt_tokens = body
         .get("messages")
@@ -408,6 +413,73 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// `tool-call`: calls the request's first tool with `{"city": "Paris"}`;
+/// once the conversation ends with that tool's result, answers `tool said:
+/// <result>`. Plain JSON or SSE (the arguments in two pieces).
+fn tool_call_answer(body: &Value, model: &str, stream: bool) -> Response {
+    let messages = body.get("messages").and_then(Value::as_array);
+    let last = messages.and_then(|m| m.last());
+    let answered = last.and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
+    let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    let tool = body
+        .pointer("/tools/0/function/name")
+        .and_then(Value::as_str)
+        .unwrap_or("none")
+        .to_owned();
+    let (message, finish) = if answered {
+        let result = last
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        (
+            json!({"role": "assistant", "content": format!("tool said: {result}")}),
+            "stop",
+        )
+    } else {
+        (
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_double_1", "type": "function",
+                   "function": {"name": tool, "arguments": "{\"city\": \"Paris\"}"}}]}),
+            "tool_calls",
+        )
+    };
+    if !stream {
+        let body = json!({"id": "chatcmpl-double-tool", "object": "chat.completion", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage});
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-double-tool", "object": "chat.completion.chunk", "created": 1_700_000_000,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    if answered {
+        events.push(chunk(json!({"content": message["content"]}), Value::Null));
+    } else {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_double_1", "type": "function",
+                   "function": {"name": tool, "arguments": "{\"city\""}}]}),
+            Value::Null,
+        ));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": ": \"Paris\"}"}}]}),
+            Value::Null,
+        ));
+    }
+    events.push(chunk(json!({}), json!(finish)));
+    events.push(json!({"id": "chatcmpl-double-tool", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                       "model": model, "choices": [], "usage": usage}));
+    let mut text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    text.push_str("data: [DONE]\n\n");
+    ([(header::CONTENT_TYPE, "text/event-stream")], text).into_response()
 }
 
 /// Counts and records a non-chat request like a chat one; the decoded

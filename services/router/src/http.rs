@@ -82,6 +82,7 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(crate::messages::messages))
+        .route("/v1/responses", post(crate::responses::create))
         .route("/v1/embeddings", post(crate::media::embeddings))
         .route(
             "/v1/images/generations",

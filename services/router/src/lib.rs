@@ -25,6 +25,7 @@ pub mod http;
 mod media;
 pub mod messages;
 pub mod metrics;
+mod responses;
 pub mod spend;
 mod trace;
 

@@ -25,6 +25,7 @@ pub mod embeddings;
 pub mod error;
 pub mod images;
 pub mod presets;
+pub mod responses;
 pub mod stream;
 pub mod wire;
 

@@ -9,12 +9,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use switchyard_proto::gateway::v1::Usage;
+use switchyard_proto::gateway::v1::{ChatResult, ChatSpec, Usage};
 
 use crate::access::AccessInfo;
 use crate::attempts::AttemptLog;
 use crate::cache::{CACHE_HEADER, CacheRequest, SIMILARITY_HEADER};
-use crate::core::{Failed, RequestContext, ServedBy};
+use crate::core::{ChatStream, Failed, Gateway, RequestContext, ServedBy};
 use crate::error::GatewayError;
 use crate::http::{
     ATTEMPTED_HEADER, ATTEMPTS_HEADER, MODEL_HEADER, OUTCOMES_HEADER, PROVIDER_HEADER, REQUEST_ID,
@@ -237,6 +237,42 @@ pub(crate) fn unary_answer<R, W: serde::Serialize>(
             access.served(&served);
             access.usage(usage(&result));
             let mut res = json_response(StatusCode::OK, &to_wire(&result), render);
+            served_headers(&mut res, &served);
+            res
+        }
+        Err(f) => {
+            access.failed(&f);
+            failed_response(&f, render)
+        }
+    }
+}
+
+/// What every chat front end does once it has the canonical spec: serve
+/// it in one piece (`to_wire` makes the body) or as a stream (`sse` frames
+/// the events), with the served-by headers, or render the failure in the
+/// front end's error shape; all noted in the access log.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_chat<W: serde::Serialize>(
+    gateway: &Gateway,
+    access: &AccessInfo,
+    headers: &HeaderMap,
+    spec: ChatSpec,
+    stream: bool,
+    to_wire: impl FnOnce(&ChatResult) -> W,
+    sse: impl FnOnce(ChatStream) -> Response,
+    render: RenderError,
+) -> Response {
+    access.requested(&spec.model);
+    // The GenAI operation is `chat` whichever front end took it.
+    let ctx = context(headers, "chat");
+    if !stream {
+        let out = gateway.chat(spec, &ctx).await;
+        return unary_answer(access, out, |r| r.usage.as_ref(), to_wire, render);
+    }
+    match gateway.chat_stream(spec, &ctx).await {
+        Ok((served, events)) => {
+            access.served(&served);
+            let mut res = sse(access.watch(events));
             served_headers(&mut res, &served);
             res
         }

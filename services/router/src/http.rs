@@ -190,31 +190,18 @@ async fn chat_completions(
             return error_response(&e);
         }
     };
-    access.requested(&spec.model);
-    let ctx = edge::context(&headers, "chat");
-    if !stream {
-        let out = state.gateway.chat(spec, &ctx).await;
-        return edge::unary_answer(
-            &access,
-            out,
-            |r| r.usage.as_ref(),
-            convert::result_to_response,
-            error_response,
-        );
-    }
     let include_usage = spec.include_usage;
-    match state.gateway.chat_stream(spec, &ctx).await {
-        Ok((served, events)) => {
-            access.served(&served);
-            let mut res = sse_response(access.watch(events), include_usage);
-            edge::served_headers(&mut res, &served);
-            res
-        }
-        Err(f) => {
-            access.failed(&f);
-            edge::failed_response(&f, error_response)
-        }
-    }
+    edge::serve_chat(
+        &state.gateway,
+        &access,
+        &headers,
+        spec,
+        stream,
+        convert::result_to_response,
+        |events| sse_response(events, include_usage),
+        error_response,
+    )
+    .await
 }
 
 fn sse_event<T: serde::Serialize>(value: &T) -> Bytes {

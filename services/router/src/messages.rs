@@ -112,32 +112,18 @@ pub(crate) async fn messages(
             return error_response(&e);
         }
     };
-    access.requested(&spec.model);
     let requested_model = spec.model.clone();
-    // The GenAI operation is `chat` whichever front end took it.
-    let ctx = edge::context(&headers, "chat");
-    if !stream {
-        let out = state.gateway.chat(spec, &ctx).await;
-        return edge::unary_answer(
-            &access,
-            out,
-            |r| r.usage.as_ref(),
-            |r| ingress::result_to_response(r, &requested_model),
-            error_response,
-        );
-    }
-    match state.gateway.chat_stream(spec, &ctx).await {
-        Ok((served, events)) => {
-            access.served(&served);
-            let mut res = sse_response(access.watch(events), &requested_model);
-            edge::served_headers(&mut res, &served);
-            res
-        }
-        Err(f) => {
-            access.failed(&f);
-            edge::failed_response(&f, error_response)
-        }
-    }
+    edge::serve_chat(
+        &state.gateway,
+        &access,
+        &headers,
+        spec,
+        stream,
+        |r| ingress::result_to_response(r, &requested_model),
+        |events| sse_response(events, &requested_model),
+        error_response,
+    )
+    .await
 }
 
 /// Anthropic's SSE framing: `event:` + `data:` per event, from

@@ -48,31 +48,17 @@ pub(crate) async fn create(
             return error_response(&e);
         }
     };
-    access.requested(&spec.model);
-    // The GenAI operation is `chat` whichever front end took it.
-    let ctx = edge::context(&headers, "chat");
-    if !stream {
-        let out = state.gateway.chat(spec, &ctx).await;
-        return edge::unary_answer(
-            &access,
-            out,
-            |r| r.usage.as_ref(),
-            |r| responses::result_to_response(r, &echo),
-            error_response,
-        );
-    }
-    match state.gateway.chat_stream(spec, &ctx).await {
-        Ok((served, events)) => {
-            access.served(&served);
-            let mut res = sse_response(access.watch(events), echo);
-            edge::served_headers(&mut res, &served);
-            res
-        }
-        Err(f) => {
-            access.failed(&f);
-            edge::failed_response(&f, error_response)
-        }
-    }
+    edge::serve_chat(
+        &state.gateway,
+        &access,
+        &headers,
+        spec,
+        stream,
+        |r| responses::result_to_response(r, &echo),
+        |events| sse_response(events, echo.clone()),
+        error_response,
+    )
+    .await
 }
 
 /// Responses' SSE framing: `event: <type>` and `data: <json>` per event.

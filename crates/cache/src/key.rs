@@ -26,15 +26,11 @@ pub fn chat_key(spec: &ChatSpec, namespace: &str) -> Key {
     let mut canonical = spec.clone();
     canonical.user.clear();
     canonical.include_usage = false;
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(b"switchyard-cache/v1/chat\0");
-    ctx.update(&(namespace.len() as u64).to_be_bytes());
-    ctx.update(namespace.as_bytes());
-    ctx.update(&canonical.encode_to_vec());
-    let digest = ctx.finish();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    Key(out)
+    crate::key::digest(
+        b"switchyard-cache/v1/chat\0",
+        namespace,
+        &canonical.encode_to_vec(),
+    )
 }
 
 /// The key of one embeddings input: the request with only that input, so
@@ -50,11 +46,21 @@ pub fn embed_item_key(spec: &EmbedSpec, input: &str, namespace: &str) -> Key {
     canonical.user.clear();
     canonical.encoding_format.clear();
     canonical.inputs.push(input.to_owned());
+    crate::key::digest(
+        b"switchyard-cache/v1/embed\0",
+        namespace,
+        &canonical.encode_to_vec(),
+    )
+}
+
+/// SHA-256 over a domain tag, the namespace (length-prefixed, so no two
+/// (namespace, body) pairs collide) and the canonical encoding.
+pub(crate) fn digest(domain: &[u8], namespace: &str, canonical: &[u8]) -> Key {
     let mut ctx = Context::new(&SHA256);
-    ctx.update(b"switchyard-cache/v1/embed\0");
+    ctx.update(domain);
     ctx.update(&(namespace.len() as u64).to_be_bytes());
     ctx.update(namespace.as_bytes());
-    ctx.update(&canonical.encode_to_vec());
+    ctx.update(canonical);
     let digest = ctx.finish();
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());

@@ -21,7 +21,6 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use prost::Message as _;
-use ring::digest::{Context, SHA256};
 use switchyard_proto::gateway::v1::content_part::Part;
 use switchyard_proto::gateway::v1::{ChatSpec, Role};
 use tokio::time::Instant;
@@ -207,15 +206,11 @@ pub fn bucket_key(spec: &ChatSpec, namespace: &str) -> Key {
     canonical.messages.clear();
     canonical.user.clear();
     canonical.include_usage = false;
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(b"switchyard-cache/v1/semantic-bucket\0");
-    ctx.update(&(namespace.len() as u64).to_be_bytes());
-    ctx.update(namespace.as_bytes());
-    ctx.update(&canonical.encode_to_vec());
-    let digest = ctx.finish();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    Key(out)
+    crate::key::digest(
+        b"switchyard-cache/v1/semantic-bucket\0",
+        namespace,
+        &canonical.encode_to_vec(),
+    )
 }
 
 /// The text of a conversation as it is embedded: one line per message,

@@ -181,6 +181,24 @@ impl Drop for Proc {
 }
 
 /// Writes a config file into `dir` and returns its path.
+/// `switchyard serve` on a config written to a temporary folder that
+/// lives as long as this does.
+pub struct Serve {
+    pub proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `yaml` and starts `switchyard serve` on it, once it listens.
+pub fn serve(yaml: &str) -> Serve {
+    let dir = tempfile::tempdir().expect("config dir");
+    let path = write_config(dir.path(), yaml);
+    let proc = Proc::start(
+        &["serve", "--config", path.to_str().expect("utf-8 path")],
+        "router listening",
+    );
+    Serve { proc, _dir: dir }
+}
+
 pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("switchyard.yaml");
     std::fs::write(&path, yaml).expect("write config");

@@ -10,19 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_e2e::Reply;
 use switchyard_e2e::double::Double;
-use switchyard_e2e::process::{Proc, write_config};
-
-struct Serve {
-    _dir: tempfile::TempDir,
-    proc: Proc,
-}
+use switchyard_e2e::process::{Proc, Serve, write_config};
 
 fn serve(double: &Double) -> Serve {
     serve_with(double, "cache:\n  enabled: true\n  ttl: 10m\n")
 }
 
 fn serve_with(double: &Double, cache: &str) -> Serve {
-    let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"
 server:
@@ -50,12 +44,7 @@ models:
 {cache}"#,
         base = double.base_url()
     );
-    let path = write_config(dir.path(), &yaml);
-    let proc = Proc::start(
-        &["serve", "--config", path.to_str().unwrap()],
-        "router listening",
-    );
-    Serve { _dir: dir, proc }
+    switchyard_e2e::process::serve(&yaml)
 }
 
 async fn post(base: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {

@@ -8,11 +8,11 @@
 
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
-use switchyard_e2e::process::{Proc, write_config};
+use switchyard_e2e::process::Serve;
 
 /// Three providers on one double, so a model name picks the behaviour
 /// (`error-429` rate-limits) and the provider name says who served.
-fn serve(double: &Double, dir: &std::path::Path) -> Proc {
+fn serve(double: &Double) -> Serve {
     let yaml = format!(
         r#"
 server:
@@ -43,11 +43,7 @@ models:
 "#,
         base = double.base_url()
     );
-    let path = write_config(dir, &yaml);
-    Proc::start(
-        &["serve", "--config", path.to_str().unwrap()],
-        "router listening",
-    )
+    switchyard_e2e::process::serve(&yaml)
 }
 
 async fn chat(base: &str, body: Value, route: Option<&str>) -> Answer {
@@ -81,9 +77,8 @@ impl Answer {
 #[tokio::test]
 async fn models_list_falls_back_when_the_first_model_is_rate_limited() {
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let proc = serve(&double, dir.path());
-    let base = proc.http();
+    let s = serve(&double);
+    let base = s.proc.http();
 
     let a = chat(
         &base,
@@ -116,9 +111,8 @@ async fn models_list_falls_back_when_the_first_model_is_rate_limited() {
 #[tokio::test]
 async fn provider_preferences_pick_and_limit_targets() {
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let proc = serve(&double, dir.path());
-    let base = proc.http();
+    let s = serve(&double);
+    let base = s.proc.http();
 
     // sort=price: the cheap target first, so the rate-limited one is never
     // called.
@@ -204,9 +198,8 @@ async fn provider_preferences_pick_and_limit_targets() {
 #[tokio::test]
 async fn route_header_overrides_targets_and_is_validated() {
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let proc = serve(&double, dir.path());
-    let base = proc.http();
+    let s = serve(&double);
+    let base = s.proc.http();
 
     let a = chat(
         &base,
@@ -263,9 +256,8 @@ async fn grpc_and_messages_take_the_same_controls() {
     };
 
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let proc = serve(&double, dir.path());
-    let base = proc.http();
+    let s = serve(&double);
+    let base = s.proc.http();
 
     // /v1/messages: the body's `provider` field, Anthropic shape.
     let res = switchyard_e2e::http_client()
@@ -283,7 +275,7 @@ async fn grpc_and_messages_take_the_same_controls() {
 
     // gRPC: `models` in the spec's pass-through fields, the header as
     // metadata.
-    let endpoint = format!("http://{}", proc.grpc_addr.unwrap());
+    let endpoint = format!("http://{}", s.proc.grpc_addr.unwrap());
     let mut client = GatewayServiceClient::connect(endpoint).await.unwrap();
     let mut extra = serde_json::Map::new();
     extra.insert("models".into(), json!(["limited", "backup"]));

@@ -11,17 +11,11 @@
 use serde_json::{Value, json};
 use switchyard_e2e::Reply;
 use switchyard_e2e::double::{Double, cosine, word_embedding};
-use switchyard_e2e::process::{Proc, write_config};
-
-struct Serve {
-    _dir: tempfile::TempDir,
-    proc: Proc,
-}
+use switchyard_e2e::process::Serve;
 
 /// Semantic cache on, threshold 0.9, prompts embedded by `emb` (the
 /// double's bag-of-words model); `broken-emb` fails every embedding.
 fn serve(double: &Double, embedding_model: &str) -> Serve {
-    let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"
 server:
@@ -52,12 +46,7 @@ cache:
 "#,
         base = double.base_url()
     );
-    let path = write_config(dir.path(), &yaml);
-    let proc = Proc::start(
-        &["serve", "--config", path.to_str().unwrap()],
-        "router listening",
-    );
-    Serve { _dir: dir, proc }
+    switchyard_e2e::process::serve(&yaml)
 }
 
 async fn post(base: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {

@@ -206,3 +206,32 @@ def test_failure_mid_stream_is_an_error_event(gateway):
             for _ in stream.text_stream:
                 pass
     assert e.value.body["error"]["type"] == "api_error"
+
+
+def test_a_claude_code_request_reaches_an_openai_format_upstream(gateway, double):
+    """What Claude Code 2.x sends (`?beta=true`, betas, extended thinking with
+    a 31,999-token budget under max_tokens 32,000, context_management,
+    cache_control blocks, a tool with an extra field), streamed, to a model
+    served by an OpenAI-format upstream: answered, and none of the
+    Anthropic-only fields reaches that upstream."""
+    tools = [{**TOOLS[0], "cache_control": {"type": "ephemeral"}, "defer_loading": True}]
+    with client(gateway).beta.messages.stream(
+        model="chat",
+        max_tokens=32000,
+        betas=["interleaved-thinking-2025-05-14", "context-management-2025-06-27"],
+        thinking={"type": "enabled", "budget_tokens": 31999},
+        system=[{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        tools=tools,
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "hello code", "cache_control": {"type": "ephemeral"}}]}
+        ],
+        extra_body={"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+    ) as stream:
+        message = stream.get_final_message()
+    assert message.content[-1].text == "echo: hello code"
+    body = upstream_last_body(double)
+    for field in ("thinking", "context_management", "betas", "cache_control"):
+        assert field not in body, body
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    assert "defer_loading" not in json.dumps(body["tools"])
+    assert "cache_control" not in json.dumps(body["messages"])

@@ -390,3 +390,61 @@ pub async fn whole_answer_as_chunks(p: &dyn Provider, call: &ChatCall) -> Vec<Ch
     assert_eq!(chunks[2].usage.unwrap().total_tokens, 21);
     chunks
 }
+
+/// A Responses API request (`POST /v1/responses`, as a client sends it)
+/// translated as the router does and served by `p`: the `response` object
+/// of the plain answer, and the one the stream's last event carries.
+pub async fn via_responses(
+    p: &dyn Provider,
+    request: Value,
+    upstream_model: &str,
+) -> (Value, Value) {
+    use crate::openai::responses::{self, StreamEncoder, StreamEvent};
+    let t = responses::request_to_spec(serde_json::from_value(request).unwrap()).unwrap();
+    let call = ChatCall {
+        spec: t.spec,
+        upstream_model: upstream_model.into(),
+        request_id: "req-responses".into(),
+        timeout: None,
+    };
+    let result = p.chat(&call).await.unwrap();
+    let plain = responses::result_to_response(&result, &t.echo);
+    let mut encoder = StreamEncoder::new(t.echo);
+    let mut events: Vec<StreamEvent> = Vec::new();
+    let mut usage = None;
+    for item in stream_items(p, &call).await {
+        let chunk = item.unwrap();
+        if chunk.usage.is_some() {
+            usage = chunk.usage;
+        }
+        events.extend(encoder.chunk(&chunk));
+    }
+    events.extend(encoder.finish(usage.as_ref()));
+    let last = events.last().unwrap();
+    assert_eq!(last.kind(), "response.completed", "{events:?}");
+    (plain, last.0["response"].clone())
+}
+
+/// The text of a `response` object's message items.
+pub fn response_text(r: &Value) -> String {
+    r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] == "message")
+        .flat_map(|o| o["content"].as_array().unwrap().iter())
+        .filter_map(|c| c["text"].as_str())
+        .collect()
+}
+
+/// A Responses request with a function tool and a question to call it.
+pub fn responses_tool_request() -> Value {
+    json!({
+        "model": "m",
+        "instructions": "use tools",
+        "input": [{"role": "user", "content": "weather in Paris?"}],
+        "tools": [{"type": "function", "name": "get_weather", "description": "Weather",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "max_output_tokens": 100
+    })
+}

@@ -588,3 +588,41 @@ async fn thinking_blocks_echoed_by_a_client_go_back_first() {
         ]})
     );
 }
+
+/// The Responses API front end served by an Anthropic upstream: text, and
+/// a function call, plain and streamed.
+#[tokio::test]
+async fn responses_api_requests_are_served() {
+    let (p, _d) = provider_for(Script::Answer).await;
+    let ask =
+        json!({"model": "m", "input": "Hi", "instructions": "be kind", "max_output_tokens": 50});
+    let (plain, streamed) = test_support::via_responses(&p, ask, "claude-sonnet-4-5").await;
+    for r in [&plain, &streamed] {
+        assert_eq!(
+            test_support::response_text(r),
+            test_support::answer_text(),
+            "{r}"
+        );
+        assert_eq!(r["status"], "completed");
+        assert!(r["usage"]["output_tokens"].as_u64().unwrap() > 0, "{r}");
+    }
+    let (p, _d) = provider_for(Script::ToolCall).await;
+    let (plain, streamed) = test_support::via_responses(
+        &p,
+        test_support::responses_tool_request(),
+        "claude-sonnet-4-5",
+    )
+    .await;
+    for r in [&plain, &streamed] {
+        let call = r["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == "function_call")
+            .unwrap_or_else(|| panic!("no function call in {r}"));
+        assert_eq!(call["name"], "get_weather");
+        assert_eq!(call["call_id"], "toolu_01A");
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris"}));
+    }
+}

@@ -833,3 +833,39 @@ async fn embeddings_and_images_errors_are_classified() {
         );
     }
 }
+
+/// The Responses API front end served by a Gemini upstream: text, and a
+/// function call, plain and streamed.
+#[tokio::test]
+async fn responses_api_requests_are_served() {
+    let (p, _d) = provider_for(Script::Answer).await;
+    let ask =
+        json!({"model": "m", "input": "Hi", "instructions": "be kind", "max_output_tokens": 50});
+    let (plain, streamed) = test_support::via_responses(&p, ask, "gemini-2.5-flash").await;
+    for r in [&plain, &streamed] {
+        assert_eq!(
+            test_support::response_text(r),
+            test_support::answer_text(),
+            "{r}"
+        );
+        assert_eq!(r["status"], "completed");
+    }
+    let (p, _d) = provider_for(Script::ToolCall).await;
+    let (plain, streamed) = test_support::via_responses(
+        &p,
+        test_support::responses_tool_request(),
+        "gemini-2.5-flash",
+    )
+    .await;
+    for r in [&plain, &streamed] {
+        let call = r["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == "function_call")
+            .unwrap_or_else(|| panic!("no function call in {r}"));
+        assert_eq!(call["name"], "get_weather");
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris"}));
+    }
+}

@@ -17,7 +17,12 @@ fn serve(double: &Double) -> Serve {
 }
 
 fn serve_with(double: &Double, cache: &str) -> Serve {
-    let yaml = format!(
+    switchyard_e2e::process::serve(&config_with(double, cache))
+}
+
+/// The models every cache test uses, with `cache` (a YAML `cache:` block).
+fn config_with(double: &Double, cache: &str) -> String {
+    format!(
         r#"
 server:
   http_addr: 127.0.0.1:0
@@ -43,8 +48,7 @@ models:
       - {{ provider: up, model: gpt-uncached }}
 {cache}"#,
         base = double.base_url()
-    );
-    switchyard_e2e::process::serve(&yaml)
+    )
 }
 
 async fn post(base: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
@@ -528,26 +532,9 @@ async fn a_persisted_cache_answers_after_a_restart() {
     let double = Double::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let yaml = format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-    timeout: 2s
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-cache:
-  enabled: true
-  ttl: 10m
-  persist: true
-"#,
-        base = double.base_url()
+    let yaml = config_with(
+        &double,
+        "cache:\n  enabled: true\n  ttl: 10m\n  persist: true\n",
     );
     let path = write_config(dir.path(), &yaml);
     let start = || {

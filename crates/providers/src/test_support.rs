@@ -437,6 +437,22 @@ pub fn response_text(r: &Value) -> String {
         .collect()
 }
 
+/// The one `function_call` item of a `response` object, checked to call
+/// `get_weather` with `{"city": "Paris"}` (what the doubles' tool-call
+/// scripts send).
+pub fn weather_call(r: &Value) -> &Value {
+    let call = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "function_call")
+        .unwrap_or_else(|| panic!("no function call in {r}"));
+    assert_eq!(call["name"], "get_weather");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Paris"}));
+    call
+}
+
 /// A Responses request with a function tool and a question to call it.
 pub fn responses_tool_request() -> Value {
     json!({

@@ -247,6 +247,22 @@ pub(crate) fn unary_answer<R, W: serde::Serialize>(
     }
 }
 
+/// A request body read (within `limit`) and decoded by the front end's
+/// `parse`; a failure is noted in the access log and rendered in the front
+/// end's error shape, ready to return (boxed: a response is large).
+pub(crate) fn parse_body<T>(
+    limit: u64,
+    body: Result<Bytes, BytesRejection>,
+    access: &AccessInfo,
+    parse: impl FnOnce(&[u8]) -> Result<T, GatewayError>,
+    render: RenderError,
+) -> Result<T, Box<Response>> {
+    read_body(limit, body).and_then(|b| parse(&b)).map_err(|e| {
+        access.error(&e);
+        Box::new(render(&e))
+    })
+}
+
 /// What every chat front end does once it has the canonical spec: serve
 /// it in one piece (`to_wire` makes the body) or as a stream (`sse` frames
 /// the events), with the served-by headers, or render the failure in the

@@ -182,13 +182,15 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = edge::read_body(state.max_body_bytes, body).and_then(|b| parse_request(&b));
-    let (spec, stream) = match parsed {
+    let (spec, stream) = match edge::parse_body(
+        state.max_body_bytes,
+        body,
+        &access,
+        parse_request,
+        error_response,
+    ) {
         Ok(v) => v,
-        Err(e) => {
-            access.error(&e);
-            return error_response(&e);
-        }
+        Err(res) => return *res,
     };
     let include_usage = spec.include_usage;
     edge::serve_chat(

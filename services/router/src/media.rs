@@ -29,15 +29,13 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = edge::read_body(state.max_body_bytes, body)
-        .and_then(|b| edge::decode_json::<embeddings::EmbeddingRequest>(&b, Wording::OpenAi))
-        .and_then(|req| embeddings::request_to_spec(req).map_err(invalid));
-    let spec = match parsed {
+    let parse = |b: &[u8]| {
+        let req = edge::decode_json::<embeddings::EmbeddingRequest>(b, Wording::OpenAi)?;
+        embeddings::request_to_spec(req).map_err(invalid)
+    };
+    let spec = match edge::parse_body(state.max_body_bytes, body, &access, parse, error_response) {
         Ok(spec) => spec,
-        Err(e) => {
-            access.error(&e);
-            return error_response(&e);
-        }
+        Err(res) => return *res,
     };
     access.requested(&spec.model);
     let encoding = spec.encoding_format.clone();
@@ -59,15 +57,13 @@ pub(crate) async fn images_generations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = edge::read_body(state.max_body_bytes, body)
-        .and_then(|b| edge::decode_json::<images::ImageGenerationRequest>(&b, Wording::OpenAi))
-        .and_then(|req| images::request_to_spec(req).map_err(invalid));
-    let spec = match parsed {
+    let parse = |b: &[u8]| {
+        let req = edge::decode_json::<images::ImageGenerationRequest>(b, Wording::OpenAi)?;
+        images::request_to_spec(req).map_err(invalid)
+    };
+    let spec = match edge::parse_body(state.max_body_bytes, body, &access, parse, error_response) {
         Ok(spec) => spec,
-        Err(e) => {
-            access.error(&e);
-            return error_response(&e);
-        }
+        Err(res) => return *res,
     };
     access.requested(&spec.model);
     let ctx = edge::context(&headers, "images");

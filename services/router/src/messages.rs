@@ -104,13 +104,15 @@ pub(crate) async fn messages(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = edge::read_body(state.max_body_bytes, body).and_then(|b| parse_request(&b));
-    let (spec, stream) = match parsed {
+    let (spec, stream) = match edge::parse_body(
+        state.max_body_bytes,
+        body,
+        &access,
+        parse_request,
+        error_response,
+    ) {
         Ok(v) => v,
-        Err(e) => {
-            access.error(&e);
-            return error_response(&e);
-        }
+        Err(res) => return *res,
     };
     let requested_model = spec.model.clone();
     edge::serve_chat(

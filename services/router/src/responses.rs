@@ -40,13 +40,15 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = edge::read_body(state.max_body_bytes, body).and_then(|b| parse_request(&b));
-    let Translated { spec, stream, echo } = match parsed {
+    let Translated { spec, stream, echo } = match edge::parse_body(
+        state.max_body_bytes,
+        body,
+        &access,
+        parse_request,
+        error_response,
+    ) {
         Ok(v) => v,
-        Err(e) => {
-            access.error(&e);
-            return error_response(&e);
-        }
+        Err(res) => return *res,
     };
     edge::serve_chat(
         &state.gateway,

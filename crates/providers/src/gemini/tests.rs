@@ -858,14 +858,6 @@ async fn responses_api_requests_are_served() {
     )
     .await;
     for r in [&plain, &streamed] {
-        let call = r["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["type"] == "function_call")
-            .unwrap_or_else(|| panic!("no function call in {r}"));
-        assert_eq!(call["name"], "get_weather");
-        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
-        assert_eq!(args, json!({"city": "Paris"}));
+        test_support::weather_call(r);
     }
 }

@@ -106,6 +106,10 @@ def probe():
     )
 
 
+# providers[].reasoning / models[].reasoning (docs/providers.md, "Reasoning
+# and thinking").
+REASONING = {"type": "string", "enum": ["auto", "on", "off"]}
+
 PROVIDER = obj(
     {
         # Config keys (docs/configuration.md, providers[]).
@@ -122,6 +126,7 @@ PROVIDER = obj(
         "headers": STRMAP,
         "models": {"type": "array", "items": {"type": "string"}},
         "unsupported_params": POLICY,
+        "reasoning": REASONING,
         "data_collection": {"enum": ["allow", "deny"]},
         "api_version": S,
         "region": S,
@@ -173,6 +178,7 @@ MODEL = obj(
         "first_token_timeout": DURATION,
         "timeout": DURATION,
         "unsupported_params": POLICY,
+        "reasoning": REASONING,
         "spend_cap": obj(
             {"limit_usd": USD, "window": WINDOW, "downgrade_to": {"type": "string", "minLength": 1}},
             required=["limit_usd", "window", "downgrade_to"],
@@ -335,6 +341,18 @@ CONFIG = obj(
         "alerts": ALERTS,
         "pricing": obj({"models": {"type": "array", "items": PRICE}}),
         "cache": CACHE,
+        # docs/configuration.md `responses`: `jetstream` needs the bus,
+        # which the chart always configures for routers.
+        "responses": obj(
+            {
+                "store": {"type": "string", "enum": ["off", "auto", "local", "jetstream"]},
+                "ttl": DURATION,
+                "max_bytes_per_response": POS,
+                "path": S,
+                "bucket": {"type": "string", "minLength": 1},
+                "replicas": POS,
+            }
+        ),
     },
     desc="config file keys as in docs/configuration.md (snake_case)",
 )

@@ -1,10 +1,20 @@
 """The OpenAI Responses API (`client.responses`) through the official SDK,
 in both gateway shapes, against the OpenAI-format upstream double: plain,
 streamed, a function-calling round trip (`function_call_output`), a
-json_schema format, and the 400s for what a stateless gateway cannot do."""
+json_schema format, and the 400s for what a stateless gateway cannot do.
+
+With `responses.store: auto` (a SQLite file under `serve`, a JetStream
+key-value bucket for router + workers over NATS): `previous_response_id`
+continuing a conversation (what reached the upstream checked in the
+double's `/_double/stats`), `client.responses.retrieve` / `delete`, and
+the 404s for ids that are unknown, deleted, or another caller's."""
+
+import json
+import urllib.request
 
 import openai
 import pytest
+from conftest import SWITCHYARD, Proc, config_text
 from openai import OpenAI
 
 WEATHER = {
@@ -98,3 +108,152 @@ def test_what_a_stateless_gateway_refuses(gateway, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:
         client(gateway).responses.create(model="chat", input="x", **kwargs)
     assert e.value.body["param"] == param
+
+
+def test_a_stateless_gateway_stores_nothing(gateway):
+    c = client(gateway)
+    r = c.responses.create(model="chat", input="x")
+    # OpenAI's default is to store; this gateway says it did not.
+    assert r.store is False
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.retrieve(r.id)
+    assert "responses.store" in e.value.body["message"]
+
+
+@pytest.fixture(scope="module", params=["serve", "nats"])
+def stored(request, double, tmp_path_factory):
+    """A gateway that keeps responses: `store: auto` picks the local file
+    under `serve` and the JetStream bucket for a router over NATS."""
+    mode = request.param
+    cfg = tmp_path_factory.mktemp(f"stored-{mode}") / "switchyard.yaml"
+    procs = []
+    if mode == "serve":
+        cfg.write_text(config_text(double) + "responses:\n  store: auto\n  ttl: 1h\n")
+        router = Proc([SWITCHYARD, "serve", "--config", str(cfg)], "router listening")
+    else:
+        nats = request.getfixturevalue("nats_url")
+        cfg.write_text(config_text(double, nats) + "responses:\n  store: auto\n  ttl: 1h\n")
+        for provider in ["demo", "up"]:
+            procs.append(
+                Proc([SWITCHYARD, "worker", "--config", str(cfg), "--provider", provider], "worker serving")
+            )
+        router = Proc([SWITCHYARD, "router", "--config", str(cfg)], "router listening")
+    procs.append(router)
+    yield type("Stored", (), {"mode": mode, "base_url": f"http://{router.field('http_addr')}/v1"})
+    for p in reversed(procs):
+        p.stop()
+
+
+def upstream_messages(double):
+    with urllib.request.urlopen(double.removesuffix("/v1") + "/_double/stats", timeout=10) as r:
+        body = json.load(r)["last_body"]
+    return [(m["role"], m.get("content")) for m in body["messages"]]
+
+
+def text_of(content):
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_previous_response_id_continues_the_conversation(stored, double, stream):
+    c = client(stored)
+    first = c.responses.create(model="chat", input="my name is Ada", instructions="be brief")
+    assert first.store is True
+    assert first.output_text == "echo: my name is Ada"
+    if stream:
+        with c.responses.stream(model="chat", input="what is my name?", previous_response_id=first.id) as s:
+            second = s.get_final_response()
+    else:
+        second = c.responses.create(model="chat", input="what is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    assert second.id != first.id
+    # The earlier turn went upstream before the new input; its
+    # instructions did not (they are not inherited).
+    sent = [(role, text_of(content)) for role, content in upstream_messages(double)]
+    assert sent == [
+        ("user", "my name is Ada"),
+        ("assistant", "echo: my name is Ada"),
+        ("user", "what is my name?"),
+    ]
+    third = c.responses.create(
+        model="chat", input="and again?", previous_response_id=second.id, instructions="be kind"
+    )
+    sent = [(role, text_of(content)) for role, content in upstream_messages(double)]
+    assert sent == [
+        ("system", "be kind"),
+        ("user", "my name is Ada"),
+        ("assistant", "echo: my name is Ada"),
+        ("user", "what is my name?"),
+        ("assistant", "echo: what is my name?"),
+        ("user", "and again?"),
+    ]
+    assert third.output_text == "echo: and again?"
+
+
+def test_a_function_call_continues_by_id(stored):
+    c = client(stored)
+    first = c.responses.create(
+        model="up/tool-call", input=[{"role": "user", "content": "weather in Paris?"}], tools=[WEATHER]
+    )
+    call = next(o for o in first.output if o.type == "function_call")
+    second = c.responses.create(
+        model="up/tool-call",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "tool said: sunny, 21C"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_retrieve_and_delete(stored, stream):
+    c = client(stored)
+    if stream:
+        with c.responses.stream(model="chat", input="keep me") as s:
+            r = s.get_final_response()
+    else:
+        r = c.responses.create(model="chat", input="keep me")
+    got = c.responses.retrieve(r.id)
+    assert got.id == r.id
+    assert got.object == "response"
+    assert got.output_text == "echo: keep me"
+    assert got.store is True
+    raw = c.responses.with_raw_response.delete(r.id)
+    assert raw.http_response.json() == {"id": r.id, "object": "response", "deleted": True}
+    with pytest.raises(openai.NotFoundError) as e:
+        c.responses.retrieve(r.id)
+    assert e.value.body["message"] == f"Response with id '{r.id}' not found."
+    with pytest.raises(openai.NotFoundError):
+        c.responses.delete(r.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.create(model="chat", input="x", previous_response_id=r.id)
+
+
+def test_unknown_previous_response_id_is_404(stored):
+    with pytest.raises(openai.NotFoundError) as e:
+        client(stored).responses.create(model="chat", input="x", previous_response_id="resp_nope")
+    assert e.value.body["param"] == "previous_response_id"
+    assert e.value.body["type"] == "invalid_request_error"
+    assert e.value.body["message"] == "Previous response with id 'resp_nope' not found."
+
+
+def test_store_false_is_not_kept(stored):
+    c = client(stored)
+    r = c.responses.create(model="chat", input="forget me", store=False)
+    assert r.store is False
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(r.id)
+
+
+def test_another_caller_cannot_see_or_continue_it(stored):
+    r = client(stored).responses.create(model="chat", input="mine")
+    other = OpenAI(base_url=stored.base_url, api_key="sk-someone-else", max_retries=0, timeout=30)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="chat", input="x", previous_response_id=r.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(r.id)
+    assert client(stored).responses.retrieve(r.id).id == r.id

@@ -54,7 +54,7 @@ def test_bad_controls_are_a_400_naming_the_field(gateway):
         client(gateway).chat.completions.create(
             model="chat",
             messages=[{"role": "user", "content": "x"}],
-            extra_body={"provider": {"sort": "throughput"}},
+            extra_body={"provider": {"sort": "speed"}},
         )
     assert e.value.body["param"] == "provider.sort"
     assert e.value.body["type"] == "invalid_request_error"

@@ -320,3 +320,108 @@ async fn grpc_and_messages_take_the_same_controls() {
         "{status:?}"
     );
 }
+
+/// `provider.sort: "throughput"` ranks targets by the output tokens per
+/// second the gateway observed. One target streams its answer with 100 ms
+/// between chunks, the other with 5 ms (20x faster), both behind the same
+/// double; the slow one is first in config order.
+#[tokio::test]
+async fn sort_throughput_prefers_the_target_that_generated_faster() {
+    let double = Double::start().await.unwrap();
+    let yaml = format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+routing:
+  # No random pick: the decision is the measurement's alone.
+  exploration: 0
+providers:
+  - {{ name: sluggish, kind: openai, base_url: "{base}" }}
+  - {{ name: swift, kind: openai, base_url: "{base}" }}
+models:
+  - name: gen
+    routes:
+      - {{ provider: sluggish, model: slow-100 }}
+      - {{ provider: swift, model: slow-5 }}
+"#,
+        base = double.base_url()
+    );
+    let s = switchyard_e2e::process::serve(&yaml);
+    let base = s.proc.http();
+    // Nine output tokens (`echo: ` and eight words), one per chunk.
+    let messages = json!([{"role": "user", "content": "one two three four five six seven eight"}]);
+    // A whole streamed answer: its end is where its speed is recorded,
+    // before the last bytes reach the client.
+    let stream = |provider: Value| {
+        let body = json!({"model": "gen", "stream": true, "provider": provider,
+                          "messages": messages.clone()});
+        let base = base.clone();
+        async move {
+            let res = switchyard_e2e::http_client()
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let served = res.headers()["x-switchyard-provider"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let routing = res
+                .headers()
+                .get("x-switchyard-routing")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = res.text().await.unwrap();
+            assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+            (served, routing)
+        }
+    };
+
+    // Nothing measured yet: config order, and the answer times `sluggish`.
+    let (served, routing) = stream(json!({"sort": "throughput"})).await;
+    assert_eq!(served, "sluggish");
+    assert_eq!(routing.as_deref(), Some("sort=throughput"));
+    // Warm the other one.
+    let (served, _) = stream(json!({"only": ["swift"]})).await;
+    assert_eq!(served, "swift");
+    // Both streams were timed (the admin API shows the estimates).
+    let admin: Value = switchyard_e2e::http_client()
+        .get(format!("{base}/admin/v1/routes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for provider in ["sluggish", "swift"] {
+        let target = admin["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["provider"] == provider)
+            .unwrap_or_else(|| panic!("{admin}"));
+        assert!(
+            target["ewma_output_tokens_per_second"].as_f64().is_some(),
+            "{target}"
+        );
+    }
+
+    // Measured: the faster generator goes first, plain and streamed.
+    let a = chat(
+        &base,
+        json!({"model": "gen", "provider": {"sort": "throughput"}}),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-switchyard-provider"), "swift");
+    assert_eq!(a.header("x-switchyard-attempted"), "swift/slow-5");
+    assert_eq!(a.header("x-switchyard-routing"), "sort=throughput");
+    let (served, _) = stream(json!({"sort": "throughput"})).await;
+    assert_eq!(served, "swift");
+    // Without the sort, config order still rules.
+    let a = chat(&base, json!({"model": "gen"}), None).await;
+    assert_eq!(a.header("x-switchyard-provider"), "sluggish");
+}

@@ -49,6 +49,85 @@ pub struct Config {
     /// Price overrides and additions to the bundled price table.
     #[serde(default)]
     pub pricing: PricingConfig,
+    /// Stored Responses API responses, for `previous_response_id` (off
+    /// unless `responses.store` says where).
+    #[serde(default)]
+    pub responses: ResponsesConfig,
+}
+
+/// Stored responses of `POST /v1/responses` (docs/configuration.md,
+/// "responses"): what `previous_response_id`, `GET /v1/responses/{id}` and
+/// `DELETE /v1/responses/{id}` read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesConfig {
+    #[serde(default)]
+    pub store: ResponseStoreKind,
+    /// How long a stored response is kept after it was answered.
+    #[serde(default = "default_responses_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// A response whose stored record (the conversation up to it and its
+    /// answer, as JSON) is larger is not stored.
+    #[serde(default = "default_responses_max_bytes")]
+    pub max_bytes_per_response: u64,
+    /// The SQLite file (`store: local`). Absent: `responses.db` in
+    /// `$SWITCHYARD_DATA_DIR`, else `$XDG_DATA_HOME/switchyard`, else
+    /// `~/.local/share/switchyard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
+    /// The JetStream key-value bucket (`store: jetstream`).
+    #[serde(default = "default_responses_bucket")]
+    pub bucket: String,
+    /// Copies of the bucket in a NATS cluster (1 to 5).
+    #[serde(default = "default_responses_replicas")]
+    pub replicas: usize,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        Self {
+            store: ResponseStoreKind::default(),
+            ttl: default_responses_ttl(),
+            max_bytes_per_response: default_responses_max_bytes(),
+            path: None,
+            bucket: default_responses_bucket(),
+            replicas: default_responses_replicas(),
+        }
+    }
+}
+
+fn default_responses_ttl() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+fn default_responses_max_bytes() -> u64 {
+    // JetStream's default largest message is 1 MiB; a record must fit in
+    // one, with room for the headers.
+    1000 << 10
+}
+
+fn default_responses_bucket() -> String {
+    "switchyard_responses".to_owned()
+}
+
+fn default_responses_replicas() -> usize {
+    1
+}
+
+/// Where responses are kept.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStoreKind {
+    /// Stateless: nothing is stored, `previous_response_id` is a 400.
+    #[default]
+    Off,
+    /// `jetstream` when `bus` is configured (routers scaled out share
+    /// it), else `local`.
+    Auto,
+    /// A SQLite file of this process (the embedded default).
+    Local,
+    /// A key-value bucket on the bus's NATS, shared by every router.
+    Jetstream,
 }
 
 /// The exact-match response cache (docs/configuration.md, "Caching").
@@ -433,6 +512,11 @@ pub struct ProviderConfig {
     /// `unsupported_params` wins over this.
     #[serde(default)]
     pub unsupported_params: ParamPolicy,
+    /// Whether this provider's models take reasoning controls
+    /// (`reasoning_effort`, `thinking`, `thinkingBudget`). A model's own
+    /// `reasoning` wins over this.
+    #[serde(default, skip_serializing_if = "ReasoningMode::is_auto")]
+    pub reasoning: ReasoningMode,
     /// `deny`: the provider's terms say it neither keeps nor trains on
     /// request data, so requests with OpenRouter's `provider.data_collection:
     /// deny` may go to it. `allow` (the default) makes no such promise.
@@ -478,6 +562,29 @@ impl ParamPolicy {
     }
 }
 
+/// Whether a target model takes a reasoning request (docs/providers.md,
+/// "Reasoning and thinking"). A model without reasoning answers 400 to
+/// one, so it is dropped, under the parameter policy, for those.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasoningMode {
+    /// Decided per model name by documented model families (OpenAI's
+    /// o-series and GPT-5, Claude from 3.7, Gemini from 2.5); a model
+    /// outside them keeps only a control sent in its own format.
+    #[default]
+    Auto,
+    /// Every model here reasons: the request's reasoning is always sent.
+    On,
+    /// No model here reasons: the request's reasoning is always dropped.
+    Off,
+}
+
+impl ReasoningMode {
+    pub fn is_auto(&self) -> bool {
+        *self == ReasoningMode::Auto
+    }
+}
+
 /// Static AWS credentials (use `${ENV}` interpolation, not literals).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -504,6 +611,7 @@ impl ProviderConfig {
             headers: BTreeMap::new(),
             models: Vec::new(),
             unsupported_params: ParamPolicy::default(),
+            reasoning: ReasoningMode::default(),
             data_collection: DataCollectionPolicy::default(),
             api_version: None,
             region: None,
@@ -566,6 +674,9 @@ pub struct ModelConfig {
     /// Overrides each route provider's `unsupported_params` for this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported_params: Option<ParamPolicy>,
+    /// Overrides each route provider's `reasoning` for this model's routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningMode>,
     /// Opt-in: start the next route when the first is slow to its first token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge: Option<HedgeConfig>,
@@ -808,6 +919,7 @@ impl ModelConfig {
             routes,
             retry: RetryConfig::default(),
             unsupported_params: None,
+            reasoning: None,
             hedge: None,
             first_token_timeout: None,
             timeout: None,

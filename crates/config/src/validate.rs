@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keypath::KeyPath;
 use crate::{
-    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, RouteConfig, Strategy,
-    WireFormat,
+    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, ResponseStoreKind, RouteConfig,
+    Strategy, WireFormat,
 };
 
 pub(crate) type Problem = (KeyPath, String);
@@ -64,6 +64,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.telemetry(config);
     v.discovery(config);
     v.cache(config);
+    v.responses(config);
     crate::validate_spend::validate(config, &mut v.problems);
     v.problems
 }
@@ -74,6 +75,44 @@ struct Validator {
 }
 
 impl Validator {
+    fn responses(&mut self, config: &Config) {
+        let r = &config.responses;
+        let path = KeyPath::root().key("responses");
+        if r.store == ResponseStoreKind::Jetstream && config.bus.is_none() {
+            self.push(
+                path.key("store"),
+                "`jetstream` needs `bus` (the bucket lives on the bus's NATS); use `local` or `auto`",
+            );
+        }
+        self.nonzero_duration(path.key("ttl"), r.ttl);
+        if r.max_bytes_per_response == 0 {
+            self.push(
+                path.key("max_bytes_per_response"),
+                "must be greater than zero",
+            );
+        }
+        if r.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            self.push(path.key("path"), "must not be empty when set");
+        }
+        if r.bucket.is_empty()
+            || !r
+                .bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.push(
+                path.key("bucket"),
+                format!(
+                    "`{}` is not a key-value bucket name: letters, digits, `_` and `-` only",
+                    r.bucket
+                ),
+            );
+        }
+        if !(1..=5).contains(&r.replicas) {
+            self.push(path.key("replicas"), "must be between 1 and 5");
+        }
+    }
+
     fn cache(&mut self, config: &Config) {
         let c = &config.cache;
         let path = KeyPath::root().key("cache");
@@ -880,6 +919,50 @@ mod tests {
         assert_eq!(ok.server.shutdown_delay, Duration::from_secs(5));
         assert_eq!(Config::default().server.shutdown_delay, Duration::ZERO);
         assert!(Config::default().discovery.consul.is_none());
+    }
+
+    #[test]
+    fn responses_keys_default_and_problems_name_their_keys() {
+        let d = Config::default().responses;
+        assert_eq!(d.store, ResponseStoreKind::Off);
+        assert_eq!(d.ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(d.bucket, "switchyard_responses");
+        for (word, kind) in [
+            ("off", ResponseStoreKind::Off),
+            ("auto", ResponseStoreKind::Auto),
+            ("local", ResponseStoreKind::Local),
+        ] {
+            let c = Config::from_yaml_str(
+                &format!(
+                    "providers:\n  - {{ name: demo, kind: demo }}\nresponses:\n  store: {word}\n  ttl: 2h\n"
+                ),
+                "t.yaml",
+            )
+            .unwrap();
+            assert_eq!(c.responses.store, kind, "{word}");
+            assert_eq!(c.responses.ttl, Duration::from_secs(7200));
+        }
+        let yaml = "providers:\n  - { name: demo, kind: demo }\nresponses:\n  store: jetstream\n  ttl: 0s\n  max_bytes_per_response: 0\n  path: ''\n  bucket: 'no.dots'\n  replicas: 0\n";
+        let errors = Config::from_yaml_str(yaml, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "responses.store",
+            "responses.ttl",
+            "responses.max_bytes_per_response",
+            "responses.path",
+            "responses.bucket",
+            "responses.replicas",
+        ] {
+            assert!(errors.contains(key), "{key} missing in:\n{errors}");
+        }
+        let unknown = Config::from_yaml_str(
+            "providers:\n  - { name: demo, kind: demo }\nresponses:\n  stor: local\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("stor"), "{unknown}");
     }
 
     #[test]

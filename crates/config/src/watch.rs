@@ -244,6 +244,7 @@ impl Config {
             budgets: _,
             alerts: _,
             pricing: _,
+            responses,
         } = self;
         let ServerConfig {
             http_addr,
@@ -286,6 +287,10 @@ impl Config {
         // alerts and prices apply live).
         if *ledger != new.ledger {
             keys.push("ledger".to_owned());
+        }
+        // The response store is opened once at start.
+        if *responses != new.responses {
+            keys.push("responses".to_owned());
         }
         // Names are unique in a valid config, so a provider is known by its
         // name across the two.

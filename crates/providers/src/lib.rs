@@ -28,6 +28,7 @@ pub mod gemini;
 mod http_call;
 pub mod openai;
 pub mod params;
+pub mod reasoning;
 pub mod registry;
 mod sse;
 #[cfg(test)]

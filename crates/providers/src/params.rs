@@ -7,10 +7,96 @@
 //! Wire formats still map every supported parameter themselves; this table
 //! only says which canonical parameters survive the trip. docs/providers.md
 //! shows it per provider.
+//!
+//! Reasoning depends on the target model as well as its kind
+//! ([`crate::reasoning`]): it is dropped where the model cannot take it,
+//! with a warning under `warn` *and* `reject`, since it is a hint.
+
+use std::collections::HashMap;
 
 use prost_types::value::Kind;
-use switchyard_config::{ParamPolicy, ProviderKind, WireFormat};
+use switchyard_config::{Config, ParamPolicy, ProviderKind, ReasoningMode, WireFormat};
 use switchyard_proto::gateway::v1::{ChatSpec, EmbedSpec};
+
+use crate::reasoning::{self, Fit};
+
+/// One target as the parameter policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetFacts<'a> {
+    /// The provider's configured name, for messages.
+    pub provider: &'a str,
+    pub kind: ProviderKind,
+    /// The upstream model.
+    pub model: &'a str,
+    /// The config's `reasoning` for this model and provider
+    /// ([`ReasoningRules::mode`]).
+    pub reasoning: ReasoningMode,
+}
+
+impl<'a> TargetFacts<'a> {
+    /// A target whose config says nothing about reasoning.
+    pub fn new(provider: &'a str, kind: ProviderKind, model: &'a str) -> Self {
+        Self {
+            provider,
+            kind,
+            model,
+            reasoning: ReasoningMode::Auto,
+        }
+    }
+}
+
+/// The config's `reasoning` keys: each model's, over each provider's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReasoningRules {
+    models: HashMap<String, ReasoningMode>,
+    providers: HashMap<String, ReasoningMode>,
+}
+
+impl ReasoningRules {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            models: config
+                .models
+                .iter()
+                .filter_map(|m| Some((m.name.clone(), m.reasoning?)))
+                .collect(),
+            providers: config
+                .providers
+                .iter()
+                .filter(|p| !p.reasoning.is_auto())
+                .map(|p| (p.name.clone(), p.reasoning))
+                .collect(),
+        }
+    }
+
+    /// The setting for a request to the configured model `model` (or a
+    /// direct `<provider>/<model>`, which no model entry names) served by
+    /// `provider`.
+    pub fn mode(&self, model: &str, provider: &str) -> ReasoningMode {
+        self.models
+            .get(model)
+            .or_else(|| self.providers.get(provider))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The target `upstream_model` at `provider` (of `kind`), for a request
+    /// to the configured model `model`.
+    pub fn target<'a>(
+        &self,
+        model: &str,
+        provider: &'a str,
+        kind: ProviderKind,
+        upstream_model: &'a str,
+    ) -> TargetFacts<'a> {
+        TargetFacts {
+            provider,
+            kind,
+            model: upstream_model,
+            reasoning: self.mode(model, provider),
+        }
+    }
+}
 
 /// The request uses a parameter the target cannot take, under the `reject`
 /// policy. Answered as a 400 naming `param`.
@@ -218,23 +304,26 @@ pub fn check_embed(
     Ok(())
 }
 
-/// Whether `spec` already fits a target of `kind` as it is: the common case,
-/// which then needs no copy.
-pub fn fits(spec: &ChatSpec, kind: ProviderKind) -> bool {
-    let caps = capabilities(kind);
+/// Whether `spec` already fits `target` as it is: the common case, which
+/// then needs no copy. Reasoning the target's converter translates (an
+/// effort into a budget) fits; reasoning that must be dropped or changed
+/// does not.
+pub fn fits(spec: &ChatSpec, target: &TargetFacts<'_>) -> bool {
+    let caps = capabilities(target.kind);
     caps.unsupported.iter().all(|p| !p.is_set(spec))
         && spec.temperature.is_none_or(|t| t <= caps.temperature_max)
+        && reasoning::fit(spec, target.kind, target.model, target.reasoning) == Fit::Keep
 }
 
-/// Makes `spec` fit a target of `kind` under `policy`. Returns the warnings
-/// to report (empty unless the policy is `warn`), or the 400 to answer with
-/// under `reject`. `provider` names the target in messages.
+/// Makes `spec` fit `target` under `policy`. Returns the warnings to report
+/// (empty under `drop`), or the 400 to answer with under `reject`.
+/// Reasoning is never refused: under `reject` it is dropped with a warning.
 pub fn normalize(
     spec: &mut ChatSpec,
-    provider: &str,
-    kind: ProviderKind,
+    target: &TargetFacts<'_>,
     policy: ParamPolicy,
 ) -> Result<Vec<String>, UnsupportedParam> {
+    let (provider, kind) = (target.provider, target.kind);
     let caps = capabilities(kind);
     let mut warnings = Vec::new();
     let kind_name = kind.as_str();
@@ -283,13 +372,48 @@ pub fn normalize(
         }
         spec.temperature = Some(max);
     }
+    // After the temperature clamp: Anthropic's thinking needs temperature 1,
+    // which a clamped 1.5 now is.
+    let warning = match reasoning::fit(spec, kind, target.model, target.reasoning) {
+        Fit::Keep => None,
+        Fit::Drop(warning) => {
+            reasoning::clear(spec);
+            warning
+        }
+        Fit::Change {
+            reasoning,
+            thinking,
+            warning,
+        } => {
+            spec.reasoning = Some(reasoning);
+            if let Some(thinking) = thinking {
+                spec.extra
+                    .get_or_insert_with(Default::default)
+                    .fields
+                    .insert(
+                        "thinking".to_owned(),
+                        switchyard_proto::json::value_from_json(thinking),
+                    );
+            }
+            warning
+        }
+    };
+    match (policy, warning) {
+        (ParamPolicy::Warn | ParamPolicy::Reject, Some(w)) => warnings.push(w),
+        (ParamPolicy::Drop, _) | (_, None) => {}
+    }
     Ok(warnings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_proto::gateway::v1::{Dialect, Reasoning};
     use switchyard_proto::json::struct_from_map;
+
+    fn at(provider: &str, kind: ProviderKind) -> TargetFacts<'_> {
+        TargetFacts::new(provider, kind, "m")
+    }
 
     fn spec() -> ChatSpec {
         let extra =
@@ -308,9 +432,9 @@ mod tests {
     #[test]
     fn openai_keeps_everything() {
         let mut s = spec();
-        assert!(fits(&s, ProviderKind::Openai));
-        assert!(!fits(&s, ProviderKind::Anthropic));
-        let w = normalize(&mut s, "p", ProviderKind::Openai, ParamPolicy::Reject).unwrap();
+        assert!(fits(&s, &at("p", ProviderKind::Openai)));
+        assert!(!fits(&s, &at("p", ProviderKind::Anthropic)));
+        let w = normalize(&mut s, &at("p", ProviderKind::Openai), ParamPolicy::Reject).unwrap();
         assert!(w.is_empty());
         assert_eq!(s, spec());
     }
@@ -318,7 +442,12 @@ mod tests {
     #[test]
     fn warn_drops_and_clamps_and_says_so() {
         let mut s = spec();
-        let w = normalize(&mut s, "claude", ProviderKind::Anthropic, ParamPolicy::Warn).unwrap();
+        let w = normalize(
+            &mut s,
+            &at("claude", ProviderKind::Anthropic),
+            ParamPolicy::Warn,
+        )
+        .unwrap();
         assert_eq!(
             w,
             [
@@ -339,7 +468,7 @@ mod tests {
     #[test]
     fn drop_is_silent() {
         let mut s = spec();
-        let w = normalize(&mut s, "b", ProviderKind::Bedrock, ParamPolicy::Drop).unwrap();
+        let w = normalize(&mut s, &at("b", ProviderKind::Bedrock), ParamPolicy::Drop).unwrap();
         assert!(w.is_empty());
         assert_eq!(
             (s.seed, s.n, s.temperature, s.user.as_str()),
@@ -352,8 +481,7 @@ mod tests {
         let mut s = spec();
         let e = normalize(
             &mut s,
-            "claude",
-            ProviderKind::Anthropic,
+            &at("claude", ProviderKind::Anthropic),
             ParamPolicy::Reject,
         )
         .unwrap_err();
@@ -368,8 +496,7 @@ mod tests {
         };
         let e = normalize(
             &mut s,
-            "claude",
-            ProviderKind::Anthropic,
+            &at("claude", ProviderKind::Anthropic),
             ParamPolicy::Reject,
         )
         .unwrap_err();
@@ -411,7 +538,127 @@ mod tests {
             )),
             ..Default::default()
         };
-        let w = normalize(&mut s, "b", ProviderKind::Bedrock, ParamPolicy::Reject).unwrap();
+        let w = normalize(&mut s, &at("b", ProviderKind::Bedrock), ParamPolicy::Reject).unwrap();
         assert!(w.is_empty());
+    }
+
+    fn thinking(budget: u32) -> ChatSpec {
+        ChatSpec {
+            max_tokens: Some(32000),
+            reasoning: Some(Reasoning {
+                budget_tokens: budget,
+                ..Default::default()
+            }),
+            extra: Some(struct_from_map(
+                serde_json::json!({"thinking": {"type": "enabled", "budget_tokens": budget}, "top_k": 5})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
+            dialect: Dialect::Anthropic as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reasoning_is_kept_where_the_model_reasons() {
+        let gpt5 = TargetFacts::new("o", ProviderKind::Openai, "gpt-5");
+        let mut s = thinking(31999);
+        assert!(fits(&s, &gpt5));
+        let w = normalize(&mut s, &gpt5, ParamPolicy::Reject).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s, thinking(31999));
+    }
+
+    #[test]
+    fn reasoning_is_a_hint_even_under_reject() {
+        let mini = TargetFacts::new("o", ProviderKind::Openai, "gpt-4o-mini");
+        let mut s = thinking(31999);
+        assert!(!fits(&s, &mini));
+        let w = normalize(&mut s, &mini, ParamPolicy::Reject).unwrap();
+        assert_eq!(w, ["dropped thinking (gpt-4o-mini does not reason)"]);
+        assert!(s.reasoning.is_none());
+        let extra = s.extra.unwrap().fields;
+        assert!(!extra.contains_key("thinking") && extra.contains_key("top_k"));
+
+        let mut s = thinking(31999);
+        let w = normalize(&mut s, &mini, ParamPolicy::Drop).unwrap();
+        assert!(w.is_empty() && s.reasoning.is_none());
+    }
+
+    #[test]
+    fn the_config_settles_unknown_models() {
+        let mut target = TargetFacts::new("v", ProviderKind::Vllm, "my-r1-distill");
+        let s = thinking(4000);
+        assert!(!fits(&s, &target));
+        target.reasoning = ReasoningMode::On;
+        assert!(fits(&s, &target));
+
+        let mut config = Config::default();
+        let mut provider = switchyard_config::ProviderConfig::new("v", ProviderKind::Vllm);
+        provider.reasoning = ReasoningMode::On;
+        config.providers.push(provider);
+        let mut model = switchyard_config::ModelConfig::new("plain", Vec::new());
+        model.reasoning = Some(ReasoningMode::Off);
+        config.models.push(model);
+        let rules = ReasoningRules::from_config(&config);
+        assert_eq!(rules.mode("v/x", "v"), ReasoningMode::On);
+        assert_eq!(rules.mode("plain", "v"), ReasoningMode::Off);
+        assert_eq!(rules.mode("other", "w"), ReasoningMode::Auto);
+    }
+
+    #[test]
+    fn bedrock_gets_thinking_written_for_it() {
+        let claude = TargetFacts::new(
+            "b",
+            ProviderKind::Bedrock,
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        );
+        let mut s = ChatSpec {
+            max_tokens: Some(2000),
+            reasoning: Some(Reasoning {
+                effort: "high".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let w = normalize(&mut s, &claude, ParamPolicy::Warn).unwrap();
+        assert_eq!(
+            w,
+            ["lowered the thinking budget to 1999 (below max_tokens 2000)"]
+        );
+        let extra = switchyard_proto::json::map_from_struct(s.extra.unwrap());
+        assert_eq!(
+            extra["thinking"],
+            serde_json::json!({"type": "enabled", "budget_tokens": 1999})
+        );
+    }
+
+    #[test]
+    fn a_clamped_temperature_lets_thinking_through() {
+        let claude = TargetFacts::new("a", ProviderKind::Anthropic, "claude-sonnet-4-5");
+        let mut s = ChatSpec {
+            temperature: Some(1.5),
+            reasoning: Some(Reasoning {
+                effort: "low".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let w = normalize(&mut s, &claude, ParamPolicy::Warn).unwrap();
+        assert_eq!(
+            w,
+            ["clamped temperature 1.5 to 1 (the maximum for anthropic)"]
+        );
+        assert!(s.reasoning.is_some());
+        s.temperature = Some(0.3);
+        let w = normalize(&mut s, &claude, ParamPolicy::Warn).unwrap();
+        assert_eq!(
+            w,
+            [
+                "dropped reasoning_effort (Anthropic's extended thinking needs temperature 1, not 0.3)"
+            ]
+        );
+        assert!(s.reasoning.is_none());
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard_config::{PriceConfig, RetryConfig, Strategy};
 
-use crate::{Plan, Route, RouteTable, Target};
+use crate::{Health, Plan, Route, RouteTable, Target};
 
 /// The header carrying [`RouteOverride`].
 pub const ROUTE_HEADER: &str = "x-switchyard-route";
@@ -99,13 +99,15 @@ impl RoutingControls {
         })
     }
 
-    /// `plan` (the requested model's) as these controls shape it. `resolve`
-    /// finds the plans of the fallback models; `price` gives a target's
-    /// price when its route states none (for `max_price`).
+    /// `plan` (the requested model's) as these controls shape it. `table`
+    /// resolves the fallback models; `health` gives the observed output
+    /// throughput (for `sort: throughput`); `price` gives a target's price
+    /// when its route states none (for `max_price`).
     pub fn apply(
         &self,
         plan: Plan,
         table: &RouteTable,
+        health: &Health,
         price: impl Fn(&Target) -> Option<PriceConfig>,
     ) -> Result<Plan, ControlError> {
         let mut plan = plan;
@@ -214,6 +216,13 @@ impl RoutingControls {
                     Strategy::Cheapest
                 }
                 Sort::Latency => Strategy::Fastest,
+                // No strategy ranks by throughput: the routes are ranked
+                // here, from the estimates as they are now, and kept in
+                // that order (also for the retry pass over them).
+                Sort::Throughput => {
+                    routes = crate::order::by_throughput(routes, health);
+                    Strategy::Fallback
+                }
             };
         }
         if let Some(r) = &self.route {
@@ -313,6 +322,9 @@ pub enum Sort {
     Price,
     /// Lowest time to first token first.
     Latency,
+    /// Highest observed output tokens per second first; targets not
+    /// measured yet after the measured ones, in config order.
+    Throughput,
 }
 
 impl Sort {
@@ -320,6 +332,7 @@ impl Sort {
         match self {
             Sort::Price => "price",
             Sort::Latency => "latency",
+            Sort::Throughput => "throughput",
         }
     }
 }
@@ -524,7 +537,7 @@ models:
             body.get("provider").cloned(),
             header,
         )?;
-        c.apply(t.resolve("big").unwrap(), &t, |_| None)
+        c.apply(t.resolve("big").unwrap(), &t, &Health::default(), |_| None)
     }
 
     fn targets(p: &Plan) -> Vec<String> {
@@ -580,6 +593,10 @@ models:
         assert_eq!(p.strategy, Strategy::Cheapest);
         let p = shaped(json!({"provider": {"sort": "latency"}}), None).unwrap();
         assert_eq!(p.strategy, Strategy::Fastest);
+        // Nothing measured yet: config order, kept as it is.
+        let p = shaped(json!({"provider": {"sort": "throughput"}}), None).unwrap();
+        assert_eq!(p.strategy, Strategy::Fallback);
+        assert_eq!(targets(&p), ["a/big-a", "b/big-b", "c/big-c"]);
         // c has no price anywhere: it cannot be shown to be under the cap.
         let p = shaped(json!({"provider": {"max_price": {"prompt": 2}}}), None).unwrap();
         assert_eq!(targets(&p), ["b/big-b"]);
@@ -594,7 +611,7 @@ models:
         let c =
             RoutingControls::parse(None, Some(json!({"max_price": {"prompt": 3}})), None).unwrap();
         let p = c
-            .apply(t.resolve("big").unwrap(), &t, |_| {
+            .apply(t.resolve("big").unwrap(), &t, &Health::default(), |_| {
                 Some(PriceConfig {
                     input_per_mtok: 3.0,
                     output_per_mtok: 3.0,
@@ -602,6 +619,54 @@ models:
             })
             .unwrap();
         assert_eq!(targets(&p), ["b/big-b", "c/big-c"]);
+    }
+
+    #[test]
+    fn sort_throughput_ranks_by_observed_tokens_per_second() {
+        let t = table();
+        let health = Health::new(&switchyard_config::RoutingConfig {
+            exploration: 0.0,
+            ..Default::default()
+        });
+        let ms = Duration::from_millis;
+        // c generates 10x faster than a; b is not measured yet.
+        health.record_output(&Target::new("a", "big-a"), 100, ms(2000));
+        health.record_output(&Target::new("c", "big-c"), 100, ms(200));
+        let shape = |provider: serde_json::Value| {
+            let c = RoutingControls::parse(None, Some(provider), None).unwrap();
+            let p = c
+                .apply(t.resolve("big").unwrap(), &t, &health, |_| None)
+                .unwrap();
+            (targets(&p), p.strategy)
+        };
+        assert_eq!(
+            shape(json!({"sort": "throughput"})),
+            (
+                vec!["c/big-c".to_owned(), "a/big-a".into(), "b/big-b".into()],
+                Strategy::Fallback
+            )
+        );
+        // The other controls still narrow first.
+        assert_eq!(
+            shape(json!({"sort": "throughput", "ignore": ["c"]})).0,
+            ["a/big-a", "b/big-b"]
+        );
+        // A header's strategy still has the last word, as with other sorts.
+        let c = RoutingControls::parse(
+            None,
+            Some(json!({"sort": "throughput"})),
+            Some(r#"{"strategy": "least-busy"}"#),
+        )
+        .unwrap();
+        let p = c
+            .apply(t.resolve("big").unwrap(), &t, &health, |_| None)
+            .unwrap();
+        assert_eq!(p.strategy, Strategy::LeastBusy);
+        assert_eq!(
+            c.describe(),
+            "sort=throughput; x-switchyard-route",
+            "the header reports it"
+        );
     }
 
     #[test]

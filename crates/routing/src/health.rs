@@ -1,5 +1,6 @@
 //! Per-target health: in-flight counts, cooldowns after 429/overloaded,
-//! circuit breakers, and time-to-first-token statistics.
+//! circuit breakers, time-to-first-token statistics, and output throughput
+//! (generated tokens per second, for `provider.sort: throughput`).
 //!
 //! One [`Health`] lives for the whole router process and outlives route
 //! table reloads: it is keyed by [`Target`] (provider + upstream model), not
@@ -28,6 +29,14 @@ const EWMA_ALPHA: f64 = 0.2;
 /// Longest cooldown honoured from a retry-after. Guards the clock arithmetic
 /// against absurd values; a day is longer than any real quota window.
 const MAX_COOLDOWN: Duration = Duration::from_secs(24 * 60 * 60);
+/// Fewest output tokens an answer needs to say anything about a target's
+/// generation speed: with one token there is no generation to time (it is
+/// the first token).
+const MIN_OUTPUT_TOKENS: u32 = 2;
+/// Shortest generation time measured: below it, clock granularity and
+/// chunks the upstream sent in one burst make the rate meaningless (and
+/// huge).
+const MIN_GENERATION: Duration = Duration::from_millis(1);
 /// Entries kept before idle ones are dropped. Clients can name any
 /// `<provider>/<model>`, so the map must not grow with every name tried.
 const MAX_TARGETS: usize = 4096;
@@ -112,6 +121,9 @@ pub struct TargetHealth {
     pub ewma_first_token_ms: Option<f64>,
     pub p95_first_token_ms: Option<f64>,
     pub ewma_total_ms: Option<f64>,
+    /// Moving average of output tokens per second of generation (see
+    /// [`Health::record_output`]).
+    pub ewma_output_tokens_per_second: Option<f64>,
     pub successes: u64,
     /// Failures that counted against the target.
     pub failures: u64,
@@ -162,6 +174,8 @@ struct Inner {
     ewma_first_token: Option<f64>,
     /// Seconds.
     ewma_total: Option<f64>,
+    /// Output tokens per second of generation.
+    ewma_output_rate: Option<f64>,
     /// Ring buffer of recent first-token times; `next` is the slot to
     /// overwrite once full.
     samples: Vec<Duration>,
@@ -235,6 +249,16 @@ impl Inner {
         self.next = (self.next + 1) % SAMPLES;
     }
 
+    /// One answer's generation speed into the moving average, unless it is
+    /// too short to measure.
+    fn push_output(&mut self, tokens: u32, generation: Duration) {
+        if tokens < MIN_OUTPUT_TOKENS || generation < MIN_GENERATION {
+            return;
+        }
+        let rate = f64::from(tokens) / generation.as_secs_f64();
+        self.ewma_output_rate = Some(ewma(self.ewma_output_rate, rate));
+    }
+
     fn p95(&self) -> Option<Duration> {
         if self.samples.is_empty() {
             return None;
@@ -253,11 +277,12 @@ impl Inner {
     }
 }
 
-fn ewma(old: Option<f64>, sample: Duration) -> f64 {
-    let s = sample.as_secs_f64();
+/// The moving average after `sample` (seconds, or tokens per second: every
+/// per-target estimate is smoothed alike).
+fn ewma(old: Option<f64>, sample: f64) -> f64 {
     match old {
-        Some(old) => old + EWMA_ALPHA * (s - old),
-        None => s,
+        Some(old) => old + EWMA_ALPHA * (sample - old),
+        None => sample,
     }
 }
 
@@ -408,9 +433,24 @@ impl Health {
         if let Breaker::HalfOpen { .. } = inner.breaker {
             inner.breaker = Breaker::Closed;
         }
-        inner.ewma_first_token = Some(ewma(inner.ewma_first_token, first_token));
-        inner.ewma_total = Some(ewma(inner.ewma_total, total));
+        inner.ewma_first_token = Some(ewma(inner.ewma_first_token, first_token.as_secs_f64()));
+        inner.ewma_total = Some(ewma(inner.ewma_total, total.as_secs_f64()));
         inner.push_sample(first_token);
+    }
+
+    /// An answer of `target` finished with `output_tokens` generated in
+    /// `generation`: for a stream, from its first event to its end (the
+    /// time to first token is the latency estimate's business, and prompt
+    /// length would skew a speed that included it); for an answer in one
+    /// piece, the whole call, as nothing tells its first token apart (so
+    /// such answers read somewhat slower than streams of the same target).
+    ///
+    /// Feeds the moving average of output tokens per second
+    /// ([`Health::output_rate`]). Answers with fewer than 2 output tokens or
+    /// under 1 ms of generation are left out: they time nothing but noise.
+    pub fn record_output(&self, target: &Target, output_tokens: u32, generation: Duration) {
+        let state = self.entry(target);
+        lock(&state).push_output(output_tokens, generation);
     }
 
     /// An attempt failed. See [`Failure`] for how each kind counts.
@@ -464,6 +504,13 @@ impl Health {
         Duration::try_from_secs_f64(secs).ok()
     }
 
+    /// Moving average of output tokens per second of generation, once
+    /// measured ([`Health::record_output`]).
+    pub fn output_rate(&self, target: &Target) -> Option<f64> {
+        let state = self.get(target)?;
+        lock(&state).ewma_output_rate
+    }
+
     /// 95th percentile of the recent (up to 128) times to first token.
     pub fn p95_first_token(&self, target: &Target) -> Option<Duration> {
         let state = self.get(target)?;
@@ -502,6 +549,10 @@ impl Health {
                     ewma_first_token_ms: inner.ewma_first_token.map(millis_f64),
                     p95_first_token_ms: inner.p95().map(|d| millis_f64(d.as_secs_f64())),
                     ewma_total_ms: inner.ewma_total.map(millis_f64),
+                    // Three decimals, for display, as the latencies.
+                    ewma_output_tokens_per_second: inner
+                        .ewma_output_rate
+                        .map(|r| (r * 1e3).round() / 1e3),
                     successes: inner.successes,
                     failures: inner.failures,
                     rejected: inner.rejected,
@@ -517,6 +568,14 @@ impl Health {
 #[derive(Debug)]
 pub struct InFlight {
     state: Arc<TargetState>,
+}
+
+impl InFlight {
+    /// [`Health::record_output`] for the guard's target: a stream holds its
+    /// guard to the end, where its usage is known.
+    pub fn record_output(&self, output_tokens: u32, generation: Duration) {
+        lock(&self.state).push_output(output_tokens, generation);
+    }
 }
 
 impl Drop for InFlight {
@@ -818,12 +877,51 @@ mod tests {
         assert!(e > MS * 119 && e < MS * 121, "{e:?}");
     }
 
+    #[test]
+    fn output_rate_is_tokens_per_second_smoothed_like_latency() {
+        let h = Health::default();
+        let a = t("a");
+        assert_eq!(h.output_rate(&a), None);
+        // 100 tokens in 2 s.
+        h.record_output(&a, 100, SEC * 2);
+        assert_eq!(h.output_rate(&a), Some(50.0));
+        // 100 tokens in 0.5 s: 200/s, weighted as a latency sample is.
+        h.record_output(&a, 100, MS * 500);
+        let r = h.output_rate(&a).unwrap();
+        assert!((r - (50.0 + EWMA_ALPHA * 150.0)).abs() < 1e-9, "{r}");
+        // Too little to measure: one token, or under a millisecond.
+        for (tokens, took) in [(1, SEC), (0, SEC), (500, Duration::from_micros(999))] {
+            h.record_output(&a, tokens, took);
+            assert_eq!(h.output_rate(&a), Some(r), "{tokens} in {took:?}");
+        }
+        h.record_output(&a, 2, MS);
+        assert!(h.output_rate(&a).unwrap() > r);
+        // Statistics only: the breaker, successes and failures are untouched.
+        let s = &h.snapshot()[0];
+        assert_eq!(
+            (s.successes, s.failures, s.ewma_first_token_ms),
+            (0, 0, None)
+        );
+    }
+
+    #[test]
+    fn a_guard_records_output_for_its_target() {
+        let h = Health::default();
+        let (a, b) = (t("a"), t("b"));
+        let g = h.start(&a);
+        g.record_output(10, MS * 100);
+        drop(g);
+        assert_eq!(h.output_rate(&a), Some(100.0));
+        assert_eq!(h.output_rate(&b), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn snapshot_serializes_for_the_admin_api() {
         let h = Health::new(&config(1, SEC * 30));
         let b = Target::new("openai", "gpt-4o");
         let a = Target::new("anthropic", "claude");
         h.record_success(&b, MS * 250, SEC * 2);
+        h.record_output(&b, 300, SEC * 4);
         h.record_failure(
             &a,
             Failure::RateLimited {
@@ -840,14 +938,16 @@ mod tests {
                     "breaker_remaining_ms": 30000, "consecutive_failures": 1,
                     "cooldown_remaining_ms": 2000, "in_flight": 0,
                     "ewma_first_token_ms": null, "p95_first_token_ms": null,
-                    "ewma_total_ms": null, "successes": 0, "failures": 1, "rejected": 0
+                    "ewma_total_ms": null, "ewma_output_tokens_per_second": null,
+                    "successes": 0, "failures": 1, "rejected": 0
                 },
                 {
                     "provider": "openai", "model": "gpt-4o", "breaker": "closed",
                     "breaker_remaining_ms": 0, "consecutive_failures": 0,
                     "cooldown_remaining_ms": 0, "in_flight": 1,
                     "ewma_first_token_ms": 250.0, "p95_first_token_ms": 250.0,
-                    "ewma_total_ms": 2000.0, "successes": 1, "failures": 0, "rejected": 0
+                    "ewma_total_ms": 2000.0, "ewma_output_tokens_per_second": 75.0,
+                    "successes": 1, "failures": 0, "rejected": 0
                 }
             ])
         );

@@ -9,7 +9,7 @@
 //!   capabilities it needs.
 //! - [`Health`] keeps per-[`Target`] state that survives reloads: in-flight
 //!   counts, cooldowns after 429/overloaded, circuit breakers, and
-//!   time-to-first-token statistics.
+//!   time-to-first-token and output-speed (tokens per second) statistics.
 //! - [`order`] filters a plan's routes by what the request needs, orders
 //!   them by strategy and sets aside the unavailable ones;
 //!   [`larger_window_only`] narrows them after a "context too long" answer.

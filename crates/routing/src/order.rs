@@ -241,12 +241,39 @@ fn fastest(routes: Vec<Route>, health: &Health) -> Vec<Route> {
     // `None` sorts before any `Some`; the sort is stable, so ties and the
     // unmeasured stay in config order.
     keyed.sort_by_key(|(ewma, _)| *ewma);
-    let mut out: Vec<Route> = keyed.into_iter().map(|(_, r)| r).collect();
-    if out.len() > 1 && fastrand::f64() < health.exploration() {
-        let explored = out.remove(fastrand::usize(..out.len()));
-        out.insert(0, explored);
+    explore(keyed.into_iter().map(|(_, r)| r).collect(), health)
+}
+
+/// Highest moving average of output tokens per second first
+/// (`provider.sort: throughput`), ties in the given order; unmeasured
+/// targets after the measured ones, in the given order. A client asking for
+/// throughput wants the target known to generate fastest for its own
+/// answer, not a gamble on one nobody timed yet (`fastest`, an operator's
+/// standing choice for a model, puts the unmeasured first so they get
+/// measured). Unmeasured and stale targets still get measured: by other
+/// traffic, by fallbacks, and by exploration as in `fastest`.
+pub(crate) fn by_throughput(routes: Vec<Route>, health: &Health) -> Vec<Route> {
+    let mut keyed: Vec<(Option<f64>, Route)> = routes
+        .into_iter()
+        .map(|r| (health.output_rate(&r.target), r))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(a), Some(b)) => b.total_cmp(a),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    explore(keyed.into_iter().map(|(_, r)| r).collect(), health)
+}
+
+/// With probability `exploration`, a random route goes first, so a target
+/// that was slow and recovered (or was never measured) gets noticed.
+fn explore(mut routes: Vec<Route>, health: &Health) -> Vec<Route> {
+    if routes.len() > 1 && fastrand::f64() < health.exploration() {
+        let explored = routes.remove(fastrand::usize(..routes.len()));
+        routes.insert(0, explored);
     }
-    out
+    routes
 }
 
 /// Fewest requests in flight first; ties in config order.

@@ -274,6 +274,93 @@ fn fastest_explores_at_the_configured_rate() {
     assert!((share - 0.1).abs() < 0.02, "{share}");
 }
 
+/// `routes` ranked as `provider.sort: throughput` ranks them.
+fn by_throughput(routes: Vec<Route>, h: &Health) -> Vec<String> {
+    crate::order::by_throughput(routes, h)
+        .iter()
+        .map(|r| r.target.upstream_model.to_string())
+        .collect()
+}
+
+#[test]
+fn throughput_ranks_measured_highest_first_then_unmeasured_in_order() {
+    let routes = || {
+        vec![
+            route("new-1"),
+            route("slow"),
+            route("fast"),
+            route("new-2"),
+            route("mid"),
+        ]
+    };
+    let h = health(0.0);
+    // Nothing measured: the order given.
+    assert_eq!(
+        by_throughput(routes(), &h),
+        ["new-1", "slow", "fast", "new-2", "mid"]
+    );
+    // 100 output tokens in 10 s, 1 s and 2 s: 10, 100 and 50 per second.
+    for (name, ms) in [("slow", 10_000), ("fast", 1000), ("mid", 2000)] {
+        h.record_output(&Target::new("p", name), 100, MS * ms);
+    }
+    assert_eq!(
+        by_throughput(routes(), &h),
+        ["fast", "mid", "slow", "new-1", "new-2"]
+    );
+    // A measured one takes its place; equal rates (new-2 and mid, 50 per
+    // second) keep the order given.
+    h.record_output(&Target::new("p", "new-2"), 50, SEC);
+    h.record_output(&Target::new("p", "new-1"), 1000, SEC);
+    assert_eq!(
+        by_throughput(routes(), &h),
+        ["new-1", "fast", "new-2", "mid", "slow"]
+    );
+    // Time to first token plays no part.
+    h.record_success(&Target::new("p", "slow"), MS, MS);
+    h.record_success(&Target::new("p", "new-1"), SEC * 9, SEC * 9);
+    assert_eq!(by_throughput(routes(), &h)[0], "new-1");
+}
+
+#[test]
+fn throughput_ranking_explores_and_skips_unavailable_targets() {
+    fastrand::seed(5);
+    let measure = |h: &Health| {
+        h.record_output(&Target::new("p", "slow"), 100, SEC * 10);
+        h.record_output(&Target::new("p", "fast"), 100, SEC);
+    };
+    let routes = || vec![route("slow"), route("fast")];
+    let never = health(0.0);
+    measure(&never);
+    assert!((0..1000).all(|_| by_throughput(routes(), &never)[0] == "fast"));
+    // Exploration 0.2: a random route leads 20% of the time, the slow one
+    // about 10%.
+    let sometimes = health(0.2);
+    measure(&sometimes);
+    let n = 10_000;
+    let slow_first = (0..n)
+        .filter(|_| by_throughput(routes(), &sometimes)[0] == "slow")
+        .count();
+    let share = slow_first as f64 / n as f64;
+    assert!((share - 0.1).abs() < 0.02, "{share}");
+
+    // The ranked plan walks as ranked; a target cooling down is skipped.
+    let ranked = crate::order::by_throughput(routes(), &never);
+    let p = plan(Strategy::Fallback, ranked);
+    assert_eq!(
+        names(&order(&p, &small(), &never).unwrap()),
+        ["fast", "slow"]
+    );
+    never.record_failure(
+        &Target::new("p", "fast"),
+        Failure::RateLimited {
+            retry_after: Some(SEC),
+        },
+    );
+    let o = order(&p, &small(), &never).unwrap();
+    assert_eq!(names(&o), ["slow"]);
+    assert_eq!(o.skipped.len(), 1);
+}
+
 #[test]
 fn least_busy_uses_in_flight_guards() {
     let p = plan(

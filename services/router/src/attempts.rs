@@ -231,6 +231,9 @@ pub(crate) struct Won<T> {
     /// The attempt's span: hold it while a stream runs, so the attempt
     /// covers the whole answer in the trace.
     pub span: Span,
+    /// From the winning attempt's start to its first event (the whole
+    /// answer when not streamed).
+    pub took: Duration,
 }
 
 /// Walks `plan` for one request. `launch` starts one attempt on a route
@@ -389,7 +392,7 @@ where
                         health.record_success(&route.target, took, took);
                         probes.settle(&route.target);
                         // Dropping `running` cancels any hedge still going.
-                        return Ok(Won { route, value, in_flight, span });
+                        return Ok(Won { route, value, in_flight, span, took });
                     }
                     Err(e) => {
                         log.outcomes.push((route.target.clone(), e.class().code.unwrap_or("error")));

@@ -92,15 +92,20 @@ fn take_controls<'c>(
 fn require_parameters(
     mut plan: Plan,
     table: &RouteTable,
+    reasoning: &params::ReasoningRules,
     spec: &ChatSpec,
 ) -> Result<Plan, GatewayError> {
     let kept: Vec<_> = plan
         .routes
         .iter()
         .filter(|r| {
-            table
-                .param_rules(&plan, &r.target)
-                .is_none_or(|(kind, _)| params::fits(spec, kind))
+            table.param_rules(&plan, &r.target).is_none_or(|(kind, _)| {
+                let t = &r.target;
+                params::fits(
+                    spec,
+                    &reasoning.target(&plan.model, &t.provider, kind, &t.upstream_model),
+                )
+            })
         })
         .cloned()
         .collect();
@@ -207,6 +212,8 @@ pub struct Gateway {
     /// Swapped whole on config reload; requests in flight keep the table
     /// they started with.
     routes: ArcSwap<RouteTable>,
+    /// The config's `reasoning` keys, swapped with `routes`.
+    reasoning: ArcSwap<params::ReasoningRules>,
     /// Outlives reloads: a target's cooldown and breaker stay as they are
     /// when the table around it changes.
     health: Arc<Health>,
@@ -238,6 +245,7 @@ impl Gateway {
         Self {
             spend,
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
+            reasoning: ArcSwap::from_pointee(params::ReasoningRules::from_config(config)),
             cache: ResponseCache::from_config(config, metrics.clone()),
             metrics,
             health,
@@ -253,6 +261,8 @@ impl Gateway {
     /// running finish on the old table.
     pub fn reload(&self, config: &Config) {
         self.routes.store(Arc::new(RouteTable::from_config(config)));
+        self.reasoning
+            .store(Arc::new(params::ReasoningRules::from_config(config)));
         self.health.set_config(&config.routing);
         if let Some(cache) = &self.cache {
             cache.reload(config);
@@ -320,12 +330,12 @@ impl Gateway {
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
         if let Some(controls) = controls {
             plan = controls
-                .apply(plan, &table, |t| self.spend.list_price(t))
+                .apply(plan, &table, &self.health, |t| self.spend.list_price(t))
                 .map_err(control_error)?;
             if controls.provider.require_parameters == Some(true)
                 && let Work::Chat(spec) = work
             {
-                plan = require_parameters(plan, &table, spec)?;
+                plan = require_parameters(plan, &table, &self.reasoning.load(), spec)?;
             }
         }
         spend::without_blocked(plan, blocked)
@@ -650,11 +660,17 @@ impl Gateway {
         let Some((kind, policy)) = self.routes.load().param_rules(plan, target) else {
             return Ok((Cow::Borrowed(spec), Vec::new()));
         };
-        if params::fits(spec, kind) {
+        let facts = self.reasoning.load().target(
+            &plan.model,
+            &target.provider,
+            kind,
+            &target.upstream_model,
+        );
+        if params::fits(spec, &facts) {
             return Ok((Cow::Borrowed(spec), Vec::new()));
         }
         let mut fitted = spec.clone();
-        let warnings = params::normalize(&mut fitted, &target.provider, kind, policy)
+        let warnings = params::normalize(&mut fitted, &facts, policy)
             .map_err(GatewayError::UnsupportedParameter)?;
         Ok((Cow::Owned(fitted), warnings))
     }
@@ -880,6 +896,7 @@ impl Gateway {
         describe: for<'a> fn(&RequestTrace, &'a T) -> Option<&'a Usage>,
     ) -> Result<(ServedBy, T), Failed> {
         let started = Instant::now();
+        let mut answered = None;
         let out = self
             .run(
                 model,
@@ -891,11 +908,20 @@ impl Gateway {
                 move |b, m, r, h| unary_attempt(b, m, r, h, terminal),
             )
             .await
-            .map(|(served, won, _deadline)| (served, won.value));
+            .map(|(served, won, _deadline)| {
+                answered = Some((won.route.target, won.took));
+                (served, won.value)
+            });
         match &out {
             Ok((served, value)) => {
                 trace.served(served);
                 let usage = describe(&trace, value);
+                // Generation speed for `provider.sort: throughput`; only
+                // chat generates text.
+                if let (Work::Chat(_), Some(u), Some((target, took))) = (&work, usage, &answered) {
+                    self.health
+                        .record_output(target, u.completion_tokens, *took);
+                }
                 self.metrics.record(&RequestRecord {
                     operation: ctx.operation,
                     model,
@@ -1056,6 +1082,8 @@ fn continue_stream(
         First::End(u) => StreamItem::Done(u),
     };
     let done = matches!(head, StreamItem::Done(_));
+    // The first event just arrived: generation is timed from here.
+    let first_at = Instant::now();
     let state = Some((call, provider, in_flight));
     let rest = futures_util::stream::unfold(state, move |state| async move {
         let (mut call, provider, in_flight) = state?;
@@ -1065,7 +1093,12 @@ fn continue_stream(
             Ok(Some(Ok(Event::Chunk(c)))) => {
                 return Some((StreamItem::Chunk(c), Some((call, provider, in_flight))));
             }
-            Ok(Some(Ok(Event::End(end)))) => StreamItem::Done(end.usage),
+            Ok(Some(Ok(Event::End(end)))) => {
+                if let Some(u) = &end.usage {
+                    in_flight.record_output(u.completion_tokens, first_at.elapsed());
+                }
+                StreamItem::Done(end.usage)
+            }
             Ok(Some(Ok(Event::Error(error)))) => {
                 StreamItem::Failed(GatewayError::Upstream { provider, error })
             }

@@ -46,6 +46,8 @@ pub const WARNINGS_HEADER: &str = "x-switchyard-warnings";
 pub(crate) struct AppState {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) max_body_bytes: u64,
+    /// Stored Responses API responses; `None`: stateless.
+    pub(crate) responses: Option<Arc<crate::response_store::Responses>>,
 }
 
 /// The HTTP application with its middleware, outermost first:
@@ -62,11 +64,17 @@ pub(crate) struct AppState {
 /// 6. `DefaultBodyLimit` (per route): a body over `server.max_body_bytes`
 ///    is refused with 413 before it is read whole (Content-Length is
 ///    checked first, streamed bodies are cut at the limit).
-pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<String>) -> Router {
+pub fn app(
+    gateway: Arc<Gateway>,
+    max_body_bytes: u64,
+    admin_token: Option<String>,
+    responses: Option<Arc<crate::response_store::Responses>>,
+) -> Router {
     let admin = crate::admin::router(gateway.clone(), admin_token);
     let state = AppState {
         gateway,
         max_body_bytes,
+        responses,
     };
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     let middleware = ServiceBuilder::new()
@@ -83,6 +91,10 @@ pub fn app(gateway: Arc<Gateway>, max_body_bytes: u64, admin_token: Option<Strin
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(crate::messages::messages))
         .route("/v1/responses", post(crate::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(crate::responses::retrieve).delete(crate::responses::delete),
+        )
         .route("/v1/embeddings", post(crate::media::embeddings))
         .route(
             "/v1/images/generations",
@@ -121,10 +133,12 @@ fn request_span(req: &axum::http::Request<Body>) -> tracing::Span {
     let route = match path {
         "/v1/chat/completions"
         | "/v1/messages"
+        | "/v1/responses"
         | "/v1/embeddings"
         | "/v1/images/generations"
         | "/v1/models" => path,
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
+        p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
         p if p.starts_with("/admin/v1/") => "/admin/v1",
         _ => "",
     };

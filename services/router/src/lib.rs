@@ -1,6 +1,7 @@
 //! The router: HTTP (OpenAI shape) and gRPC front ends over one gateway core
 //! that resolves models to routes and sends work to provider workers over the
-//! bus. Stateless apart from its route table: scale it horizontally.
+//! bus. Stateless apart from its route table (and stored Responses API
+//! responses, when `responses.store` keeps them): scale it horizontally.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub mod http;
 mod media;
 pub mod messages;
 pub mod metrics;
+pub mod response_store;
 mod responses;
 pub mod spend;
 mod trace;
@@ -48,6 +50,8 @@ pub enum RouterError {
     Serve { what: &'static str, message: String },
     #[error(transparent)]
     Spend(#[from] spend::SpendError),
+    #[error(transparent)]
+    Responses(#[from] response_store::StoreError),
 }
 
 /// A started router: where it listens, and its server tasks.
@@ -107,8 +111,8 @@ impl RunningRouter {
 /// [`Readiness::set_not_ready`] did not already), new connections are
 /// refused and in-flight requests (streams included) run to their end.
 ///
-/// `nats` is the bus's connection when there is one: the usage stream and
-/// the alerts subject share it.
+/// `nats` is the bus's connection when there is one: the usage stream, the
+/// alerts subject and the response bucket share it.
 pub async fn start(
     config: &Config,
     bus: Arc<dyn Bus>,
@@ -117,6 +121,7 @@ pub async fn start(
 ) -> Result<RunningRouter, RouterError> {
     let health = Arc::new(switchyard_routing::Health::new(&config.routing));
     let metrics = Arc::new(metrics::Metrics::new(health.clone()));
+    let responses = response_store::Responses::open(config, nats.clone()).await?;
     let spend = spend::Spend::start(config, nats, metrics.clone()).await?;
     let gateway = Arc::new(Gateway::new(config, bus, health, metrics, spend));
 
@@ -161,7 +166,12 @@ pub async fn start(
             "admin API (/admin/v1) answers loopback clients only: set {ADMIN_TOKEN_ENV} to open it to bearer-token holders"
         );
     }
-    let app = http::app(gateway.clone(), config.server.max_body_bytes, admin_token);
+    let app = http::app(
+        gateway.clone(),
+        config.server.max_body_bytes,
+        admin_token,
+        responses,
+    );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(

@@ -260,6 +260,15 @@ pub fn spec_to_request(
     if spec.dialect() != pb::Dialect::Anthropic {
         extra.retain(|k, v| native_extra(k, v));
     }
+    // Reasoning asked for in another spelling goes out as `thinking`, unless
+    // the client sent Anthropic's own or Anthropic would refuse it (then the
+    // router has dropped it already, with a warning).
+    if !extra.contains_key("thinking")
+        && let Some(r) = spec.reasoning.as_ref()
+        && let Ok(thinking) = crate::reasoning::anthropic_thinking(spec, r, upstream_model)
+    {
+        extra.insert("thinking".into(), thinking.to_json());
+    }
     let mut metadata: Option<wire::Metadata> = extra
         .remove("metadata")
         .and_then(|v| serde_json::from_value(v).ok());
@@ -610,5 +619,67 @@ pub fn response_to_result(
         }],
         usage: Some(usage_to_canonical(&resp.usage)),
         system_fingerprint: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(reasoning: pb::Reasoning, extra: Value) -> pb::ChatSpec {
+        pb::ChatSpec {
+            messages: vec![pb::Message {
+                role: Role::User as i32,
+                content: vec![pb::ContentPart {
+                    part: Some(Part::Text("x".into())),
+                }],
+                ..Default::default()
+            }],
+            max_tokens: Some(4000),
+            reasoning: Some(reasoning),
+            extra: extra.as_object().cloned().map(struct_from_map),
+            ..Default::default()
+        }
+    }
+
+    fn thinking_of(s: &pb::ChatSpec) -> Option<Value> {
+        let req = spec_to_request(s, "claude-sonnet-4-5", false).unwrap();
+        req.body.extra.get("thinking").cloned()
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_thinking_that_fits() {
+        let effort = |e: &str| crate::reasoning::from_effort(e);
+        let s = spec(effort("medium"), json!({"reasoning_effort": "medium"}));
+        // Medium's 8,192 does not fit under max_tokens 4,000.
+        assert_eq!(
+            thinking_of(&s),
+            Some(json!({"type": "enabled", "budget_tokens": 3999}))
+        );
+        let s = spec(effort("low"), json!({}));
+        assert_eq!(
+            thinking_of(&s),
+            Some(json!({"type": "enabled", "budget_tokens": 1024}))
+        );
+        let s = spec(effort("none"), json!({}));
+        assert_eq!(thinking_of(&s), Some(json!({"type": "disabled"})));
+        // Anthropic would refuse thinking beside a temperature of 0.2: none.
+        let mut s = spec(effort("low"), json!({}));
+        s.temperature = Some(0.2);
+        assert_eq!(thinking_of(&s), None);
+    }
+
+    #[test]
+    fn the_clients_own_thinking_wins() {
+        let own = json!({"type": "enabled", "budget_tokens": 2048});
+        let mut s = spec(
+            pb::Reasoning {
+                budget_tokens: 2048,
+                ..Default::default()
+            },
+            json!({"thinking": own}),
+        );
+        s.dialect = pb::Dialect::Anthropic as i32;
+        assert_eq!(thinking_of(&s), Some(own));
     }
 }

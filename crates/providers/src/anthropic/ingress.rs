@@ -17,7 +17,9 @@
 //! - `cache_control` on blocks and `is_error` on tool results have no
 //!   canonical place and are dropped;
 //! - request fields the canonical model does not name (`top_k`, `thinking`,
-//!   ...) go to `spec.extra`.
+//!   ...) go to `spec.extra`; `thinking` is also read into `spec.reasoning`,
+//!   so other wire formats get it in their own reasoning control
+//!   ([`crate::reasoning`]).
 
 use std::collections::HashMap;
 
@@ -106,35 +108,29 @@ pub fn request_to_spec(req: wire::MessagesRequest) -> Result<(pb::ChatSpec, bool
             content: vec![text_part(s)],
             ..Default::default()
         }),
-        Some(wire::System::Blocks(blocks)) => {
-            let mut content = Vec::with_capacity(blocks.len());
-            for (j, b) in blocks.into_iter().enumerate() {
-                match b {
-                    ContentBlock::Text(t) => content.push(text_part(t.text)),
-                    other => {
-                        return Err(IngressError::new(
-                            format!("system.{j}.type"),
-                            format!("Input should be 'text', not '{}'", other.kind()),
-                        ));
-                    }
-                }
-            }
-            out.push(pb::Message {
-                role: Role::System as i32,
-                content,
-                content_is_parts: true,
-                ..Default::default()
-            });
-        }
+        Some(wire::System::Blocks(blocks)) => out.push(system_blocks("system", blocks)?),
     }
     for (i, m) in messages.into_iter().enumerate() {
         match m.role.as_str() {
             wire::role::USER => user_to_canonical(i, m.content, &mut out)?,
             wire::role::ASSISTANT => out.push(assistant_to_canonical(i, m.content)?),
+            // Claude Code sends its environment as a system turn inside
+            // `messages` (text blocks only); it stays a system message in
+            // place, which an Anthropic target gets back in `system`.
+            wire::role::SYSTEM => out.push(match m.content {
+                wire::MessageContent::Text(s) => pb::Message {
+                    role: Role::System as i32,
+                    content: vec![text_part(s)],
+                    ..Default::default()
+                },
+                wire::MessageContent::Blocks(blocks) => {
+                    system_blocks(&format!("messages.{i}.content"), blocks)?
+                }
+            }),
             _ => {
                 return Err(IngressError::new(
                     format!("messages.{i}.role"),
-                    "Input should be 'user' or 'assistant'",
+                    "Input should be 'user', 'assistant' or 'system'",
                 ));
             }
         }
@@ -188,6 +184,11 @@ pub fn request_to_spec(req: wire::MessagesRequest) -> Result<(pb::ChatSpec, bool
         }
     };
 
+    // Typed for the other wire formats; `thinking` itself stays in `extra`,
+    // so an Anthropic target receives exactly what the client sent.
+    let reasoning = extra
+        .get("thinking")
+        .and_then(|t| crate::reasoning::from_anthropic(t, extra.get("output_config")));
     let spec = pb::ChatSpec {
         model,
         messages: out,
@@ -201,9 +202,33 @@ pub fn request_to_spec(req: wire::MessagesRequest) -> Result<(pb::ChatSpec, bool
         parallel_tool_calls,
         extra: (!extra.is_empty()).then(|| struct_from_map(extra)),
         dialect: pb::Dialect::Anthropic as i32,
+        reasoning,
         ..Default::default()
     };
     Ok((spec, stream.unwrap_or(false)))
+}
+
+/// A system prompt given as blocks: text only. `param` names the list in
+/// errors (`system`, `messages.3.content`).
+fn system_blocks(param: &str, blocks: Vec<ContentBlock>) -> Result<pb::Message, IngressError> {
+    let mut content = Vec::with_capacity(blocks.len());
+    for (j, b) in blocks.into_iter().enumerate() {
+        match b {
+            ContentBlock::Text(t) => content.push(text_part(t.text)),
+            other => {
+                return Err(IngressError::new(
+                    format!("{param}.{j}.type"),
+                    format!("Input should be 'text', not '{}'", other.kind()),
+                ));
+            }
+        }
+    }
+    Ok(pb::Message {
+        role: Role::System as i32,
+        content,
+        content_is_parts: true,
+        ..Default::default()
+    })
 }
 
 /// A user turn: its tool results as tool messages first, then the rest.
@@ -785,6 +810,65 @@ mod tests {
         );
     }
 
+    /// Claude Code 2.1 ends its first request with a system turn holding
+    /// the environment; it stays where it was sent.
+    #[test]
+    fn a_system_turn_inside_messages() {
+        let (spec, _) = request(json!({
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "# Environment", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "system", "content": "plain"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            as_openai(&spec)["messages"],
+            json!([
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+                {"role": "system", "content": "plain"}
+            ])
+        );
+    }
+
+    #[test]
+    fn thinking_is_typed_and_kept_verbatim() {
+        let ask = |thinking: Value| {
+            request(
+                json!({"model": "m", "max_tokens": 32000, "thinking": thinking,
+                "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .unwrap()
+            .0
+        };
+        let spec = ask(json!({"type": "enabled", "budget_tokens": 31999}));
+        assert_eq!(
+            spec.reasoning.as_ref().map(|r| r.budget_tokens),
+            Some(31999)
+        );
+        assert!(
+            spec.extra
+                .as_ref()
+                .is_some_and(|e| e.fields.contains_key("thinking"))
+        );
+        // To an OpenAI-format target: OpenAI's own control instead.
+        assert_eq!(as_openai(&spec)["reasoning_effort"], "high");
+        assert!(as_openai(&spec).get("thinking").is_none());
+        assert!(ask(json!({"type": "disabled"})).reasoning.unwrap().disabled);
+        assert_eq!(
+            ask(json!({"type": "adaptive"})).reasoning,
+            Some(pb::Reasoning::default())
+        );
+        let plain = request(json!({"model": "m", "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .unwrap()
+        .0;
+        assert_eq!(plain.reasoning, None);
+    }
+
     #[test]
     fn anthropic_round_trip_through_the_canonical_model() {
         let client = json!({
@@ -841,10 +925,19 @@ mod tests {
             Some("temperature")
         );
         assert_eq!(
-            with("messages", json!([{"role": "system", "content": "x"}]))
+            with("messages", json!([{"role": "developer", "content": "x"}]))
                 .param
                 .as_deref(),
             Some("messages.0.role")
+        );
+        assert_eq!(
+            with(
+                "messages",
+                json!([{"role": "system", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]}])
+            )
+            .param
+            .as_deref(),
+            Some("messages.0.content.0.type")
         );
         assert_eq!(
             with("tool_choice", json!({"type": "tool"}))

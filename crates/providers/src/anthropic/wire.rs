@@ -22,6 +22,8 @@ pub const DEFAULT_VERSION: &str = "2023-06-01";
 pub mod role {
     pub const USER: &str = "user";
     pub const ASSISTANT: &str = "assistant";
+    /// A system turn inside `messages`, as Claude Code sends one.
+    pub const SYSTEM: &str = "system";
 }
 
 pub mod stop_reason {

@@ -509,6 +509,39 @@ pub fn response_to_result(resp: wire::ConverseResponse, ctx: &AnswerContext) -> 
 mod tests {
     use super::*;
 
+    /// This converter does not see the model name, so the router writes
+    /// Anthropic's `thinking` for a Claude model into `extra`
+    /// (`params::normalize`), and it goes out in
+    /// `additionalModelRequestFields`.
+    #[test]
+    fn reasoning_reaches_claude_as_thinking() {
+        use crate::params::{TargetFacts, normalize};
+        let mut spec = pb::ChatSpec {
+            messages: vec![pb::Message {
+                role: Role::User as i32,
+                content: vec![pb::ContentPart {
+                    part: Some(Part::Text("x".into())),
+                }],
+                ..Default::default()
+            }],
+            max_tokens: Some(32000),
+            reasoning: Some(crate::reasoning::from_effort("medium")),
+            ..Default::default()
+        };
+        let claude = TargetFacts::new(
+            "b",
+            switchyard_config::ProviderKind::Bedrock,
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        );
+        let warnings = normalize(&mut spec, &claude, switchyard_config::ParamPolicy::Warn).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let request = spec_to_request(&spec).unwrap().request;
+        assert_eq!(
+            request.additional_model_request_fields.unwrap()["thinking"],
+            json!({"type": "enabled", "budget_tokens": 8192})
+        );
+    }
+
     #[test]
     fn data_urls() {
         assert_eq!(

@@ -532,6 +532,16 @@ fn generation_config(
     if let Some(n) = extra.get("top_logprobs") {
         fill("logprobs", n);
     }
+    // Reasoning asked for in another spelling (`reasoning_effort`,
+    // Anthropic's `thinking`), unless the client sent Gemini's own
+    // `thinkingConfig` above.
+    if let Some(budget) = spec
+        .reasoning
+        .as_ref()
+        .and_then(crate::reasoning::gemini_budget)
+    {
+        fill("thinkingConfig", &json!({ "thinkingBudget": budget }));
+    }
     if map.is_empty() {
         return Ok(None);
     }
@@ -948,6 +958,41 @@ pub fn image_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoning_becomes_a_thinking_budget() {
+        let config = |reasoning: pb::Reasoning, extra: Value| {
+            let spec = pb::ChatSpec {
+                reasoning: Some(reasoning),
+                ..Default::default()
+            };
+            let extra = extra.as_object().cloned().unwrap_or_default();
+            serde_json::to_value(generation_config(&spec, &extra).unwrap()).unwrap()
+        };
+        let effort = |e: &str| crate::reasoning::from_effort(e);
+        assert_eq!(
+            config(effort("low"), json!({}))["thinkingConfig"],
+            json!({"thinkingBudget": 1024})
+        );
+        let claude_code = pb::Reasoning {
+            budget_tokens: 31999,
+            ..Default::default()
+        };
+        assert_eq!(
+            config(claude_code, json!({}))["thinkingConfig"],
+            json!({"thinkingBudget": 24576})
+        );
+        assert_eq!(
+            config(effort("none"), json!({}))["thinkingConfig"],
+            json!({"thinkingBudget": 0})
+        );
+        // Gemini's own spelling from the client wins.
+        let own = json!({"thinkingConfig": {"thinkingBudget": 512, "includeThoughts": true}});
+        assert_eq!(
+            config(effort("high"), own.clone())["thinkingConfig"],
+            own["thinkingConfig"]
+        );
+    }
 
     #[test]
     fn schemas_lose_what_gemini_rejects_but_keep_property_names() {

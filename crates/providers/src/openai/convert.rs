@@ -171,6 +171,13 @@ pub fn request_to_spec(
         extra.insert("stream_options".into(), to_value(&options));
     }
 
+    // The typed form lets other wire formats map it; the verbatim copy stays
+    // in `extra` for OpenAI-format targets.
+    let reasoning = extra
+        .get("reasoning_effort")
+        .and_then(Value::as_str)
+        .map(crate::reasoning::from_effort);
+
     let spec = pb::ChatSpec {
         model,
         messages,
@@ -190,6 +197,7 @@ pub fn request_to_spec(
         include_usage,
         extra: (!extra.is_empty()).then(|| struct_from_map(extra)),
         dialect: pb::Dialect::Unspecified as i32,
+        reasoning,
     };
     Ok((spec, stream))
 }
@@ -563,6 +571,17 @@ pub fn spec_to_request_with(
             .unwrap_or_default(),
         pb::Dialect::Anthropic => wire::Extra::new(),
     };
+    // Reasoning asked for in another spelling (Anthropic's `thinking`, a
+    // gRPC client's typed field) goes out as OpenAI's own control; the
+    // router already dropped it for models that do not reason.
+    if !extra.contains_key("reasoning_effort")
+        && let Some(effort) = spec
+            .reasoning
+            .as_ref()
+            .and_then(crate::reasoning::openai_effort)
+    {
+        extra.insert("reasoning_effort".into(), Value::String(effort));
+    }
     let verbatim_tools = take_verbatim::<Vec<wire::Tool>>(&mut extra, "tools");
     let verbatim_choice = take_verbatim::<wire::ToolChoice>(&mut extra, "tool_choice");
     let verbatim_format = take_verbatim::<wire::ResponseFormat>(&mut extra, "response_format");
@@ -1228,9 +1247,59 @@ mod tests {
     }
 
     #[test]
+    fn reasoning_effort_is_typed_and_kept_verbatim() {
+        let (s, _) = spec(rich_request());
+        assert_eq!(s.reasoning.as_ref().map(|r| r.effort.as_str()), Some("low"));
+        let (s, _) = spec(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "none"}),
+        );
+        assert!(s.reasoning.as_ref().is_some_and(|r| r.disabled));
+        let upstream = serde_json::to_value(spec_to_request(&s, "gpt-5.1", false)).unwrap();
+        assert_eq!(
+            upstream["reasoning_effort"], "none",
+            "the client's own value goes"
+        );
+    }
+
+    #[test]
+    fn thinking_from_another_dialect_becomes_reasoning_effort() {
+        let mut s = pb::ChatSpec {
+            messages: vec![pb::Message {
+                role: Role::User as i32,
+                content: vec![text_part("x".into())],
+                ..Default::default()
+            }],
+            extra: Some(struct_from_map(
+                json!({"thinking": {"type": "enabled", "budget_tokens": 31999}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
+            dialect: pb::Dialect::Anthropic as i32,
+            reasoning: Some(pb::Reasoning {
+                budget_tokens: 31999,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let upstream = serde_json::to_value(spec_to_request(&s, "gpt-5", false)).unwrap();
+        assert_eq!(upstream["reasoning_effort"], "high");
+        assert!(upstream.get("thinking").is_none());
+        s.reasoning = Some(pb::Reasoning {
+            disabled: true,
+            ..Default::default()
+        });
+        let upstream = serde_json::to_value(spec_to_request(&s, "gpt-5", false)).unwrap();
+        assert!(upstream.get("reasoning_effort").is_none());
+    }
+
+    #[test]
     fn extras_from_another_dialect_are_not_forwarded() {
         let (mut spec, _) = spec(rich_request());
         spec.dialect = pb::Dialect::Anthropic as i32;
+        // Only the typed reasoning would come back out, as reasoning_effort.
+        spec.reasoning = None;
         let upstream = serde_json::to_value(spec_to_request(&spec, "m", true)).unwrap();
         assert!(upstream.get("x_vendor_knob").is_none());
         assert!(upstream.get("reasoning_effort").is_none());

@@ -4,10 +4,11 @@
 //! `response` object, and a canonical stream into Responses' named events
 //! (`response.created` ... `response.completed`).
 //!
-//! Stateless: `previous_response_id` is refused with a 400 saying so (the
-//! gateway keeps no responses). Built-in tools (`web_search`,
-//! `file_search`, ...) are refused by name: only function tools are
-//! translated.
+//! Stateless here: `previous_response_id` is refused with a 400 saying so
+//! by [`request_to_spec`]; a router that keeps responses loads the earlier
+//! conversation itself and translates with [`continue_from`]. Built-in
+//! tools (`web_search`, `file_search`, ...) are refused by name: only
+//! function tools are translated.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -139,14 +140,19 @@ pub struct Echo {
     pub metadata: Map<String, Value>,
     pub store: bool,
     pub user: Option<String>,
+    /// The stored response this one continues.
+    pub previous_response_id: Option<String>,
+    /// The request's tool namespaces: a call to `<namespace>__<name>` goes
+    /// back as `name` in `namespace`.
+    pub namespaces: Vec<String>,
 }
 
 pub fn request_to_spec(req: ResponsesRequest) -> Result<Translated, ResponsesError> {
     if req.previous_response_id.is_some() {
         return Err(ResponsesError::new(
             "previous_response_id",
-            "this gateway keeps no responses (stateless): send the whole conversation in \
-             `input` instead of `previous_response_id`",
+            "this gateway keeps no responses (stateless; `responses.store` is off in its \
+             config): send the whole conversation in `input` instead of `previous_response_id`",
         ));
     }
     if req.model.trim().is_empty() {
@@ -171,12 +177,13 @@ pub fn request_to_spec(req: ResponsesRequest) -> Result<Translated, ResponsesErr
     if messages.is_empty() {
         return Err(ResponsesError::new("input", "`input` must not be empty"));
     }
-    let tools = req
-        .tools
-        .iter()
-        .enumerate()
-        .map(|(i, t)| tool(t, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut tools = Vec::with_capacity(req.tools.len());
+    let mut namespaces = Vec::new();
+    for (i, t) in req.tools.iter().enumerate() {
+        if let Some(ns) = push_tools(t, i, &mut tools)? {
+            namespaces.push(ns);
+        }
+    }
     let tool_choice = req
         .tool_choice
         .as_ref()
@@ -203,6 +210,11 @@ pub fn request_to_spec(req: ResponsesRequest) -> Result<Translated, ResponsesErr
     let mut extra = req.extra.clone();
     // Chat's spelling of the same controls: OpenAI-format targets take it
     // as it is, other wire formats map it like chat's.
+    let reasoning = req
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.effort.as_deref())
+        .map(crate::reasoning::from_effort);
     if let Some(effort) = req.reasoning.as_ref().and_then(|r| r.effort.clone()) {
         extra.insert("reasoning_effort".into(), Value::String(effort));
     }
@@ -223,6 +235,7 @@ pub fn request_to_spec(req: ResponsesRequest) -> Result<Translated, ResponsesErr
         response_format,
         include_usage: stream,
         extra: (!extra.is_empty()).then(|| struct_from_map(extra)),
+        reasoning,
         ..Default::default()
     };
     let echo = Echo {
@@ -245,8 +258,44 @@ pub fn request_to_spec(req: ResponsesRequest) -> Result<Translated, ResponsesErr
         metadata: req.metadata.unwrap_or_default(),
         store: req.store.unwrap_or(false),
         user: req.user,
+        previous_response_id: None,
+        namespaces,
     };
     Ok(Translated { spec, stream, echo })
+}
+
+/// A request continuing a stored conversation (`previous_response_id`):
+/// `earlier` is that conversation's items (each turn's input and output, as
+/// [`input_items`] and the `response` objects' `output` have them), put
+/// after the system message of this request's `instructions` (those are
+/// not inherited) and before this request's `input`.
+pub fn continue_from(
+    mut req: ResponsesRequest,
+    earlier: &[Value],
+) -> Result<Translated, ResponsesError> {
+    let previous = req.previous_response_id.take();
+    let mut before = Vec::new();
+    for item in earlier {
+        // Stored items were translated once already; one failing now is a
+        // record this build cannot read, named by the id that loaded it.
+        input_item(item, "previous_response_id", &mut before)?;
+    }
+    let system = usize::from(req.instructions.as_deref().is_some_and(|t| !t.is_empty()));
+    let mut t = request_to_spec(req)?;
+    let at = system.min(t.spec.messages.len());
+    t.spec.messages.splice(at..at, before);
+    t.echo.previous_response_id = previous;
+    Ok(t)
+}
+
+/// A request's `input` as a list of items: a string is one user message.
+/// What a stored response keeps of the request (`instructions` apart).
+pub fn input_items(input: Option<&Input>) -> Vec<Value> {
+    match input {
+        None => Vec::new(),
+        Some(Input::Text(t)) => vec![json!({"type": "message", "role": "user", "content": t})],
+        Some(Input::Items(items)) => items.clone(),
+    }
 }
 
 fn text_message(role: Role, text: &str) -> pb::Message {
@@ -317,9 +366,13 @@ fn input_item(item: &Value, at: &str, out: &mut Vec<pb::Message>) -> Result<(), 
             });
         }
         "function_call" => {
+            let name = str_field(item, "name", at)?;
             let call = pb::ToolCall {
                 id: str_field(item, "call_id", at)?.to_owned(),
-                name: str_field(item, "name", at)?.to_owned(),
+                name: match item.get("namespace").and_then(Value::as_str) {
+                    Some(ns) => namespaced(ns, name),
+                    None => name.to_owned(),
+                },
                 arguments: str_field(item, "arguments", at)?.to_owned(),
             };
             match out.last_mut() {
@@ -413,28 +466,99 @@ fn content(part: &Value, at: &str) -> Result<pb::ContentPart, ResponsesError> {
     Ok(pb::ContentPart { part: Some(p) })
 }
 
-fn tool(t: &Value, i: usize) -> Result<pb::Tool, ResponsesError> {
+/// Between a namespace and a tool name in the flat name chat-format
+/// targets see: the characters every provider allows in a tool name are
+/// letters, digits, `_` and `-`.
+pub const NAMESPACE_SEPARATOR: &str = "__";
+
+fn namespaced(namespace: &str, name: &str) -> String {
+    format!("{namespace}{NAMESPACE_SEPARATOR}{name}")
+}
+
+/// A called tool's name as the client declared it: `(namespace, name)`
+/// when the flat name starts with one of the request's namespaces.
+fn split_namespace<'n>(name: &'n str, namespaces: &'n [String]) -> (Option<&'n str>, &'n str) {
+    namespaces
+        .iter()
+        .find_map(|ns| {
+            let rest = name
+                .strip_prefix(ns.as_str())?
+                .strip_prefix(NAMESPACE_SEPARATOR)?;
+            Some((Some(ns.as_str()), rest))
+        })
+        .unwrap_or((None, name))
+}
+
+fn function_tool(t: &Value, name: String, context: &str) -> pb::Tool {
+    let description = t
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    pb::Tool {
+        name,
+        description: match (context, description) {
+            ("", d) => d.to_owned(),
+            (c, "") => c.to_owned(),
+            (c, d) => format!("{c}\n\n{d}"),
+        },
+        parameters: t
+            .get("parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .map(struct_from_map),
+        strict: t.get("strict").and_then(Value::as_bool),
+    }
+}
+
+/// Adds tool `i` to `out`: a function tool as it is, a namespace as its
+/// function tools under flat names (chat-format targets have no
+/// namespaces), returning the namespace's name.
+fn push_tools(
+    t: &Value,
+    i: usize,
+    out: &mut Vec<pb::Tool>,
+) -> Result<Option<String>, ResponsesError> {
     let at = format!("tools[{i}]");
     match t.get("type").and_then(Value::as_str) {
-        Some("function") => Ok(pb::Tool {
-            name: str_field(t, "name", &at)?.to_owned(),
-            description: t
+        Some("function") => {
+            let name = str_field(t, "name", &at)?.to_owned();
+            out.push(function_tool(t, name, ""));
+            Ok(None)
+        }
+        Some("namespace") => {
+            let ns = str_field(t, "name", &at)?;
+            let context = t
                 .get("description")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            parameters: t
-                .get("parameters")
-                .and_then(Value::as_object)
-                .cloned()
-                .map(struct_from_map),
-            strict: t.get("strict").and_then(Value::as_bool),
-        }),
+                .unwrap_or_default();
+            let inner = t.get("tools").and_then(Value::as_array).ok_or_else(|| {
+                ResponsesError::new(format!("{at}.tools"), "a namespace needs a `tools` list")
+            })?;
+            for (j, f) in inner.iter().enumerate() {
+                let at = format!("{at}.tools[{j}]");
+                match f.get("type").and_then(Value::as_str) {
+                    Some("function") => {
+                        let name = namespaced(ns, str_field(f, "name", &at)?);
+                        out.push(function_tool(f, name, context));
+                    }
+                    other => {
+                        return Err(ResponsesError::new(
+                            format!("{at}.type"),
+                            format!(
+                                "`{}` tools are not supported inside a namespace (function tools only)",
+                                other.unwrap_or("(none)")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(Some(ns.to_owned()))
+        }
         Some(other) => Err(ResponsesError::new(
             format!("{at}.type"),
             format!(
                 "`{other}` is a built-in tool of OpenAI's own service; the targets here take \
-                 function tools only"
+                 function tools (and namespaces of them) only"
             ),
         )),
         None => Err(ResponsesError::new(
@@ -521,7 +645,7 @@ fn envelope(
         "model": echo.model,
         "output": output,
         "parallel_tool_calls": echo.parallel_tool_calls,
-        "previous_response_id": null,
+        "previous_response_id": echo.previous_response_id,
         "reasoning": echo.reasoning,
         "store": echo.store,
         "temperature": echo.temperature,
@@ -546,15 +670,20 @@ fn message_item(id: &str, text: &str, status: &str) -> Value {
     })
 }
 
-fn call_item(id: &str, call: &pb::ToolCall, status: &str) -> Value {
-    json!({
+fn call_item(id: &str, call: &pb::ToolCall, status: &str, namespaces: &[String]) -> Value {
+    let (namespace, name) = split_namespace(&call.name, namespaces);
+    let mut item = json!({
         "type": "function_call",
         "id": id,
         "call_id": call.id,
-        "name": call.name,
+        "name": name,
         "arguments": call.arguments,
         "status": status,
-    })
+    });
+    if let Some(ns) = namespace {
+        item["namespace"] = json!(ns);
+    }
+    item
 }
 
 /// `status` and `incomplete_details.reason` for a finish reason.
@@ -587,7 +716,12 @@ pub fn result_to_response(r: &pb::ChatResult, echo: &Echo) -> Value {
             output.push(message_item(&format!("msg_{id}"), &text, "completed"));
         }
         for (i, call) in m.tool_calls.iter().enumerate() {
-            output.push(call_item(&format!("fc_{id}_{i}"), call, "completed"));
+            output.push(call_item(
+                &format!("fc_{id}_{i}"),
+                call,
+                "completed",
+                &echo.namespaces,
+            ));
         }
     }
     let finish = choice
@@ -677,8 +811,14 @@ pub struct StreamEncoder {
 
 impl StreamEncoder {
     pub fn new(echo: Echo) -> Self {
+        Self::with_id(echo, format!("resp_{}", uuid_like()))
+    }
+
+    /// An encoder whose `response` has the given id (a stored response's,
+    /// unique across routers).
+    pub fn with_id(echo: Echo, id: String) -> Self {
         StreamEncoder {
-            id: format!("resp_{}", uuid_like()),
+            id,
             created_at: unix_now(),
             echo,
             seq: 0,
@@ -748,7 +888,7 @@ impl StreamEncoder {
                     json!({"item_id": id, "output_index": index, "arguments": call.arguments}),
                 );
                 out.push(e);
-                let item = call_item(&id, &call, "completed");
+                let item = call_item(&id, &call, "completed", &self.echo.namespaces);
                 let e = self.event(
                     "response.output_item.done",
                     json!({"output_index": index, "item": item.clone()}),
@@ -810,7 +950,7 @@ impl StreamEncoder {
                 name: d.name.clone(),
                 arguments: String::new(),
             };
-            let mut item = call_item(&id, &call, "in_progress");
+            let mut item = call_item(&id, &call, "in_progress", &self.echo.namespaces);
             item["arguments"] = json!("");
             let e = self.event(
                 "response.output_item.added",
@@ -950,6 +1090,54 @@ mod tests {
     }
 
     #[test]
+    fn a_continuation_puts_the_stored_conversation_before_the_new_input() {
+        let earlier = [
+            input_items(Some(&Input::Text("weather in Paris?".into()))),
+            vec![
+                json!({"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "weather",
+                       "arguments": "{}", "status": "completed"}),
+                json!({"type": "function_call_output", "call_id": "c1", "output": "sunny"}),
+                json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                       "content": [{"type": "output_text", "text": "It is sunny.", "annotations": []}]}),
+            ],
+        ]
+        .concat();
+        let req = serde_json::from_value(json!({
+            "model": "m",
+            "instructions": "be brief",
+            "previous_response_id": "resp_1",
+            "input": "and tomorrow?"
+        }))
+        .unwrap();
+        let t = continue_from(req, &earlier).unwrap();
+        let roles: Vec<i32> = t.spec.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Assistant,
+                Role::User
+            ]
+            .map(|r| r as i32)
+        );
+        assert_eq!(t.spec.messages[2].tool_calls[0].id, "c1");
+        assert_eq!(t.echo.previous_response_id.as_deref(), Some("resp_1"));
+        let v = result_to_response(&pb::ChatResult::default(), &t.echo);
+        assert_eq!(v["previous_response_id"], "resp_1");
+        // Without instructions the stored conversation comes first.
+        let req = serde_json::from_value(
+            json!({"model": "m", "previous_response_id": "resp_1", "input": "x"}),
+        )
+        .unwrap();
+        let t = continue_from(req, &earlier).unwrap();
+        assert_eq!(t.spec.messages[0].role, Role::User as i32);
+        assert_eq!(t.spec.messages.len(), 5);
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         for (body, param) in [
             (
@@ -1082,5 +1270,64 @@ mod tests {
         assert_eq!(v["status"], "incomplete");
         assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(v["output"][0]["content"][0]["text"], "par");
+    }
+
+    /// Codex CLI groups its sub-agent tools in a `namespace`: chat-format
+    /// targets see flat names, the client gets its namespace back.
+    #[test]
+    fn namespaced_tools_are_flattened_and_restored() {
+        let t = translate(json!({
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "go"},
+                {"type": "function_call", "call_id": "c0", "namespace": "agents", "name": "spawn", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c0", "output": "ok"}
+            ],
+            "tools": [
+                {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+                {"type": "namespace", "name": "agents", "description": "Sub-agents.", "tools": [
+                    {"type": "function", "name": "spawn", "description": "Start one.", "parameters": {"type": "object"}},
+                    {"type": "function", "name": "close", "parameters": {"type": "object"}}
+                ]}
+            ]
+        }))
+        .unwrap();
+        let names: Vec<&str> = t.spec.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["exec_command", "agents__spawn", "agents__close"]);
+        assert_eq!(t.spec.tools[1].description, "Sub-agents.\n\nStart one.");
+        assert_eq!(t.spec.tools[2].description, "Sub-agents.");
+        assert_eq!(t.spec.messages[1].tool_calls[0].name, "agents__spawn");
+
+        let call = |name: &str| pb::ToolCall {
+            id: "c1".into(),
+            name: name.into(),
+            arguments: "{}".into(),
+        };
+        let r = pb::ChatResult {
+            id: "x".into(),
+            choices: vec![pb::Choice {
+                message: Some(pb::Message {
+                    role: Role::Assistant as i32,
+                    tool_calls: vec![call("agents__close"), call("exec_command")],
+                    ..Default::default()
+                }),
+                finish_reason: FinishReason::ToolCalls as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = result_to_response(&r, &t.echo);
+        assert_eq!(v["output"][0]["namespace"], "agents");
+        assert_eq!(v["output"][0]["name"], "close");
+        assert!(v["output"][1].get("namespace").is_none());
+        assert_eq!(v["output"][1]["name"], "exec_command");
+
+        let bad = translate(json!({"model": "m", "input": "x", "tools": [
+            {"type": "namespace", "name": "n", "description": "", "tools": [{"type": "custom", "name": "c"}]}
+        ]}));
+        assert_eq!(
+            bad.err().and_then(|e| e.param).as_deref(),
+            Some("tools[0].tools[0].type")
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! | `context-long`  | 400 `context_length_exceeded` |
 //! | `hang`          | never answers (JSON), or sends one chunk then stalls (SSE) |
 //! | `tool-call`     | calls the first tool with `{"city": "Paris"}`; after its result, `tool said: <result>` |
+//! | `agent`         | runs the user's `` Run `<command>` `` with the client's shell tool (Codex's `exec_command`, Claude Code's `Bash`, ...); after its result, `done: <first line>` |
 //!
 //! `POST /v1/embeddings` and `POST /v1/images/generations` answer in
 //! OpenAI's shapes, scripted by the same `error-429` / `error-429-<s>` /
@@ -182,24 +183,7 @@ fn error(
 }
 
 fn last_user_text(body: &Value) -> String {
-    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
-        return String::new();
-    };
-    for m in messages.iter().rev() {
-        if m.get("role").and_then(Value::as_str) != Some("user") {
-            continue;
-        }
-        return match m.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" "),
-            _ => String::new(),
-        };
-    }
-    String::new()
+    user_texts(body).last().unwrap_or_default()
 }
 
 fn words(s: &str) -> u64 {
@@ -309,6 +293,10 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         guard.finish();
         return tool_call_answer(&body, &model, stream);
     }
+    if model == "agent" {
+        guard.finish();
+        return agent_answer(&body, &model, stream);
+    }
     let text = format!("echo: {}", last_user_text(&body));
     let prompt_tokens = body
         .get("messages")
@@ -417,32 +405,130 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
 
 /// `tool-call`: calls the request's first tool with `{"city": "Paris"}`;
 /// once the conversation ends with that tool's result, answers `tool said:
-/// <result>`. Plain JSON or SSE (the arguments in two pieces).
+/// <result>`.
 fn tool_call_answer(body: &Value, model: &str, stream: bool) -> Response {
-    let messages = body.get("messages").and_then(Value::as_array);
-    let last = messages.and_then(|m| m.last());
-    let answered = last.and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
-    let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
     let tool = body
         .pointer("/tools/0/function/name")
         .and_then(Value::as_str)
-        .unwrap_or("none")
-        .to_owned();
-    let (message, finish) = if answered {
-        let result = last
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        (
-            json!({"role": "assistant", "content": format!("tool said: {result}")}),
-            "stop",
-        )
-    } else {
-        (
+        .unwrap_or("none");
+    let call = ToolCall {
+        name: tool.to_owned(),
+        arguments: r#"{"city": "Paris"}"#.to_owned(),
+    };
+    tool_turn(body, model, stream, Some(call), |result| {
+        format!("tool said: {result}")
+    })
+}
+
+/// `agent`: plays a coding agent's model for real client programs (Codex
+/// CLI, Claude Code). Finds the first `` Run `<command>` `` in the user's
+/// messages and calls the client's own shell tool with it (each client
+/// names that tool and its arguments differently); once the tool's result
+/// is back, answers `done: <first line of the result>`.
+fn agent_answer(body: &Value, model: &str, stream: bool) -> Response {
+    let tools: Vec<&str> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let command = user_texts(body).find_map(|t| {
+        let rest = &t[t.find("Run `")? + 5..];
+        Some(rest[..rest.find('`')?].to_owned())
+    });
+    let call = command.and_then(|cmd| {
+        let arguments = if tools.contains(&"exec_command") {
+            ("exec_command", json!({"cmd": cmd}))
+        } else if tools.contains(&"shell_command") {
+            ("shell_command", json!({"command": cmd}))
+        } else if tools.contains(&"shell") {
+            ("shell", json!({"command": ["bash", "-lc", cmd]}))
+        } else if tools.contains(&"Bash") {
+            (
+                "Bash",
+                json!({"command": cmd, "description": "Run the requested command"}),
+            )
+        } else {
+            return None;
+        };
+        Some(ToolCall {
+            name: arguments.0.to_owned(),
+            arguments: arguments.1.to_string(),
+        })
+    });
+    tool_turn(body, model, stream, call, |result| {
+        format!("done: {}", result.lines().next().unwrap_or_default())
+    })
+}
+
+/// The texts of every user message, oldest first.
+fn user_texts(body: &Value) -> impl Iterator<Item = String> + '_ {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| content_text(m.get("content")))
+}
+
+/// A message's text, whether `content` is a string or a list of parts.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+struct ToolCall {
+    name: String,
+    arguments: String,
+}
+
+/// One turn of a tool round trip: when the conversation ends with a tool
+/// result, the text `reply(result)`; otherwise `call` (or, without one, a
+/// text saying there was nothing to call). Plain JSON or SSE, the
+/// arguments in two pieces.
+fn tool_turn(
+    body: &Value,
+    model: &str,
+    stream: bool,
+    call: Option<ToolCall>,
+    reply: impl FnOnce(&str) -> String,
+) -> Response {
+    let last = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    let answered = last.and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
+    let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+    let (message, finish, call) = match call {
+        _ if answered => {
+            let result = content_text(last.and_then(|m| m.get("content")));
+            (
+                json!({"role": "assistant", "content": reply(&result)}),
+                "stop",
+                None,
+            )
+        }
+        Some(call) => (
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_double_1", "type": "function",
-                   "function": {"name": tool, "arguments": "{\"city\": \"Paris\"}"}}]}),
+                   "function": {"name": call.name, "arguments": call.arguments}}]}),
             "tool_calls",
-        )
+            Some(call),
+        ),
+        None => (
+            json!({"role": "assistant", "content": "nothing to call"}),
+            "stop",
+            None,
+        ),
     };
     if !stream {
         let body = json!({"id": "chatcmpl-double-tool", "object": "chat.completion", "created": 1_700_000_000,
@@ -461,18 +547,24 @@ fn tool_call_answer(body: &Value, model: &str, stream: bool) -> Response {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    if answered {
-        events.push(chunk(json!({"content": message["content"]}), Value::Null));
-    } else {
-        events.push(chunk(
-            json!({"tool_calls": [{"index": 0, "id": "call_double_1", "type": "function",
-                   "function": {"name": tool, "arguments": "{\"city\""}}]}),
-            Value::Null,
-        ));
-        events.push(chunk(
-            json!({"tool_calls": [{"index": 0, "function": {"arguments": ": \"Paris\"}"}}]}),
-            Value::Null,
-        ));
+    match call {
+        None => events.push(chunk(json!({"content": message["content"]}), Value::Null)),
+        Some(call) => {
+            let mut cut = call.arguments.len() / 2;
+            while !call.arguments.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (head, tail) = call.arguments.split_at(cut);
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_double_1", "type": "function",
+                       "function": {"name": call.name, "arguments": head}}]}),
+                Value::Null,
+            ));
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": tail}}]}),
+                Value::Null,
+            ));
+        }
     }
     events.push(chunk(json!({}), json!(finish)));
     events.push(json!({"id": "chatcmpl-double-tool", "object": "chat.completion.chunk", "created": 1_700_000_000,

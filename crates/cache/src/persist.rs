@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use rusqlite::{Connection, params};
+use rusqlite::params;
+use switchyard_localdb::{self as localdb, NotQueued};
 
 use crate::Key;
 
@@ -41,18 +40,12 @@ const BATCH: usize = 1_024;
 /// How often the writer deletes rows that expired while in the file.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// How long a connection waits for another one's lock (a backup, the
-/// sqlite3 shell) before a write fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
+    #[error("cache file: {0}")]
+    File(#[from] localdb::OpenError),
     #[error("cache file {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error(
-        "cache file {path} has schema version {found}; this build reads version {SCHEMA_VERSION}"
-    )]
-    Version { path: PathBuf, found: i64 },
+    Read { path: PathBuf, message: String },
 }
 
 /// An entry read back at start, with the time it has left.
@@ -70,22 +63,20 @@ enum Op {
         expires_ms: i64,
     },
     Delete(Key),
-    /// Called once everything queued before it is committed.
-    Flush(Box<dyn FnOnce() + Send>),
 }
 
 /// The queue into the writer thread; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: SyncSender<Op>,
+    queue: localdb::Writer<Op>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Writer {
     fn send(&self, op: Op) {
-        match self.tx.try_send(op) {
+        match self.queue.try_send(op) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(NotQueued::Full) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(
@@ -94,19 +85,17 @@ impl Writer {
                     );
                 }
             }
-            // The writer stopped (it failed to write and gave up, or the
-            // process is exiting): memory keeps working.
-            Err(TrySendError::Disconnected(_)) => {}
+            // The writer stopped (the process is exiting): memory keeps
+            // working.
+            Err(NotQueued::Stopped) => {}
         }
     }
 
     pub(crate) fn put(&self, key: Key, value: Bytes, ttl: Duration) {
-        let expires_ms =
-            now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         self.send(Op::Put {
             key,
             value,
-            expires_ms,
+            expires_ms: localdb::expires_ms(ttl),
         });
     }
 
@@ -115,12 +104,10 @@ impl Writer {
     }
 }
 
-/// The open file: its writer thread and the queue into it. Dropping it
-/// writes what is queued, then stops the thread.
+/// The open file and the queue into its writer thread. Dropping it writes
+/// what is queued.
 pub struct CacheFile {
     writer: Writer,
-    /// Detached at drop: it ends by itself once the queue is gone.
-    _thread: JoinHandle<()>,
     path: PathBuf,
 }
 
@@ -128,39 +115,15 @@ impl CacheFile {
     /// Opens (creating) the file, drops the expired entries and reads the
     /// others back.
     pub fn open(path: &Path) -> Result<(Self, Vec<LoadedEntry>), PersistError> {
-        let err = |e: &dyn std::fmt::Display| PersistError::Open {
+        let err = |e: &dyn std::fmt::Display| PersistError::Read {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| err(&e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
-        // WAL: the writer's commits do not wait for readers (a backup).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| err(&e))?;
+        let conn = localdb::open(path, SCHEMA, SCHEMA_VERSION)?;
         // A power cut may lose the last commits; a cache can afford that.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| err(&e))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| err(&e))?;
-        match version {
-            0 => {
-                conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(|e| err(&e))?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(PersistError::Version {
-                    path: path.to_owned(),
-                    found,
-                });
-            }
-        }
-        let now = now_ms();
+        let now = localdb::now_ms();
         conn.execute("DELETE FROM cache_entries WHERE expires_ms <= ?1", [now])
             .map_err(|e| err(&e))?;
         let mut loaded = Vec::new();
@@ -193,21 +156,19 @@ impl CacheFile {
                 });
             }
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
-        let thread = std::thread::Builder::new()
-            .name("cache-persist".into())
-            .spawn({
-                let path = path.to_owned();
-                move || write_loop(conn, rx, &path)
-            })
-            .map_err(|e| err(&e))?;
+        let options = localdb::WriterOptions {
+            name: "cache-persist",
+            capacity: QUEUE_CAPACITY,
+            batch: BATCH,
+            purge_every: PURGE_EVERY,
+        };
+        let queue = localdb::Writer::spawn(conn, path, options, Entries)?;
         Ok((
             Self {
                 writer: Writer {
-                    tx,
+                    queue,
                     dropped: Arc::new(AtomicU64::new(0)),
                 },
-                _thread: thread,
                 path: path.to_owned(),
             },
             loaded,
@@ -230,77 +191,27 @@ impl CacheFile {
     /// Waits until everything queued so far is in the file (or the writer
     /// stopped).
     pub async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Blocking send: a flush must not be dropped; the queue drains fast.
-        let sender = self.writer.tx.clone();
-        let done = Box::new(move || {
-            let _ = tx.send(());
-        });
-        let sent = tokio::task::spawn_blocking(move || sender.send(Op::Flush(done)).is_ok()).await;
-        if matches!(sent, Ok(true)) {
-            let _ = rx.await;
-        }
+        self.writer.queue.flush().await;
     }
 }
 
-impl Drop for CacheFile {
-    fn drop(&mut self) {
-        // What is queued is written before the file is let go (bounded: a
-        // stuck disk does not hold the process's exit for long). The thread
-        // itself ends once the last queue handle is gone.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let done = Box::new(move || {
-            let _ = tx.send(());
-        });
-        if self.writer.tx.send(Op::Flush(done)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-        }
-    }
-}
+/// The writer thread's side: each batch in one transaction.
+struct Entries;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+impl localdb::Batcher for Entries {
+    type Write = Op;
 
-/// The writer thread: waits for one write, takes whatever else is queued
-/// (up to [`BATCH`]) and commits them in one transaction.
-fn write_loop(mut conn: Connection, rx: Receiver<Op>, path: &Path) {
-    let mut last_purge = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        let purge = last_purge.elapsed() >= PURGE_EVERY;
-        if let Err(e) = write_batch(&mut conn, &mut batch, purge) {
-            tracing::warn!(error = %e, path = %path.display(), "cache file write failed; entries not persisted");
-        }
-        if purge {
-            last_purge = std::time::Instant::now();
-        }
-        // Answered after the commit (or its failure): flushes never hang.
-        for op in batch.drain(..) {
-            if let Op::Flush(done) = op {
-                done();
-            }
-        }
-    }
-}
-
-fn write_batch(conn: &mut Connection, batch: &mut [Op], purge: bool) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
+    fn write(
+        &mut self,
+        tx: &localdb::Transaction<'_>,
+        batch: &[Op],
+        purge: bool,
+    ) -> rusqlite::Result<()> {
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO cache_entries (key, value, expires_ms) VALUES (?1, ?2, ?3)",
         )?;
         let mut delete = tx.prepare("DELETE FROM cache_entries WHERE key = ?1")?;
-        for op in batch.iter() {
+        for op in batch {
             match op {
                 Op::Put {
                     key,
@@ -312,17 +223,16 @@ fn write_batch(conn: &mut Connection, batch: &mut [Op], purge: bool) -> rusqlite
                 Op::Delete(key) => {
                     delete.execute([&key.0[..]])?;
                 }
-                Op::Flush(_) => {}
             }
         }
         if purge {
             tx.execute(
                 "DELETE FROM cache_entries WHERE expires_ms <= ?1",
-                [now_ms()],
+                [localdb::now_ms()],
             )?;
         }
+        Ok(())
     }
-    tx.commit()
 }
 
 #[cfg(test)]
@@ -364,12 +274,15 @@ mod tests {
     fn another_schema_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.db");
-        let conn = Connection::open(&path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 7).unwrap();
         drop(conn);
         assert!(matches!(
             CacheFile::open(&path),
-            Err(PersistError::Version { found: 7, .. })
+            Err(PersistError::File(switchyard_localdb::OpenError::Version {
+                found: 7,
+                ..
+            }))
         ));
     }
 }

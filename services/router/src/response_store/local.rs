@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
+use switchyard_localdb::{self as localdb, now_ms};
 
 use super::{ResponseStore, StoreError};
 
@@ -46,10 +45,6 @@ const BATCH: usize = 256;
 /// How often the writer deletes expired rows.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// How long a connection waits for another one's lock (a backup, the
-/// sqlite3 shell) before it fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 type Slot = (String, String);
 
 enum Op {
@@ -63,80 +58,44 @@ enum Op {
         slot: Slot,
         seq: u64,
     },
-    /// Called once everything queued before it is committed.
-    Flush(Box<dyn FnOnce() + Send>),
 }
 
 /// Queued, not yet committed: the latest write of a slot (`None`: its
 /// deletion), with its sequence number so the writer forgets only that one.
 type Pending = Arc<Mutex<HashMap<Slot, (u64, Option<Bytes>)>>>;
 
+/// Dropping it writes what is queued.
 pub struct LocalStore {
-    tx: SyncSender<Op>,
+    writer: localdb::Writer<Op>,
     pending: Pending,
     next: AtomicU64,
     reader: Arc<Mutex<Connection>>,
     ttl: Duration,
     path: PathBuf,
-    /// Detached at drop: it ends by itself once the queue is gone.
-    _thread: JoinHandle<()>,
 }
 
 impl LocalStore {
     /// Opens (creating) the file; records are kept for `ttl`.
     pub fn open(path: &Path, ttl: Duration) -> Result<Self, StoreError> {
-        let err = |e: &dyn std::fmt::Display| StoreError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        }
-        let conn = Connection::open(path).map_err(|e| err(&e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
-        // WAL: reads do not wait for the writer's commits.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| err(&e))?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| err(&e))?;
-        match version {
-            0 => {
-                conn.execute_batch(SCHEMA).map_err(|e| err(&e))?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(|e| err(&e))?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(StoreError::Version {
-                    path: path.to_owned(),
-                    found,
-                    expected: SCHEMA_VERSION,
-                });
-            }
-        }
+        let conn = localdb::open(path, SCHEMA, SCHEMA_VERSION)?;
         conn.execute("DELETE FROM responses WHERE expires_ms <= ?1", [now_ms()])
-            .map_err(|e| err(&e))?;
-        let reader = Connection::open(path).map_err(|e| err(&e))?;
-        reader.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let reader = localdb::reader(path)?;
         let pending: Pending = Arc::default();
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
-        let thread = std::thread::Builder::new()
-            .name("response-store".into())
-            .spawn({
-                let path = path.to_owned();
-                let pending = pending.clone();
-                move || write_loop(conn, rx, &pending, &path)
-            })
-            .map_err(|e| err(&e))?;
+        let options = localdb::WriterOptions {
+            name: "response-store",
+            capacity: QUEUE_CAPACITY,
+            batch: BATCH,
+            purge_every: PURGE_EVERY,
+        };
+        let writer = localdb::Writer::spawn(conn, path, options, Records(pending.clone()))?;
         Ok(LocalStore {
-            tx,
+            writer,
             pending,
             next: AtomicU64::new(0),
             reader: Arc::new(Mutex::new(reader)),
             ttl,
             path: path.to_owned(),
-            _thread: thread,
         })
     }
 
@@ -155,43 +114,19 @@ impl LocalStore {
             Some(record) => Op::Put {
                 slot,
                 record,
-                expires_ms: now_ms()
-                    .saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)),
+                expires_ms: localdb::expires_ms(self.ttl),
                 seq,
             },
             None => Op::Delete { slot, seq },
         };
-        let op = match self.tx.try_send(op) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(op)) => op,
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(StoreError::Backend(format!(
-                    "the writer of {} stopped",
-                    self.path.display()
-                )));
-            }
-        };
-        let tx = self.tx.clone();
-        match tokio::task::spawn_blocking(move || tx.send(op)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(StoreError::Backend(format!(
-                "the writer of {} stopped",
-                self.path.display()
-            ))),
-        }
+        self.writer.send(op).await.map_err(|_| {
+            StoreError::Backend(format!("the writer of {} stopped", self.path.display()))
+        })
     }
 
     /// Waits until everything queued so far is in the file.
     pub async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sender = self.tx.clone();
-        let done = Box::new(move || {
-            let _ = tx.send(());
-        });
-        let sent = tokio::task::spawn_blocking(move || sender.send(Op::Flush(done)).is_ok()).await;
-        if matches!(sent, Ok(true)) {
-            let _ = rx.await;
-        }
+        self.writer.flush().await;
     }
 }
 
@@ -241,69 +176,19 @@ impl ResponseStore for LocalStore {
     }
 }
 
-impl Drop for LocalStore {
-    fn drop(&mut self) {
-        // What is queued is written before the file is let go (bounded: a
-        // stuck disk does not hold the process's exit for long).
-        let (tx, rx) = std::sync::mpsc::channel();
-        let done = Box::new(move || {
-            let _ = tx.send(());
-        });
-        if self.tx.send(Op::Flush(done)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-        }
-    }
-}
+/// The writer thread's side: each batch in one transaction, then the
+/// in-memory copies of its writes let go.
+struct Records(Pending);
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+impl localdb::Batcher for Records {
+    type Write = Op;
 
-/// The writer thread: waits for one write, takes whatever else is queued
-/// (up to [`BATCH`]), commits them in one transaction, then lets go of
-/// their in-memory copies.
-fn write_loop(mut conn: Connection, rx: Receiver<Op>, pending: &Pending, path: &Path) {
-    let mut last_purge = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        let purge = last_purge.elapsed() >= PURGE_EVERY;
-        if let Err(e) = write_batch(&mut conn, &batch, purge) {
-            tracing::warn!(error = %e, path = %path.display(), "response file write failed; responses not stored");
-        }
-        if purge {
-            last_purge = std::time::Instant::now();
-        }
-        {
-            let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
-            for op in &batch {
-                if let Op::Put { slot, seq, .. } | Op::Delete { slot, seq } = op
-                    && pending.get(slot).is_some_and(|(s, _)| s == seq)
-                {
-                    pending.remove(slot);
-                }
-            }
-        }
-        // Answered after the commit (or its failure): flushes never hang.
-        for op in batch.drain(..) {
-            if let Op::Flush(done) = op {
-                done();
-            }
-        }
-    }
-}
-
-fn write_batch(conn: &mut Connection, batch: &[Op], purge: bool) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
+    fn write(
+        &mut self,
+        tx: &localdb::Transaction<'_>,
+        batch: &[Op],
+        purge: bool,
+    ) -> rusqlite::Result<()> {
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO responses (tenant, id, record, expires_ms) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -321,14 +206,23 @@ fn write_batch(conn: &mut Connection, batch: &[Op], purge: bool) -> rusqlite::Re
                 Op::Delete { slot, .. } => {
                     delete.execute(params![slot.0, slot.1])?;
                 }
-                Op::Flush(_) => {}
             }
         }
         if purge {
             tx.execute("DELETE FROM responses WHERE expires_ms <= ?1", [now_ms()])?;
         }
+        Ok(())
     }
-    tx.commit()
+
+    fn committed(&mut self, batch: &[Op]) {
+        let mut pending = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for op in batch {
+            let (Op::Put { slot, seq, .. } | Op::Delete { slot, seq }) = op;
+            if pending.get(slot).is_some_and(|(s, _)| s == seq) {
+                pending.remove(slot);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -381,7 +275,10 @@ mod tests {
         drop(conn);
         assert!(matches!(
             LocalStore::open(&path, Duration::from_secs(1)),
-            Err(StoreError::Version { found: 7, .. })
+            Err(StoreError::File(localdb::OpenError::Version {
+                found: 7,
+                ..
+            }))
         ));
     }
 }

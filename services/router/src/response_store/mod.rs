@@ -34,19 +34,8 @@ pub use local::LocalStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the response file {path}: {message}")]
-    Open {
-        path: std::path::PathBuf,
-        message: String,
-    },
-    #[error(
-        "the response file {path} has schema version {found}; this build reads version {expected}"
-    )]
-    Version {
-        path: std::path::PathBuf,
-        found: i64,
-        expected: i64,
-    },
+    #[error("response file: {0}")]
+    File(#[from] switchyard_localdb::OpenError),
     #[error("`responses.store: jetstream` needs a NATS bus (`bus.nats_url`)")]
     NoBus,
     #[error(

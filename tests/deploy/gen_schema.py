@@ -130,6 +130,7 @@ PROVIDER = obj(
         "data_collection": {"enum": ["allow", "deny"]},
         "api_version": S,
         "region": S,
+        "responses": {"enum": ["translate", "native"]},
         "aws": obj({"access_key_id": S, "secret_access_key": S, "session_token": S},
                    desc="bedrock: use ${VAR:-} references and worker.extraEnv; never literals"),
         # The chart's keys.

@@ -257,3 +257,74 @@ def test_another_caller_cannot_see_or_continue_it(stored):
     with pytest.raises(openai.NotFoundError):
         other.responses.delete(r.id)
     assert client(stored).responses.retrieve(r.id).id == r.id
+
+
+@pytest.fixture(scope="module", params=["serve", "nats"])
+def native(request, double, tmp_path_factory):
+    """A gateway with a `responses: native` provider of the same upstream
+    double (its `POST /v1/responses`)."""
+    mode = request.param
+    cfg = tmp_path_factory.mktemp(f"native-{mode}") / "switchyard.yaml"
+    provider = f"  - name: native\n    kind: openai\n    base_url: {double}\n    responses: native\n"
+    nats = request.getfixturevalue("nats_url") if mode == "nats" else None
+    cfg.write_text(config_text(double, nats).replace("providers:\n", "providers:\n" + provider, 1))
+    procs = []
+    if mode == "serve":
+        router = Proc([SWITCHYARD, "serve", "--config", str(cfg)], "router listening")
+    else:
+        for name in ["native", "up"]:
+            procs.append(Proc([SWITCHYARD, "worker", "--config", str(cfg), "--provider", name], "worker serving"))
+        router = Proc([SWITCHYARD, "router", "--config", str(cfg)], "router listening")
+    procs.append(router)
+    yield type("Native", (), {"mode": mode, "base_url": f"http://{router.field('http_addr')}/v1"})
+    for p in reversed(procs):
+        p.stop()
+
+
+def upstream_body(double):
+    with urllib.request.urlopen(double.removesuffix("/v1") + "/_double/stats", timeout=10) as r:
+        return json.load(r)["last_body"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_native_pass_through_keeps_built_in_tools_and_unknown_items(native, double, stream):
+    c = client(native)
+    kwargs = dict(
+        model="native/gpt-test",
+        input="find switchyard",
+        tools=[{"type": "web_search"}],
+        include=["web_search_call.action.sources"],
+        truncation="auto",
+    )
+    if stream:
+        with c.responses.stream(**kwargs) as s:
+            kinds = [e.type for e in s]
+            r = s.get_final_response()
+        assert kinds[0] == "response.created"
+        assert "response.web_search_call.searching" in kinds
+        assert kinds[-1] == "response.completed"
+    else:
+        r = c.responses.create(**kwargs)
+    sent = upstream_body(double)
+    assert sent["tools"] == [{"type": "web_search"}]
+    assert sent["include"] == ["web_search_call.action.sources"]
+    assert sent["model"] == "gpt-test"
+    assert r.id.startswith("resp_double")
+    assert r.output[0].type == "web_search_call"
+    assert r.output_text == "echo: find switchyard"
+    assert r.usage.input_tokens == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_native_function_call(native, stream):
+    c = client(native)
+    kwargs = dict(model="native/tool-call", input="weather?", tools=[WEATHER])
+    if stream:
+        with c.responses.stream(**kwargs) as s:
+            r = s.get_final_response()
+    else:
+        r = c.responses.create(**kwargs)
+    call = r.output[0]
+    assert call.type == "function_call"
+    assert call.name == "weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}

@@ -27,6 +27,14 @@
 //! Images: `n` images as `url`s, or `b64_json` when asked or for
 //! `gpt-image-*` models (which report usage too).
 //!
+//! `POST /v1/responses` speaks OpenAI's Responses API (the `response`
+//! object; named stream events with `sequence_number`), as an upstream
+//! with its own Responses endpoint does for `responses: native`: it
+//! answers `echo: <last user text>` (streamed word by word), first calling
+//! OpenAI's `web_search` built-in (a `web_search_call` output item) when
+//! the request declares that tool; `tool-call` calls the first function
+//! tool with `{"city": "Paris"}`; the scripted failures as above.
+//!
 //! `GET /_double/stats` reports how many chat requests arrived, how many
 //! answers were cut off by the client going away, and the last
 //! `authorization` header seen, so tests in any language can check them.
@@ -81,6 +89,7 @@ impl Double {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/images/generations", post(images))
+            .route("/v1/responses", post(responses))
             .route("/_double/stats", get(stats_handler))
             .with_state(stats.clone());
         let task = tokio::spawn(async move {
@@ -805,4 +814,169 @@ async fn images(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes
         });
     }
     ok_json(&answer)
+}
+
+/// The text of the last user message of a Responses `input`.
+fn responses_user_text(body: &Value) -> String {
+    match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|i| i.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|i| content_text(i.get("content")))
+            .next_back()
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API.
+async fn responses(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match record(&stats, &headers, &body) {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if let Some(res) = scripted_failure(&model).await {
+        return res;
+    }
+    let n = stats.requests.load(Ordering::SeqCst);
+    let id = format!("resp_double{n:08}");
+    let asked = responses_user_text(&body);
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let searches = tools
+        .iter()
+        .any(|t| t.get("type").and_then(Value::as_str) == Some("web_search"));
+    let call = if model == "tool-call" {
+        tools
+            .iter()
+            .find(|t| t.get("type").and_then(Value::as_str) == Some("function"))
+            .and_then(|t| t.get("name").and_then(Value::as_str))
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let text = format!("echo: {asked}");
+    let mut output = Vec::new();
+    if searches {
+        output.push(json!({
+            "type": "web_search_call", "id": format!("ws_{n:08}"), "status": "completed",
+            "action": {"type": "search", "query": asked},
+        }));
+    }
+    match &call {
+        Some(name) => output.push(json!({
+            "type": "function_call", "id": format!("fc_{n:08}"), "call_id": format!("call_{n:08}"),
+            "name": name, "arguments": "{\"city\": \"Paris\"}", "status": "completed",
+        })),
+        None => output.push(json!({
+            "type": "message", "id": format!("msg_{n:08}"), "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+        })),
+    }
+    let input_tokens = words(&asked);
+    let output_tokens = if call.is_some() { 8 } else { words(&text) };
+    let response = |status: &str, output: Vec<Value>, usage: Value| {
+        json!({
+            "id": id, "object": "response", "created_at": 1_700_000_000, "status": status,
+            "background": false, "error": null, "incomplete_details": null,
+            "instructions": body.get("instructions").cloned().unwrap_or(Value::Null),
+            "max_output_tokens": body.get("max_output_tokens").cloned().unwrap_or(Value::Null),
+            "model": model, "output": output,
+            "parallel_tool_calls": body.get("parallel_tool_calls").cloned().unwrap_or(json!(true)),
+            "previous_response_id": body.get("previous_response_id").cloned().unwrap_or(Value::Null),
+            "reasoning": {"effort": null, "summary": null},
+            "store": body.get("store").cloned().unwrap_or(json!(true)),
+            "temperature": 1.0, "text": {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice").cloned().unwrap_or(json!("auto")),
+            "tools": tools, "top_p": 1.0,
+            "truncation": body.get("truncation").cloned().unwrap_or(json!("disabled")),
+            "usage": usage, "user": null, "metadata": {},
+        })
+    };
+    let usage = json!({
+        "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    });
+    if !body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return ok_json(&response("completed", output, usage));
+    }
+    let mut events = vec![
+        json!({"type": "response.created", "response": response("in_progress", vec![], Value::Null)}),
+        json!({"type": "response.in_progress", "response": response("in_progress", vec![], Value::Null)}),
+    ];
+    for (i, item) in output.iter().enumerate() {
+        let item_id = item.get("id").cloned().unwrap_or(Value::Null);
+        match item.get("type").and_then(Value::as_str) {
+            Some("web_search_call") => {
+                let mut added = item.clone();
+                added["status"] = json!("in_progress");
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                for phase in ["in_progress", "searching", "completed"] {
+                    events.push(json!({"type": format!("response.web_search_call.{phase}"),
+                                       "output_index": i, "item_id": item_id}));
+                }
+            }
+            Some("function_call") => {
+                let mut added = item.clone();
+                added["status"] = json!("in_progress");
+                added["arguments"] = json!("");
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                let args = item.get("arguments").and_then(Value::as_str).unwrap_or("");
+                let (a, b) = args.split_at(args.len() / 2);
+                for piece in [a, b] {
+                    events.push(json!({"type": "response.function_call_arguments.delta",
+                                       "output_index": i, "item_id": item_id, "delta": piece}));
+                }
+                events.push(json!({"type": "response.function_call_arguments.done",
+                                   "output_index": i, "item_id": item_id, "arguments": args}));
+            }
+            _ => {
+                let mut added = item.clone();
+                added["status"] = json!("in_progress");
+                added["content"] = json!([]);
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                events.push(json!({"type": "response.content_part.added", "output_index": i, "item_id": item_id,
+                                   "content_index": 0,
+                                   "part": {"type": "output_text", "text": "", "annotations": []}}));
+                for piece in text.split_inclusive(' ') {
+                    events.push(json!({"type": "response.output_text.delta", "output_index": i,
+                                       "item_id": item_id, "content_index": 0, "delta": piece, "logprobs": []}));
+                }
+                events.push(json!({"type": "response.output_text.done", "output_index": i, "item_id": item_id,
+                                   "content_index": 0, "text": text, "logprobs": []}));
+                events.push(json!({"type": "response.content_part.done", "output_index": i, "item_id": item_id,
+                                   "content_index": 0,
+                                   "part": {"type": "output_text", "text": text, "annotations": []}}));
+            }
+        }
+        events.push(json!({"type": "response.output_item.done", "output_index": i, "item": item}));
+    }
+    events.push(json!({"type": "response.completed", "response": response("completed", output.clone(), usage)}));
+    let mut out = String::new();
+    for (seq, mut ev) in events.into_iter().enumerate() {
+        ev["sequence_number"] = json!(seq);
+        let kind = ev
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        out.push_str(&format!("event: {kind}\ndata: {ev}\n\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/event-stream")], out).into_response()
 }

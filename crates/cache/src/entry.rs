@@ -132,6 +132,7 @@ pub fn replay_chunks(r: &ChatResult) -> Vec<ChatChunk> {
         choices: vec![delta],
         usage: None,
         system_fingerprint: r.system_fingerprint.clone(),
+        native_event: None,
     };
     let mut out = Vec::with_capacity(r.choices.len() * 4);
     for c in &r.choices {
@@ -266,6 +267,7 @@ impl StreamAssembler {
                     }),
                 })
                 .collect(),
+            native_response: None,
         }
     }
 }
@@ -300,6 +302,7 @@ mod tests {
                 ..Usage::default()
             }),
             system_fingerprint: String::new(),
+            native_response: None,
         }
     }
 

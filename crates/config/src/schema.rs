@@ -535,6 +535,29 @@ pub struct ProviderConfig {
     /// default `AWS_BEARER_TOKEN_BEDROCK`) is used instead when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsCredentials>,
+    /// How `POST /v1/responses` reaches this provider: translated to chat
+    /// completions (every kind), or `native`: the client's Responses
+    /// request posted to the upstream's own `/responses` endpoint (OpenAI,
+    /// Azure OpenAI), so built-in tools and fields the canonical model does
+    /// not name survive.
+    #[serde(default, skip_serializing_if = "ResponsesMode::is_translate")]
+    pub responses: ResponsesMode,
+}
+
+/// `providers[].responses`: whether Responses API requests are translated
+/// to chat or passed to the upstream's own Responses endpoint.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesMode {
+    #[default]
+    Translate,
+    Native,
+}
+
+impl ResponsesMode {
+    pub fn is_translate(&self) -> bool {
+        *self == ResponsesMode::Translate
+    }
 }
 
 /// What happens to a request parameter the target cannot honour, or a value
@@ -616,6 +639,7 @@ impl ProviderConfig {
             api_version: None,
             region: None,
             aws: None,
+            responses: ResponsesMode::default(),
         }
     }
 
@@ -1040,6 +1064,7 @@ impl fmt::Debug for ProviderConfig {
             .field("max_queue", &self.max_queue)
             .field("headers", &headers)
             .field("models", &self.models)
+            .field("responses", &self.responses)
             .finish()
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keypath::KeyPath;
 use crate::{
-    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, ResponseStoreKind, RouteConfig,
-    Strategy, WireFormat,
+    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, ResponseStoreKind,
+    ResponsesMode, RouteConfig, Strategy, WireFormat,
 };
 
 pub(crate) type Problem = (KeyPath, String);
@@ -320,6 +320,21 @@ impl Validator {
             self.push(
                 path.key("region"),
                 format!("kind `{kind}` takes no `region` (only bedrock)"),
+            );
+        }
+        if p.responses == ResponsesMode::Native
+            && !matches!(
+                p.kind.wire_format(),
+                WireFormat::Openai | WireFormat::AzureOpenai
+            )
+        {
+            self.push(
+                path.key("responses"),
+                format!(
+                    "kind `{kind}` has no Responses API endpoint to pass requests to: \
+                     `responses: native` is for kinds of OpenAI's wire format (openai, \
+                     azure-openai, ...); use `translate`"
+                ),
             );
         }
         if p.aws.is_some() && p.kind.wire_format() != WireFormat::Bedrock {

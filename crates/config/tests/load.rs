@@ -673,3 +673,27 @@ telemetry:
         assert!(errs.to_string().contains("telemetry"), "{errs}");
     }
 }
+
+#[test]
+fn responses_native_only_for_openai_wire_formats() {
+    let c = load(&GOOD.replace(
+        "    timeout: 1m 30s\n",
+        "    timeout: 1m 30s\n    responses: native\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.providers[0].responses,
+        switchyard_config::ResponsesMode::Native
+    );
+    assert_eq!(
+        load(GOOD).unwrap().providers[0].responses,
+        switchyard_config::ResponsesMode::Translate
+    );
+    let errs = load_err(&GOOD.replace(
+        "    kind: demo\n",
+        "    kind: demo\n    responses: native\n",
+    ));
+    let text = errs.to_string();
+    assert!(text.contains("providers[1].responses"), "{text}");
+    assert_eq!(errs.len(), 1, "{text}");
+}

@@ -104,6 +104,7 @@ impl Answer {
             choices,
             usage,
             system_fingerprint: String::new(),
+            native_event: None,
         }
     }
 }
@@ -308,6 +309,7 @@ impl Provider for DemoProvider {
             }],
             usage: Some(answer.usage),
             system_fingerprint: String::new(),
+            native_response: None,
         })
     }
 

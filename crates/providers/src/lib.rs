@@ -82,6 +82,13 @@ pub trait Provider: Send + Sync + 'static {
     /// The configured kind this implementation serves (for logs and tests).
     fn kind(&self) -> &'static str;
 
+    /// Whether a Responses API request goes to the upstream's own
+    /// Responses endpoint as the client sent it (`responses: native`);
+    /// every other provider serves the chat translation.
+    fn responses_native(&self) -> bool {
+        false
+    }
+
     /// A complete answer. Fails with a classified [`ProviderError`].
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError>;
 

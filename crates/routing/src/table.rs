@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use switchyard_config::{
     Capability, Config, DataCollectionPolicy, HedgeConfig, ModelConfig, ParamPolicy, PriceConfig,
-    ProviderKind, RetryConfig, Strategy,
+    ProviderKind, ResponsesMode, RetryConfig, Strategy,
 };
 
 /// One place a request can be sent: a configured provider and the model name
@@ -198,6 +198,8 @@ struct ProviderFacts {
     kind: ProviderKind,
     unsupported_params: ParamPolicy,
     denies_data_collection: bool,
+    /// `responses: native`: takes the client's own Responses API request.
+    responses_native: bool,
 }
 
 /// A model as `GET /v1/models` lists it.
@@ -236,6 +238,7 @@ impl RouteTable {
                     kind: p.kind,
                     unsupported_params: p.unsupported_params,
                     denies_data_collection: p.data_collection == DataCollectionPolicy::Deny,
+                    responses_native: p.responses == ResponsesMode::Native,
                 },
             );
             for model in &p.models {
@@ -262,6 +265,13 @@ impl RouteTable {
         self.providers
             .get(provider)
             .is_some_and(|p| p.denies_data_collection)
+    }
+
+    /// True when `provider` is configured with `responses: native`.
+    pub fn serves_responses_natively(&self, provider: &str) -> bool {
+        self.providers
+            .get(provider)
+            .is_some_and(|p| p.responses_native)
     }
 
     /// The plan for a requested model, or `None` when nothing serves it.

@@ -121,6 +121,31 @@ fn require_parameters(
     Ok(plan)
 }
 
+/// A Responses API request with something only a `responses: native`
+/// target can serve (a built-in tool, an item type the translation lacks):
+/// the other targets are left out before any is tried, and without a
+/// native one it is the 400 naming that field.
+fn native_targets_only(
+    mut plan: Plan,
+    table: &RouteTable,
+    only: &switchyard_proto::gateway::v1::NativeOnly,
+) -> Result<Plan, GatewayError> {
+    let kept: Vec<_> = plan
+        .routes
+        .iter()
+        .filter(|r| table.serves_responses_natively(&r.target.provider))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return Err(GatewayError::InvalidRequest {
+            message: only.message.clone(),
+            param: (!only.param.is_empty()).then(|| only.param.clone()),
+        });
+    }
+    plan.routes = kept.into();
+    Ok(plan)
+}
+
 fn control_error(e: ControlError) -> GatewayError {
     GatewayError::InvalidRequest {
         param: Some(e.param().to_owned()),
@@ -337,6 +362,11 @@ impl Gateway {
             {
                 plan = require_parameters(plan, &table, &self.reasoning.load(), spec)?;
             }
+        }
+        if let Work::Chat(spec) = work
+            && let Some(only) = &spec.native_only
+        {
+            plan = native_targets_only(plan, &table, only)?;
         }
         spend::without_blocked(plan, blocked)
     }

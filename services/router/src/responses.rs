@@ -10,6 +10,15 @@
 //! Errors are OpenAI's JSON; a failure after a stream began is an `error`
 //! event.
 //!
+//! The spec also carries the request as the client sent it
+//! (`responses_request`): a target configured `responses: native` posts
+//! that to its upstream's own Responses endpoint, and its answer comes back
+//! with the upstream's `response` object (stream: each upstream event),
+//! which is sent as it is ([`native_answer`], [`NativeRelay`]). What only
+//! such a target can serve (built-in tools, ...) is left out of the
+//! translation and named in `native_only`, which translated targets refuse
+//! so a route moves on (`switchyard_providers::openai::native`).
+//!
 //! Stateless unless `responses.store` is set ([`crate::response_store`]).
 //! With a store, a request with `store` not `false` is kept under a fresh
 //! id (unique across routers) once answered (a stream: at its final
@@ -27,9 +36,12 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use switchyard_proto::gateway::v1::{ChatChunk, ChatResult, Usage};
+use switchyard_proto::json::{map_from_struct_ref, struct_from_map};
+use switchyard_providers::openai::native;
 use switchyard_providers::openai::responses::{
-    self, Echo, ResponsesError, ResponsesRequest, StreamEncoder, Translated,
+    self, Echo, ResponsesError, ResponsesRequest, StreamEncoder, StreamEvent, Translated,
 };
 
 use crate::access::AccessInfo;
@@ -140,11 +152,18 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let req: ResponsesRequest = match edge::parse_body(
+    // The request as typed for the translation, and as the client sent
+    // it for `responses: native` targets.
+    let (mut req, raw): (ResponsesRequest, Option<Map<String, Value>>) = match edge::parse_body(
         state.max_body_bytes,
         body,
         &access,
-        |b| edge::decode_json(b, Wording::OpenAi),
+        |b| {
+            Ok((
+                edge::decode_json(b, Wording::OpenAi)?,
+                serde_json::from_slice(b).ok(),
+            ))
+        },
         error_response,
     ) {
         Ok(v) => v,
@@ -178,12 +197,28 @@ pub(crate) async fn create(
         .as_ref()
         .map(StoredResponse::conversation)
         .unwrap_or_default();
+    // What native targets get: the request as sent; continuing a stored
+    // response, the stored conversation before its input, as stored (our
+    // id means nothing upstream).
+    let native_request = raw.map(|mut raw| {
+        raw.remove("stream");
+        if earlier.is_some() {
+            raw.remove("previous_response_id");
+            let items = history.iter().chain(&input).cloned().collect();
+            raw.insert("input".into(), Value::Array(items));
+        }
+        struct_from_map(raw)
+    });
+    // What only a native target can serve is left out of the translation
+    // and named, so translated targets refuse it and the route moves on.
+    let mut translatable = history.clone();
+    let native_only = native::split_native_only(&mut req, &mut translatable, store.is_none());
     let translated = match &earlier {
         None => responses::request_to_spec(req),
-        Some(_) => responses::continue_from(req, &history),
+        Some(_) => responses::continue_from(req, &translatable),
     };
     let Translated {
-        spec,
+        mut spec,
         stream,
         mut echo,
     } = match translated {
@@ -195,6 +230,8 @@ pub(crate) async fn create(
         }
     };
     echo.store = keep;
+    spec.responses_request = native_request;
+    spec.native_only = native_only;
     let saver = match store {
         Some(store) if keep => Some(Arc::new(Saver {
             store,
@@ -215,7 +252,10 @@ pub(crate) async fn create(
         spec,
         stream,
         |r| {
-            let mut v = responses::result_to_response(r, &echo);
+            let mut v = match native_answer(r) {
+                Some(v) => v,
+                None => responses::result_to_response(r, &echo),
+            };
             if let Some(s) = &saver {
                 record = s.prepare(&mut v);
             }
@@ -275,6 +315,62 @@ pub(crate) async fn delete(
     }
 }
 
+/// `usage.cost` (USD) and `usage.cost_estimated` on a native `response`
+/// object, as a translated answer's usage has them.
+fn add_cost(response: &mut Value, usage: Option<&Usage>) {
+    let Some(u) = usage.filter(|u| u.cost_known) else {
+        return;
+    };
+    if let Some(Value::Object(out)) = response.get_mut("usage") {
+        out.insert("cost".into(), json!(u.cost_picodollars as f64 / 1e12));
+        if u.cost_estimated {
+            out.insert("cost_estimated".into(), json!(true));
+        }
+    }
+}
+
+/// A native target's `response` object, as the upstream answered it (its
+/// `id` and `model` too), with the cost added to its usage.
+fn native_answer(r: &ChatResult) -> Option<Value> {
+    let mut v = Value::Object(map_from_struct_ref(r.native_response.as_ref()?));
+    add_cost(&mut v, r.usage.as_ref());
+    Some(v)
+}
+
+/// A native target's stream events, sent as they came. The final
+/// `response.completed` / `response.incomplete` waits for the stream's
+/// usage (which the router has costed) so its `usage` says the cost;
+/// stored, every event's `response.id` is the stored response's.
+struct NativeRelay {
+    id: Option<String>,
+    last: Option<StreamEvent>,
+}
+
+impl NativeRelay {
+    /// `None`: not a native chunk.
+    fn event(&mut self, chunk: &ChatChunk) -> Option<Vec<StreamEvent>> {
+        let mut ev = StreamEvent(Value::Object(map_from_struct_ref(
+            chunk.native_event.as_ref()?,
+        )));
+        if let (Some(id), Some(Value::Object(r))) = (&self.id, ev.0.get_mut("response")) {
+            r.insert("id".into(), json!(id));
+        }
+        if matches!(ev.kind(), "response.completed" | "response.incomplete") {
+            self.last = Some(ev);
+            return Some(Vec::new());
+        }
+        Some(vec![ev])
+    }
+
+    fn finish(&mut self, usage: Option<&Usage>) -> Option<Vec<StreamEvent>> {
+        let mut ev = self.last.take()?;
+        if let Some(r) = ev.0.get_mut("response") {
+            add_cost(r, usage);
+        }
+        Some(vec![ev])
+    }
+}
+
 /// Responses' SSE framing: `event: <type>` and `data: <json>` per event.
 /// With a saver, the final `response` is kept before it is sent.
 fn sse_response(events: ChatStream, echo: Echo, saver: Option<Arc<Saver>>) -> Response {
@@ -282,10 +378,18 @@ fn sse_response(events: ChatStream, echo: Echo, saver: Option<Arc<Saver>>) -> Re
         Some(s) => StreamEncoder::with_id(echo, s.id.clone()),
         None => StreamEncoder::new(echo),
     };
+    let mut relay = NativeRelay {
+        id: saver.as_ref().map(|s| s.id.clone()),
+        last: None,
+    };
     let body = events.then(move |item| {
         let mut events = match item {
-            StreamItem::Chunk(chunk) => encoder.chunk(&chunk),
-            StreamItem::Done(usage) => encoder.finish(usage.as_ref()),
+            StreamItem::Chunk(chunk) => {
+                relay.event(&chunk).unwrap_or_else(|| encoder.chunk(&chunk))
+            }
+            StreamItem::Done(usage) => relay
+                .finish(usage.as_ref())
+                .unwrap_or_else(|| encoder.finish(usage.as_ref())),
             StreamItem::Failed(e) => {
                 tracing::warn!(error = %e, "stream failed after it started");
                 vec![responses::error_event(e.code(), &e.to_string())]

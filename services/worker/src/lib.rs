@@ -265,6 +265,16 @@ async fn run_job(provider: &dyn Provider, job: &Job) {
         request_id: req.request_id.clone(),
         timeout,
     };
+    // A Responses request only a `responses: native` target can serve:
+    // every other provider refuses it, so the route moves on.
+    if let Some(e) =
+        switchyard_providers::openai::native::refusal(&call.spec, provider.responses_native())
+    {
+        let e = upstream_error(&e);
+        job_failed(&e);
+        let _ = job.reply.send(Event::Error(e)).await;
+        return;
+    }
     if !req.stream {
         let event = finish_unary(provider.chat(&call).await, |r| {
             job_done(r.usage.as_ref());
@@ -291,7 +301,9 @@ async fn run_job(provider: &dyn Provider, job: &Job) {
                 if let Some(u) = chunk.usage.take() {
                     usage = Some(u);
                 }
-                if chunk.choices.is_empty() {
+                // A native Responses event goes on even without choices:
+                // the client gets every event the upstream sent.
+                if chunk.choices.is_empty() && chunk.native_event.is_none() {
                     continue;
                 }
                 if job.reply.send(Event::Chunk(chunk)).await.is_err() {

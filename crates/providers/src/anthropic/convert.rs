@@ -619,6 +619,7 @@ pub fn response_to_result(
         }],
         usage: Some(usage_to_canonical(&resp.usage)),
         system_fingerprint: String::new(),
+        native_response: None,
     }
 }
 

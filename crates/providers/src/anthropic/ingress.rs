@@ -981,6 +981,7 @@ mod tests {
                 ..pb::Usage::default()
             }),
             system_fingerprint: String::new(),
+            native_response: None,
         }
     }
 

@@ -90,6 +90,7 @@ impl State {
             choices: vec![delta],
             usage: None,
             system_fingerprint: String::new(),
+            native_event: None,
         }))
     }
 
@@ -120,6 +121,7 @@ impl State {
             choices: Vec::new(),
             usage: Some(usage_to_canonical(&self.usage)),
             system_fingerprint: String::new(),
+            native_event: None,
         }))
     }
 

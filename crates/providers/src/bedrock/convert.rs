@@ -502,6 +502,7 @@ pub fn response_to_result(resp: wire::ConverseResponse, ctx: &AnswerContext) -> 
         }],
         usage: resp.usage.as_ref().map(usage),
         system_fingerprint: String::new(),
+        native_response: None,
     }
 }
 

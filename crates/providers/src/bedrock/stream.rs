@@ -89,6 +89,7 @@ impl<S> ConverseChunks<S> {
             choices: vec![delta],
             usage: None,
             system_fingerprint: String::new(),
+            native_event: None,
         }
     }
 
@@ -113,6 +114,7 @@ impl<S> ConverseChunks<S> {
                 choices: Vec::new(),
                 usage: Some(u),
                 system_fingerprint: String::new(),
+                native_event: None,
             }));
         }
     }

@@ -693,6 +693,7 @@ pub fn response_to_result(resp: wire::GenerateContentResponse, created: i64) -> 
         choices,
         usage: resp.usage_metadata.as_ref().map(usage_from_wire),
         system_fingerprint: String::new(),
+        native_response: None,
     }
 }
 

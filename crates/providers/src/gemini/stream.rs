@@ -76,6 +76,7 @@ impl Assembler {
             choices,
             usage: None,
             system_fingerprint: String::new(),
+            native_event: None,
         }
     }
 

@@ -198,6 +198,8 @@ pub fn request_to_spec(
         extra: (!extra.is_empty()).then(|| struct_from_map(extra)),
         dialect: pb::Dialect::Unspecified as i32,
         reasoning,
+        responses_request: None,
+        native_only: None,
     };
     Ok((spec, stream))
 }
@@ -908,6 +910,7 @@ pub fn response_to_result(resp: wire::ChatCompletionResponse) -> pb::ChatResult 
             .collect(),
         usage: resp.usage.as_ref().map(usage_from_wire),
         system_fingerprint: resp.system_fingerprint.unwrap_or_default(),
+        native_response: None,
     }
 }
 
@@ -1052,6 +1055,7 @@ pub fn chunk_from_wire(chunk: wire::ChatCompletionChunk) -> pb::ChatChunk {
             .collect(),
         usage: chunk.usage.as_ref().map(usage_from_wire),
         system_fingerprint: chunk.system_fingerprint.unwrap_or_default(),
+        native_event: None,
     }
 }
 
@@ -1119,6 +1123,7 @@ pub fn result_to_chunks(r: &pb::ChatResult) -> Vec<pb::ChatChunk> {
         choices,
         usage,
         system_fingerprint: r.system_fingerprint.clone(),
+        native_event: None,
     };
     let mut out = Vec::with_capacity(r.choices.len() * 2 + 1);
     for c in &r.choices {

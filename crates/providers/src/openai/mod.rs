@@ -6,7 +6,8 @@
 //! [`wire`] holds the wire structs (also used by the router for its
 //! OpenAI-compatible HTTP API), [`convert`] the translations to and from the
 //! canonical model, [`stream`] the SSE adapter, [`error`] the failure
-//! classification.
+//! classification, [`native`] the Responses API pass-through of a provider
+//! with `responses: native` (`POST {base_url}/responses`).
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub mod convert;
 pub mod embeddings;
 pub mod error;
 pub mod images;
+pub mod native;
 pub mod presets;
 pub mod responses;
 pub mod stream;
@@ -46,6 +48,9 @@ pub struct OpenAiProvider {
     /// Azure OpenAI: the `api-version` query parameter.
     azure_api_version: Option<String>,
     preset: Preset,
+    /// `responses: native`: a Responses API request goes to the upstream's
+    /// own `/responses` endpoint as the client sent it ([`native`]).
+    responses_native: bool,
 }
 
 /// Azure OpenAI's GA data-plane API version, used when the config names
@@ -95,6 +100,7 @@ impl OpenAiProvider {
             up: Upstream::new(cfg, http, headers, secrets, classify_error),
             kind: cfg.kind,
             preset: Preset::of(cfg.kind, &endpoint),
+            responses_native: cfg.responses == switchyard_config::ResponsesMode::Native,
             azure_api_version: azure.then(|| {
                 cfg.api_version
                     .clone()
@@ -125,12 +131,49 @@ impl OpenAiProvider {
         url
     }
 
+    /// Where `call` goes: the Responses endpoint for a native Responses
+    /// request, else chat completions (for logs and spans).
+    fn call_url(&self, call: &ChatCall) -> Url {
+        if self.is_native(call) {
+            return self.responses_url(&call.upstream_model);
+        }
+        self.chat_url(&call.upstream_model)
+    }
+
     /// The chat completions URL for `model`.
     fn chat_url(&self, model: &str) -> Url {
         if self.azure_api_version.is_none() {
             return self.endpoint.clone();
         }
         self.operation_url(model, &["chat", "completions"])
+    }
+
+    /// The Responses endpoint: `{base_url}/responses`; Azure: its v1 API,
+    /// `{base_url}/openai/v1/responses` (the deployment in the body's
+    /// `model`; the v1 API takes no `api-version`, and the dated ones
+    /// serve Responses only in previews).
+    fn responses_url(&self, model: &str) -> Url {
+        if self.azure_api_version.is_none() {
+            return self.operation_url(model, &["responses"]);
+        }
+        let mut url = self.endpoint.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["openai", "v1", "responses"]);
+        }
+        url
+    }
+
+    /// The client's Responses request, when this call goes to the
+    /// upstream's Responses endpoint rather than chat completions.
+    fn native_body(&self, call: &ChatCall, stream: bool) -> Option<serde_json::Value> {
+        if !self.responses_native {
+            return None;
+        }
+        native::request_body(&call.spec, &call.upstream_model, stream)
+    }
+
+    fn is_native(&self, call: &ChatCall) -> bool {
+        self.responses_native && call.spec.responses_request.is_some()
     }
 
     /// Sends the request; a non-2xx answer comes back classified.
@@ -140,6 +183,14 @@ impl OpenAiProvider {
         stream: bool,
         deadline: Duration,
     ) -> Result<reqwest::Response, ProviderError> {
+        let accept = http_call::accept(stream);
+        if let Some(body) = self.native_body(call, stream) {
+            let url = self.responses_url(&call.upstream_model);
+            return self
+                .up
+                .post_json(&call.request_id, url, &body, accept, deadline)
+                .await;
+        }
         let mut body = convert::spec_to_request_with(
             &call.spec,
             &call.upstream_model,
@@ -148,7 +199,6 @@ impl OpenAiProvider {
         );
         self.preset.apply(&mut body);
         let url = self.chat_url(&call.upstream_model);
-        let accept = http_call::accept(stream);
         self.up
             .post_json(&call.request_id, url, &body, accept, deadline)
             .await
@@ -160,7 +210,11 @@ impl OpenAiProvider {
         deadline: Duration,
     ) -> Result<ChatResult, ProviderError> {
         let resp = self.send(call, false, deadline).await?;
-        parse_json(&http_call::read_body(resp, deadline).await?).map(convert::response_to_result)
+        let body = http_call::read_body(resp, deadline).await?;
+        if self.is_native(call) {
+            return parse_json(&body).map(native::response_to_result);
+        }
+        parse_json(&body).map(convert::response_to_result)
     }
 
     /// Everything up to the stream: the part the deadline covers.
@@ -170,11 +224,21 @@ impl OpenAiProvider {
         deadline: Duration,
     ) -> Result<Opened, ProviderError> {
         let resp = self.send(call, true, deadline).await?;
+        let native = self.is_native(call);
         if http_call::is_json(&resp) {
             // Some OpenAI-compatible servers ignore `stream: true`.
             let body = http_call::read_body(resp, deadline).await?;
-            let result = parse_json(&body).map(convert::response_to_result)?;
+            let result = if native {
+                parse_json(&body).map(native::response_to_result)?
+            } else {
+                parse_json(&body).map(convert::response_to_result)?
+            };
             return Ok(Opened::Complete(convert::result_to_chunks(&result)));
+        }
+        if native {
+            return Ok(Opened::Streaming(Box::pin(native::NativeChunks::new(
+                resp.bytes_stream(),
+            ))));
         }
         Ok(Opened::Streaming(Box::pin(stream::SseChunks::new(
             resp.bytes_stream(),
@@ -193,8 +257,12 @@ impl Provider for OpenAiProvider {
         self.kind.as_str()
     }
 
+    fn responses_native(&self) -> bool {
+        self.responses_native
+    }
+
     async fn chat(&self, call: &ChatCall) -> Result<ChatResult, ProviderError> {
-        let url = self.chat_url(&call.upstream_model);
+        let url = self.call_url(call);
         let chat = async |deadline| self.chat_inner(call, deadline).await;
         self.up
             .unary("chat", &call.upstream_model, &url, call.timeout, chat)
@@ -202,7 +270,7 @@ impl Provider for OpenAiProvider {
     }
 
     async fn chat_stream(&self, call: &ChatCall) -> Result<ChunkStream, ProviderError> {
-        let url = self.chat_url(&call.upstream_model);
+        let url = self.call_url(call);
         let open = async |deadline| self.open_stream(call, deadline).await;
         self.up
             .stream(&call.upstream_model, &url, call.timeout, open)

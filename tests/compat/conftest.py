@@ -59,6 +59,9 @@ providers:
     kind: openai
     base_url: {double}
     api_key: sk-upstream
+    # The double plays a reasoning model: Claude Code's thinking must reach
+    # it as OpenAI's reasoning_effort.
+    reasoning: on
 models:
 {routes}"""
     )

@@ -9,6 +9,7 @@ client made answered 200."""
 import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_codex_with_web_search_on_gets_a_400_naming_the_tool(gateway, tmp_path):
 # sends thinking and betas; for others (a gateway alias) it sends its
 # environment as a system turn inside `messages`.
 @pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gpt-5.4"])
-def test_claude_code_runs_a_bash_tool_through_the_gateway(gateway, tmp_path, model):
+def test_claude_code_runs_a_bash_tool_through_the_gateway(gateway, double, tmp_path, model):
     work = tmp_path / "work"
     work.mkdir()
     env = clean_env(
@@ -148,3 +149,10 @@ def test_claude_code_runs_a_bash_tool_through_the_gateway(gateway, tmp_path, mod
     seen = gateway.requests("/v1/messages")
     assert len(seen) >= 2, seen
     assert all(status == 200 for _, status in seen), seen
+    # Adaptive thinking at Claude Code's effort, as the OpenAI-format
+    # upstream's own control; none of Anthropic's fields reach it.
+    with urllib.request.urlopen(double.removesuffix("/v1") + "/_double/stats", timeout=10) as r:
+        body = json.load(r)["last_body"]
+    assert body.get("reasoning_effort") == "high", body.get("reasoning_effort")
+    for field in ("thinking", "output_config", "context_management"):
+        assert field not in body, field

@@ -31,8 +31,8 @@ pub mod params;
 pub mod reasoning;
 pub mod registry;
 mod sse;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "doubles"))]
+pub mod test_support;
 mod upstream;
 
 pub use error::ProviderError;

@@ -3,6 +3,16 @@
 //! plumbing and the call builders. Each provider's `double.rs` keeps only
 //! its wire format (routes, answer bodies, error bodies, how an event is
 //! framed), its `tests.rs` only what it asserts.
+//!
+//! Compiled for this crate's tests and, with the Anthropic and Gemini
+//! doubles, with the `doubles` feature (the `upstream-double` binary of
+//! switchyard-e2e serves them).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a failed expectation is a test failure"
+)]
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,9 +44,9 @@ pub fn answer_text() -> String {
     PIECES.concat()
 }
 
-/// How a double's upstream behaves. What [`Script::Answer`] and
-/// [`Script::ToolCall`] send is the wire format's own (see each double);
-/// the rest is played alike by [`Shared::scripted`].
+/// How a double's upstream behaves. What [`Script::Answer`],
+/// [`Script::ToolCall`] and [`Script::Converse`] send is the wire format's
+/// own (see each double); the rest is played alike by [`Shared::scripted`].
 #[derive(Debug, Clone)]
 pub enum Script<E> {
     /// The wire format's answer to whichever operation was called.
@@ -61,6 +71,14 @@ pub enum Script<E> {
     Json(Value),
     /// One call of `get_weather` (`{"city":"Paris"}`), unary or streamed.
     ToolCall,
+    /// A model that follows the request, for multi-turn clients (the
+    /// `upstream-double` binary's default for these wire formats), in this
+    /// order: a structured-output request (a JSON response format, or
+    /// Anthropic's forced tool) gets [`instance_of`] its schema; a request
+    /// ending with a tool's result gets [`tool_said`] that result; a request
+    /// declaring tools gets a call of the first one with
+    /// `{"city":"Paris"}`; anything else [`Script::Answer`]'s answer.
+    Converse,
 }
 
 impl<E> Script<E> {
@@ -151,6 +169,14 @@ impl<W: Wire, C, X> Shared<W, C, X> {
         self.requests.lock().unwrap().push(request);
     }
 
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> Vec<C>
+    where
+        C: Clone,
+    {
+        self.requests.lock().unwrap().clone()
+    }
+
     /// The answer for the scripts every wire format plays alike; `None` for
     /// [`Script::Answer`] and [`Script::ToolCall`], which are the wire's
     /// own. `endless_head` gives the events an [`Script::Endless`] stream
@@ -160,7 +186,7 @@ impl<W: Wire, C, X> Shared<W, C, X> {
         endless_head: impl FnOnce() -> Vec<W::Event>,
     ) -> Option<Response<Body>> {
         Some(match &self.script {
-            Script::Answer | Script::ToolCall => return None,
+            Script::Answer | Script::ToolCall | Script::Converse => return None,
             Script::Status {
                 status,
                 headers,
@@ -225,8 +251,20 @@ impl<W: Wire, C: Clone + Send + 'static, X: Send + Sync + 'static> Double<W, C, 
         ext: X,
         routes: Router<Arc<Shared<W, C, X>>>,
     ) -> (Self, oneshot::Receiver<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        Self::serve_on(([127, 0, 0, 1], 0).into(), script, ext, routes)
+            .await
+            .unwrap()
+    }
+
+    /// [`Double::serve`] on this address.
+    pub async fn serve_on(
+        addr: SocketAddr,
+        script: Script<W::Event>,
+        ext: X,
+        routes: Router<Arc<Shared<W, C, X>>>,
+    ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             script,
@@ -238,7 +276,7 @@ impl<W: Wire, C: Clone + Send + 'static, X: Send + Sync + 'static> Double<W, C, 
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        (Self { addr, shared, task }, rx)
+        Ok((Self { addr, shared, task }, rx))
     }
 
     pub fn base_url(&self) -> String {
@@ -246,7 +284,79 @@ impl<W: Wire, C: Clone + Send + 'static, X: Send + Sync + 'static> Double<W, C, 
     }
 
     pub fn requests(&self) -> Vec<C> {
-        self.shared.requests.lock().unwrap().clone()
+        self.shared.requests()
+    }
+}
+
+/// What a double's `GET /_double/stats` answers: how many requests
+/// arrived, and the last one's body (`null` before any).
+pub fn stats_json(requests: usize, last_body: Option<&Value>) -> Value {
+    json!({"requests": requests, "last_body": last_body.cloned().unwrap_or(Value::Null)})
+}
+
+/// [`Script::Converse`]'s answer after a tool's result.
+pub fn tool_said(result: &str) -> String {
+    format!("tool said: {result}")
+}
+
+/// A text in streamed pieces: each word with the space before it.
+pub fn pieces_of(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, w) in text.split(' ').enumerate() {
+        out.push(if i == 0 {
+            w.to_owned()
+        } else {
+            format!(" {w}")
+        });
+    }
+    out
+}
+
+/// A value of this JSON Schema, as [`Script::Converse`] answers a
+/// structured-output request: each property of an object (required or
+/// not), one item of an array, the first of an `enum` or `anyOf`; strings
+/// are [`answer_text`], numbers 21, booleans `true`.
+pub fn instance_of(schema: &Value) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if let Some(c) = schema.get("const") {
+        return c.clone();
+    }
+    if let Some(first) = ["anyOf", "oneOf"]
+        .iter()
+        .find_map(|k| schema[k].as_array().and_then(|a| a.first()))
+    {
+        return instance_of(first);
+    }
+    let kind = match &schema["type"] {
+        Value::Array(kinds) => kinds.iter().find(|k| *k != "null").cloned(),
+        Value::Null if schema.get("properties").is_some() => Some(json!("object")),
+        other => Some(other.clone()),
+    };
+    // Gemini's OpenAPI-style schemas spell types in capitals.
+    match kind
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("object") => Value::Object(
+            schema["properties"]
+                .as_object()
+                .map(|props| {
+                    props
+                        .iter()
+                        .map(|(k, v)| (k.clone(), instance_of(v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        Some("array") => json!([instance_of(&schema["items"])]),
+        Some("string") => json!(answer_text()),
+        Some("integer" | "number") => json!(21),
+        Some("boolean") => json!(true),
+        _ => Value::Null,
     }
 }
 

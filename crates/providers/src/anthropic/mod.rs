@@ -161,8 +161,8 @@ impl Provider for AnthropicProvider {
     }
 }
 
-#[cfg(test)]
-mod double;
+#[cfg(any(test, feature = "doubles"))]
+pub mod double;
 
 #[cfg(test)]
 mod tests;

@@ -282,8 +282,8 @@ impl Provider for GeminiProvider {
     }
 }
 
-#[cfg(test)]
-mod double;
+#[cfg(any(test, feature = "doubles"))]
+pub mod double;
 
 #[cfg(test)]
 mod tests;

@@ -292,6 +292,7 @@ async fn anthropic_messages_and_grpc_report_the_cache() {
             role: Role::User as i32,
             content: vec![ContentPart {
                 part: Some(content_part::Part::Text("grpc shape".into())),
+                extra: None,
             }],
             ..Default::default()
         }],

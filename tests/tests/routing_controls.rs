@@ -285,6 +285,7 @@ async fn grpc_and_messages_take_the_same_controls() {
             role: Role::User as i32,
             content: vec![ContentPart {
                 part: Some(content_part::Part::Text("hi".into())),
+                extra: None,
             }],
             ..Default::default()
         }],

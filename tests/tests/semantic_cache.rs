@@ -252,6 +252,7 @@ async fn grpc_reports_the_similarity_in_metadata() {
             role: Role::User as i32,
             content: vec![ContentPart {
                 part: Some(content_part::Part::Text(text.into())),
+                extra: None,
             }],
             ..Default::default()
         }],

@@ -255,6 +255,7 @@ fn spec(model: &str, text: &str) -> ChatSpec {
             role: Role::User as i32,
             content: vec![ContentPart {
                 part: Some(content_part::Part::Text(text.into())),
+                extra: None,
             }],
             ..Default::default()
         }],

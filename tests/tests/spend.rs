@@ -194,6 +194,7 @@ async fn cost_is_reported_in_the_header_the_body_and_the_stream() {
             role: Role::User as i32,
             content: vec![ContentPart {
                 part: Some(content_part::Part::Text("over grpc please".into())),
+                extra: None,
             }],
             ..Default::default()
         }],

@@ -375,6 +375,7 @@ async fn a_fallback_shows_two_attempts_under_one_request() {
                 role: Role::User as i32,
                 content: vec![ContentPart {
                     part: Some(content_part::Part::Text("hi".into())),
+                    extra: None,
                 }],
                 ..Default::default()
             }],

@@ -260,6 +260,7 @@ impl StreamAssembler {
                         } else {
                             vec![ContentPart {
                                 part: Some(Part::Text(c.text)),
+                                extra: None,
                             }]
                         },
                         tool_calls: c.tool_calls.into_values().collect(),
@@ -291,6 +292,7 @@ mod tests {
                     role: Role::Assistant as i32,
                     content: vec![ContentPart {
                         part: Some(Part::Text("hello there".into())),
+                        extra: None,
                     }],
                     ..Message::default()
                 }),

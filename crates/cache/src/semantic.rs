@@ -356,6 +356,7 @@ mod tests {
             role: role as i32,
             content: vec![ContentPart {
                 part: Some(Part::Text(t.into())),
+                extra: None,
             }],
             ..Message::default()
         }
@@ -396,6 +397,7 @@ mod tests {
                 url: "https://x/y.png".into(),
                 detail: String::new(),
             })),
+            extra: None,
         });
         assert_eq!(prompt_text(&image), None);
         assert_eq!(prompt_text(&ChatSpec::default()), None);

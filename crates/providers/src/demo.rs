@@ -293,6 +293,7 @@ impl Provider for DemoProvider {
             } else {
                 vec![ContentPart {
                     part: Some(Part::Text(text)),
+                    extra: None,
                 }]
             },
             tool_calls: answer.tool_call.clone().into_iter().collect(),
@@ -482,6 +483,7 @@ mod tests {
                         role: Role::System as i32,
                         content: vec![ContentPart {
                             part: Some(Part::Text("Be brief.".into())),
+                            extra: None,
                         }],
                         ..Default::default()
                     },
@@ -489,6 +491,7 @@ mod tests {
                         role: Role::User as i32,
                         content: vec![ContentPart {
                             part: Some(Part::Text(text.into())),
+                            extra: None,
                         }],
                         ..Default::default()
                     },

@@ -184,6 +184,7 @@ mod tests {
     fn text(t: &str) -> ContentPart {
         ContentPart {
             part: Some(Part::Text(t.into())),
+            extra: None,
         }
     }
 
@@ -275,6 +276,7 @@ mod tests {
             description: "d".repeat(40),
             parameters: Some(params),
             strict: None,
+            extra: None,
         }];
         let f = RequestFacts::from_spec(&s);
         assert_eq!(f.needs, Caps::TOOLS);
@@ -294,12 +296,14 @@ mod tests {
                     url: data_url,
                     detail: String::new(),
                 })),
+                extra: None,
             },
             ContentPart {
                 part: Some(Part::ImageUrl(ImageUrl {
                     url: "https://x/y.png".into(),
                     detail: "low".into(),
                 })),
+                extra: None,
             },
         ])]));
         assert_eq!(f.needs, Caps::VISION);
@@ -311,6 +315,7 @@ mod tests {
         let anthropic_image = object(&[("type", string("image")), ("source", string("..."))]);
         let f = RequestFacts::from_spec(&spec(vec![message(vec![ContentPart {
             part: Some(Part::Other(anthropic_image)),
+            extra: None,
         }])]));
         assert_eq!(f.needs, Caps::VISION);
 
@@ -320,6 +325,7 @@ mod tests {
         ]);
         let f = RequestFacts::from_spec(&spec(vec![message(vec![ContentPart {
             part: Some(Part::Other(audio)),
+            extra: None,
         }])]));
         assert_eq!(f.needs, Caps::NONE);
         assert_eq!(
@@ -334,6 +340,7 @@ mod tests {
         ]);
         let f = RequestFacts::from_spec(&spec(vec![message(vec![ContentPart {
             part: Some(Part::Other(text_part)),
+            extra: None,
         }])]));
         assert_eq!(f.estimated_prompt_tokens, 10 + 4 + 3);
     }

@@ -117,7 +117,11 @@ pub fn spec_to_request(
         ));
     }
 
-    let mut system: Vec<String> = Vec::new();
+    // Block and tool fields the canonical model does not name
+    // (`cache_control`, `defer_loading`, ...) came in Anthropic's own
+    // format: they go back on their blocks.
+    let keep = spec.dialect() == pb::Dialect::Anthropic;
+    let mut system: Vec<ContentBlock> = Vec::new();
     let mut system_is_parts = false;
     let mut turns: Vec<Turn> = Vec::new();
     for (i, m) in spec.messages.iter().enumerate() {
@@ -126,7 +130,9 @@ pub fn spec_to_request(
                 system_is_parts |= m.content_is_parts;
                 for (j, p) in m.content.iter().enumerate() {
                     match &p.part {
-                        Some(Part::Text(t)) => system.push(t.clone()),
+                        Some(Part::Text(t)) => {
+                            system.push(with_extra(ContentBlock::text(t.clone()), p, keep));
+                        }
                         _ => {
                             return Err(ProviderError::unsupported_param(
                                 format!("messages[{i}].content[{j}]"),
@@ -161,7 +167,7 @@ pub fn spec_to_request(
                         // Anthropic refuses empty text blocks; OpenAI clients
                         // send `content: ""` beside tool calls.
                         Some(Part::Text(t)) if t.is_empty() => {}
-                        _ => blocks.push(part_to_block(i, j, p)?),
+                        _ => blocks.push(part_to_block(i, j, p, keep)?),
                     }
                 }
                 for (j, c) in m.tool_calls.iter().enumerate() {
@@ -180,6 +186,7 @@ pub fn spec_to_request(
                     && let [
                         pb::ContentPart {
                             part: Some(Part::Text(t)),
+                            ..
                         },
                     ] = m.content.as_slice()
                 {
@@ -189,7 +196,7 @@ pub fn spec_to_request(
                         .content
                         .iter()
                         .enumerate()
-                        .map(|(j, p)| part_to_block(i, j, p))
+                        .map(|(j, p)| part_to_block(i, j, p, keep))
                         .collect::<Result<Vec<_>, _>>()?;
                     (!blocks.is_empty()).then_some(wire::MessageContent::Blocks(blocks))
                 };
@@ -197,7 +204,12 @@ pub fn spec_to_request(
                     tool_use_id: m.tool_call_id.clone(),
                     content,
                     is_error: None,
-                    extra: Extra::new(),
+                    // The tool_result block's own fields (the ingress keeps
+                    // them on the tool message).
+                    extra: match &m.extra {
+                        Some(e) if keep => map_from_struct_ref(e),
+                        _ => Extra::new(),
+                    },
                 });
                 push_turn(&mut turns, wire::role::USER, vec![block], false);
             }
@@ -206,7 +218,7 @@ pub fn spec_to_request(
                     .content
                     .iter()
                     .enumerate()
-                    .map(|(j, p)| part_to_block(i, j, p))
+                    .map(|(j, p)| part_to_block(i, j, p, keep))
                     .collect::<Result<Vec<_>, _>>()?;
                 let plain = !m.content_is_parts && blocks.len() == 1;
                 push_turn(&mut turns, wire::role::USER, blocks, plain);
@@ -216,13 +228,13 @@ pub fn spec_to_request(
 
     let system = match system.as_slice() {
         [] => None,
-        [one] if !system_is_parts => Some(wire::System::Text(one.clone())),
-        _ => Some(wire::System::Blocks(
-            system.into_iter().map(ContentBlock::text).collect(),
-        )),
+        [ContentBlock::Text(one)] if !system_is_parts && one.extra.is_empty() => {
+            Some(wire::System::Text(one.text.clone()))
+        }
+        _ => Some(wire::System::Blocks(system)),
     };
 
-    let mut tools: Vec<wire::Tool> = spec.tools.iter().map(tool_to_wire).collect();
+    let mut tools: Vec<wire::Tool> = spec.tools.iter().map(|t| tool_to_wire(t, keep)).collect();
     let mut tool_choice = spec.tool_choice.as_ref().and_then(tool_choice_to_wire);
 
     let answer_tool = spec.response_format.as_ref().and_then(answer_tool);
@@ -401,7 +413,33 @@ const NATIVE_BLOCKS: &[&str] = &[
     "container_upload",
 ];
 
-fn part_to_block(i: usize, j: usize, p: &pb::ContentPart) -> Result<ContentBlock, ProviderError> {
+/// `block` with the part's own fields (`cache_control`, ...) when `keep`.
+fn with_extra(mut block: ContentBlock, p: &pb::ContentPart, keep: bool) -> ContentBlock {
+    if let (true, Some(extra)) = (keep, &p.extra) {
+        match &mut block {
+            ContentBlock::Text(b) => b.extra.extend(map_from_struct_ref(extra)),
+            ContentBlock::Image(b) => b.extra.extend(map_from_struct_ref(extra)),
+            // Other blocks travel whole, their fields included.
+            _ => {}
+        }
+    }
+    block
+}
+
+fn part_to_block(
+    i: usize,
+    j: usize,
+    p: &pb::ContentPart,
+    keep: bool,
+) -> Result<ContentBlock, ProviderError> {
+    part_to_bare_block(i, j, p).map(|b| with_extra(b, p, keep))
+}
+
+fn part_to_bare_block(
+    i: usize,
+    j: usize,
+    p: &pb::ContentPart,
+) -> Result<ContentBlock, ProviderError> {
     let unsupported = |what: &str| {
         ProviderError::unsupported_param(
             format!("messages[{i}].content[{j}]"),
@@ -459,12 +497,15 @@ fn schema_of(schema: Option<Extra>) -> Value {
         .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
 }
 
-fn tool_to_wire(t: &pb::Tool) -> wire::Tool {
+fn tool_to_wire(t: &pb::Tool, keep: bool) -> wire::Tool {
     wire::Tool {
         name: t.name.clone(),
         description: (!t.description.is_empty()).then(|| t.description.clone()),
         input_schema: Some(schema_of(t.parameters.as_ref().map(map_from_struct_ref))),
-        extra: Extra::new(),
+        extra: match &t.extra {
+            Some(e) if keep => map_from_struct_ref(e),
+            _ => Extra::new(),
+        },
     }
 }
 
@@ -607,6 +648,7 @@ pub fn response_to_result(
                 content: if has_text {
                     vec![pb::ContentPart {
                         part: Some(Part::Text(text)),
+                        extra: None,
                     }]
                 } else {
                     Vec::new()
@@ -633,6 +675,7 @@ mod tests {
                 role: Role::User as i32,
                 content: vec![pb::ContentPart {
                     part: Some(Part::Text("x".into())),
+                    extra: None,
                 }],
                 ..Default::default()
             }],

@@ -14,8 +14,10 @@
 //!   become OpenAI `file` parts; other blocks (signed `thinking`,
 //!   `redacted_thinking`, `search_result`, ...) travel as raw parts, which
 //!   only an Anthropic upstream takes;
-//! - `cache_control` on blocks and `is_error` on tool results have no
-//!   canonical place and are dropped;
+//! - a block's own fields (`cache_control`, `citations`), a tool result's
+//!   `is_error` and a tool's extra fields (`defer_loading`) ride on the
+//!   canonical part, tool message or tool (`extra`), for Anthropic targets
+//!   only;
 //! - request fields the canonical model does not name (`top_k`, `thinking`,
 //!   ...) go to `spec.extra`; `thinking` is also read into `spec.reasoning`,
 //!   so other wire formats get it in their own reasoning control
@@ -53,7 +55,14 @@ impl IngressError {
 fn text_part(text: String) -> pb::ContentPart {
     pb::ContentPart {
         part: Some(Part::Text(text)),
+        extra: None,
     }
+}
+
+/// A block's own fields (`cache_control`, `citations`, ...) for the
+/// canonical part or tool, so an Anthropic target gets them back.
+fn block_extra(extra: Extra) -> Option<prost_types::Struct> {
+    (!extra.is_empty()).then(|| struct_from_map(extra))
 }
 
 /// A client's Messages request as the canonical spec, and whether it asked
@@ -146,6 +155,7 @@ pub fn request_to_spec(req: wire::MessagesRequest) -> Result<(pb::ChatSpec, bool
                 description: t.description.unwrap_or_default(),
                 parameters: Some(struct_from_map(schema)),
                 strict: None,
+                extra: block_extra(t.extra),
             }),
             _ => Err(IngressError::new(
                 format!("tools.{i}"),
@@ -214,7 +224,10 @@ fn system_blocks(param: &str, blocks: Vec<ContentBlock>) -> Result<pb::Message, 
     let mut content = Vec::with_capacity(blocks.len());
     for (j, b) in blocks.into_iter().enumerate() {
         match b {
-            ContentBlock::Text(t) => content.push(text_part(t.text)),
+            ContentBlock::Text(t) => content.push(pb::ContentPart {
+                part: Some(Part::Text(t.text)),
+                extra: block_extra(t.extra),
+            }),
             other => {
                 return Err(IngressError::new(
                     format!("{param}.{j}.type"),
@@ -271,6 +284,15 @@ fn user_to_canonical(
                     content,
                     content_is_parts,
                     tool_call_id: r.tool_use_id,
+                    // The tool_result block's own fields (`cache_control`,
+                    // `is_error`), for an Anthropic target.
+                    extra: block_extra({
+                        let mut extra = r.extra;
+                        if let Some(e) = r.is_error {
+                            extra.insert("is_error".into(), Value::Bool(e));
+                        }
+                        extra
+                    }),
                     ..Default::default()
                 });
             }
@@ -352,9 +374,14 @@ fn assistant_to_canonical(
 /// reasoning model through [`StreamEncoder`], and no upstream can verify
 /// it).
 fn block_to_part(b: ContentBlock) -> Result<Option<pb::ContentPart>, String> {
+    let mut extra = None;
     let part = match b {
-        ContentBlock::Text(t) => Part::Text(t.text),
+        ContentBlock::Text(t) => {
+            extra = block_extra(t.extra);
+            Part::Text(t.text)
+        }
         ContentBlock::Image(img) => {
+            extra = block_extra(img.extra);
             let s = img.source;
             let url = match (s.kind.as_str(), s.media_type, s.data, s.url) {
                 ("base64", Some(mt), Some(data), _) => format!("data:{mt};base64,{data}"),
@@ -388,7 +415,10 @@ fn block_to_part(b: ContentBlock) -> Result<Option<pb::ContentPart>, String> {
             _ => return Err("undecodable content block".into()),
         },
     };
-    Ok(Some(pb::ContentPart { part: Some(part) }))
+    Ok(Some(pb::ContentPart {
+        part: Some(part),
+        extra,
+    }))
 }
 
 fn is_pdf_document(m: &Extra) -> bool {
@@ -893,6 +923,40 @@ mod tests {
         expected["messages"][2]["content"] =
             json!([{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]);
         assert_eq!(serde_json::to_value(&up.body).unwrap(), expected);
+    }
+
+    /// Claude Code's prompt-cache breakpoints and extra tool fields reach
+    /// an Anthropic upstream where the client put them, and no other.
+    #[test]
+    fn cache_control_and_tool_fields_round_trip_to_anthropic_only() {
+        let cc = json!({"type": "ephemeral"});
+        let client = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "system": [
+                {"type": "text", "text": "You are Claude Code."},
+                {"type": "text", "text": "Env.", "cache_control": cc}
+            ],
+            "tools": [{"name": "Later", "description": "d", "input_schema": {"type": "object"},
+                       "defer_loading": true, "cache_control": cc}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Run it", "cache_control": cc}]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "Later", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok", "is_error": true, "cache_control": cc}
+                ]}
+            ]
+        });
+        let (spec, _) = request(client.clone()).unwrap();
+        let up = super::super::convert::spec_to_request(&spec, "claude-sonnet-4-5", false).unwrap();
+        assert_eq!(serde_json::to_value(&up.body).unwrap(), client);
+
+        let openai = as_openai(&spec).to_string();
+        for field in ["cache_control", "defer_loading", "is_error"] {
+            assert!(!openai.contains(field), "{field} in {openai}");
+        }
     }
 
     #[test]

@@ -484,6 +484,7 @@ pub fn response_to_result(resp: wire::ConverseResponse, ctx: &AnswerContext) -> 
         content: (!text.is_empty())
             .then_some(pb::ContentPart {
                 part: Some(Part::Text(text)),
+                extra: None,
             })
             .into_iter()
             .collect(),
@@ -522,6 +523,7 @@ mod tests {
                 role: Role::User as i32,
                 content: vec![pb::ContentPart {
                     part: Some(Part::Text("x".into())),
+                    extra: None,
                 }],
                 ..Default::default()
             }],

@@ -615,6 +615,7 @@ pub fn arguments_text(args: Option<&Value>) -> String {
 fn text_part(s: String) -> pb::ContentPart {
     pb::ContentPart {
         part: Some(Part::Text(s)),
+        extra: None,
     }
 }
 

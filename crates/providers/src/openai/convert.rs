@@ -325,6 +325,7 @@ fn message_to_canonical(i: usize, m: wire::RequestMessage) -> Result<pb::Message
 fn text_part(s: String) -> pb::ContentPart {
     pb::ContentPart {
         part: Some(Part::Text(s)),
+        extra: None,
     }
 }
 
@@ -337,7 +338,10 @@ fn part_to_canonical(p: wire::ContentPart) -> pb::ContentPart {
         }),
         wire::ContentPart::Other(map) => Part::Other(struct_from_map(map)),
     };
-    pb::ContentPart { part: Some(part) }
+    pb::ContentPart {
+        part: Some(part),
+        extra: None,
+    }
 }
 
 fn tools_to_canonical(tools: &[wire::Tool]) -> Result<Vec<pb::Tool>, ConvertError> {
@@ -379,6 +383,7 @@ fn tools_to_canonical(tools: &[wire::Tool]) -> Result<Vec<pb::Tool>, ConvertErro
             description: f.description.clone().unwrap_or_default(),
             parameters,
             strict: f.strict,
+            extra: None,
         });
     }
     Ok(out)
@@ -599,7 +604,19 @@ pub fn spec_to_request_with(
     };
     wire::ChatCompletionRequest {
         model: upstream_model.to_owned(),
-        messages: spec.messages.iter().map(message_to_wire).collect(),
+        messages: spec
+            .messages
+            .iter()
+            .map(|m| {
+                let mut w = message_to_wire(m);
+                // As with the request's extras: another vendor's fields
+                // (an Anthropic tool_result's `cache_control`).
+                if spec.dialect() == pb::Dialect::Anthropic {
+                    w.extra.clear();
+                }
+                w
+            })
+            .collect(),
         temperature: spec.temperature,
         top_p: spec.top_p,
         max_tokens,
@@ -673,6 +690,7 @@ fn content_to_wire(parts: &[pb::ContentPart], is_parts: bool) -> Option<wire::Me
             [
                 pb::ContentPart {
                     part: Some(Part::Text(s)),
+                    ..
                 },
             ] => return Some(wire::MessageContent::Text(s.clone())),
             _ => {}
@@ -1578,7 +1596,7 @@ mod tests {
                     text_part("look".into()),
                     pb::ContentPart {
                         part: Some(Part::ImageUrl(pb::ImageUrl { url: "https://x/y.png".into(), detail: String::new() })),
-                    },
+                     extra: None, },
                 ],
                 // Content with an image cannot be a string whatever the flag says.
                 content_is_parts: false,

@@ -257,6 +257,7 @@ pub fn response_to_result(response: Map<String, Value>) -> ChatResult {
         role: Role::Assistant as i32,
         content: vec![pb::ContentPart {
             part: Some(content_part::Part::Text(text)),
+            extra: None,
         }],
         tool_calls,
         ..Default::default()

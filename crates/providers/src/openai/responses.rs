@@ -303,6 +303,7 @@ fn text_message(role: Role, text: &str) -> pb::Message {
         role: role as i32,
         content: vec![pb::ContentPart {
             part: Some(content_part::Part::Text(text.to_owned())),
+            extra: None,
         }],
         ..Default::default()
     }
@@ -345,6 +346,7 @@ fn input_item(item: &Value, at: &str, out: &mut Vec<pb::Message>) -> Result<(), 
             let content = match item.get("content") {
                 Some(Value::String(t)) => vec![pb::ContentPart {
                     part: Some(content_part::Part::Text(t.clone())),
+                    extra: None,
                 }],
                 Some(Value::Array(parts)) => parts
                     .iter()
@@ -408,6 +410,7 @@ fn input_item(item: &Value, at: &str, out: &mut Vec<pb::Message>) -> Result<(), 
                 tool_call_id: str_field(item, "call_id", at)?.to_owned(),
                 content: vec![pb::ContentPart {
                     part: Some(content_part::Part::Text(output)),
+                    extra: None,
                 }],
                 ..Default::default()
             });
@@ -463,7 +466,10 @@ fn content(part: &Value, at: &str) -> Result<pb::ContentPart, ResponsesError> {
             ));
         }
     };
-    Ok(pb::ContentPart { part: Some(p) })
+    Ok(pb::ContentPart {
+        part: Some(p),
+        extra: None,
+    })
 }
 
 /// Between a namespace and a tool name in the flat name chat-format
@@ -507,6 +513,7 @@ fn function_tool(t: &Value, name: String, context: &str) -> pb::Tool {
             .cloned()
             .map(struct_from_map),
         strict: t.get("strict").and_then(Value::as_bool),
+        extra: None,
     }
 }
 

@@ -273,6 +273,20 @@ pub(crate) async fn create(
     res
 }
 
+/// The response store, or the 400 saying the gateway keeps none (boxed: a
+/// response is large next to the `Ok`).
+fn kept<'s>(
+    state: &'s AppState,
+    access: &AccessInfo,
+    id: &str,
+) -> Result<&'s crate::response_store::Responses, Box<Response>> {
+    state.responses.as_deref().ok_or_else(|| {
+        let e = stateless(id);
+        access.error(&e);
+        Box::new(error_response(&e))
+    })
+}
+
 /// `GET /v1/responses/{id}`: the stored `response` object.
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
@@ -280,10 +294,9 @@ pub(crate) async fn retrieve(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(store) = &state.responses else {
-        let e = stateless(&id);
-        access.error(&e);
-        return error_response(&e);
+    let store = match kept(&state, &access, &id) {
+        Ok(store) => store,
+        Err(res) => return *res,
     };
     match store.get(&tenant(&headers), &id).await {
         Ok(Some(record)) => edge::json_response(StatusCode::OK, &record.response, error_response),
@@ -299,10 +312,9 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(store) = &state.responses else {
-        let e = stateless(&id);
-        access.error(&e);
-        return error_response(&e);
+    let store = match kept(&state, &access, &id) {
+        Ok(store) => store,
+        Err(res) => return *res,
     };
     match store.delete(&tenant(&headers), &id).await {
         Ok(true) => edge::json_response(

@@ -342,6 +342,25 @@ CONFIG = obj(
         "alerts": ALERTS,
         "pricing": obj({"models": {"type": "array", "items": PRICE}}),
         "cache": CACHE,
+        # docs/configuration.md `guardrails`.
+        "guardrails": obj(
+            {
+                "rules": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "name": {"type": "string", "minLength": 1},
+                            "detector": {"type": "string", "enum": ["card", "ssn", "iban", "email", "phone", "secret", "regex"]},
+                            "pattern": {"type": "string", "minLength": 1},
+                            "action": {"type": "string", "enum": ["block", "redact", "log"]},
+                            "models": {"type": "array", "items": S},
+                            "teams": {"type": "array", "items": S},
+                        },
+                        required=["detector", "action"],
+                    ),
+                }
+            }
+        ),
         # docs/configuration.md `responses`: `jetstream` needs the bus,
         # which the chart always configures for routers.
         "responses": obj(

@@ -53,7 +53,71 @@ pub struct Config {
     /// unless `responses.store` says where).
     #[serde(default)]
     pub responses: ResponsesConfig,
+    /// Content rules applied to prompts before they leave the gateway
+    /// (docs/guardrails.md).
+    #[serde(default, skip_serializing_if = "GuardrailsConfig::is_empty")]
+    pub guardrails: GuardrailsConfig,
 }
+
+/// `guardrails`: detectors run over every chat prompt (all three front
+/// ends and gRPC), each with an action.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsConfig {
+    #[serde(default)]
+    pub rules: Vec<GuardrailRule>,
+}
+
+impl GuardrailsConfig {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// One guardrail: a detector, what to do on a match, and whom it applies to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailRule {
+    /// Names the rule in errors and logs; required for `regex`, else the
+    /// detector's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `card`, `ssn`, `iban`, `email`, `phone`, `secret`, or `regex`.
+    pub detector: String,
+    /// The regular expression of a `regex` rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    pub action: GuardrailAction,
+    /// Models (as the client names them) the rule applies to; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Teams (`x-switchyard-team`) the rule applies to; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
+}
+
+impl GuardrailRule {
+    /// The name errors and logs use.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.detector)
+    }
+}
+
+/// What a guardrail does with a match.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailAction {
+    /// A 400 naming the rule and detector; the match is never echoed.
+    Block,
+    /// The match is replaced by `[REDACTED:<detector>]` before the request
+    /// leaves the gateway.
+    Redact,
+    /// Logged (rule, detector, count; never the match); the request goes on.
+    Log,
+}
+
+/// The detectors `guardrails.rules[].detector` names (besides `regex`).
+pub const GUARDRAIL_DETECTORS: &[&str] = &["card", "ssn", "iban", "email", "phone", "secret"];
 
 /// Stored responses of `POST /v1/responses` (docs/configuration.md,
 /// "responses"): what `previous_response_id`, `GET /v1/responses/{id}` and

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::keypath::KeyPath;
 use crate::{
-    CacheBackend, Config, HedgeDelay, ModelConfig, ProviderConfig, ResponseStoreKind,
-    ResponsesMode, RouteConfig, Strategy, WireFormat,
+    CacheBackend, Config, GUARDRAIL_DETECTORS, HedgeDelay, ModelConfig, ProviderConfig,
+    ResponseStoreKind, ResponsesMode, RouteConfig, Strategy, WireFormat,
 };
 
 pub(crate) type Problem = (KeyPath, String);
@@ -65,6 +65,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.discovery(config);
     v.cache(config);
     v.responses(config);
+    v.guardrails(config);
     crate::validate_spend::validate(config, &mut v.problems);
     v.problems
 }
@@ -75,6 +76,52 @@ struct Validator {
 }
 
 impl Validator {
+    fn guardrails(&mut self, config: &Config) {
+        let rules = KeyPath::root().key("guardrails").key("rules");
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in config.guardrails.rules.iter().enumerate() {
+            let path = rules.index(i);
+            let is_regex = r.detector == "regex";
+            if !is_regex && !GUARDRAIL_DETECTORS.contains(&r.detector.as_str()) {
+                self.push(
+                    path.key("detector"),
+                    format!(
+                        "unknown detector `{}` (one of {}, regex)",
+                        r.detector,
+                        GUARDRAIL_DETECTORS.join(", ")
+                    ),
+                );
+            }
+            match (&r.pattern, is_regex) {
+                (None, true) => self.push(path.key("pattern"), "a `regex` rule needs a `pattern`"),
+                (Some(_), false) => {
+                    self.push(path.key("pattern"), "only a `regex` rule takes a `pattern`");
+                }
+                (Some(p), true) => {
+                    if let Err(e) = regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+                        self.push(
+                            path.key("pattern"),
+                            format!("not a valid regular expression: {e}"),
+                        );
+                    }
+                }
+                (None, false) => {}
+            }
+            if is_regex && r.name.as_deref().is_none_or(str::is_empty) {
+                self.push(
+                    path.key("name"),
+                    "a `regex` rule needs a `name` (errors and logs name it)",
+                );
+            }
+            if !names.insert(r.display_name().to_owned()) {
+                self.push(
+                    path.key("name"),
+                    format!("another rule is already named `{}`", r.display_name()),
+                );
+            }
+        }
+    }
+
     fn responses(&mut self, config: &Config) {
         let r = &config.responses;
         let path = KeyPath::root().key("responses");

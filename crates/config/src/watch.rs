@@ -223,10 +223,10 @@ fn load(path: &Path, snapshot: &Snapshot) -> Reload {
 impl Config {
     /// The keys that differ between `self` (running) and `new` but take
     /// effect only after a restart: `server.<key>`, `bus`, `telemetry`,
-    /// `cache`, `ledger`, and `providers.<name>` for each provider added, removed or changed
+    /// `cache`, `ledger`, `responses`, and `providers.<name>` for each provider added, removed or changed
     /// (`providers (order)` when only their order changed, which decides
-    /// who serves a bare model name listed by several). `models` and
-    /// `routing` apply live and are never listed. Empty: the whole change
+    /// who serves a bare model name listed by several). `models`,
+    /// `routing` and `guardrails` apply live and are never listed. Empty: the whole change
     /// applies live.
     pub fn reload_diff(&self, new: &Config) -> Vec<String> {
         // Destructured in full so that a new key fails to compile here until
@@ -245,6 +245,7 @@ impl Config {
             alerts: _,
             pricing: _,
             responses,
+            guardrails: _,
         } = self;
         let ServerConfig {
             http_addr,

@@ -697,3 +697,35 @@ fn responses_native_only_for_openai_wire_formats() {
     assert!(text.contains("providers[1].responses"), "{text}");
     assert_eq!(errs.len(), 1, "{text}");
 }
+
+#[test]
+fn guardrails_rules_are_checked_by_key() {
+    let with = |rules: &str| format!("{GOOD}guardrails:\n  rules:\n{rules}");
+    let c = load(&with(
+        "    - { detector: card, action: block }\n    - { name: code, detector: regex, pattern: 'falcon', action: redact, teams: [red] }\n",
+    ))
+    .unwrap();
+    assert_eq!(c.guardrails.rules.len(), 2);
+    assert_eq!(
+        c.guardrails.rules[1].action,
+        switchyard_config::GuardrailAction::Redact
+    );
+    assert_eq!(c.guardrails.rules[0].display_name(), "card");
+
+    let errs = load_err(&with(
+        "    - { detector: cards, action: block }\n    - { detector: regex, action: log }\n    - { name: x, detector: regex, pattern: '(', action: log }\n    - { detector: email, pattern: 'a', action: log }\n",
+    ));
+    let text = errs.to_string();
+    for key in [
+        "guardrails.rules[0].detector",
+        "guardrails.rules[1].pattern",
+        "guardrails.rules[1].name",
+        "guardrails.rules[2].pattern",
+        "guardrails.rules[3].pattern",
+    ] {
+        assert!(text.contains(key), "{key} missing in {text}");
+    }
+    // An unknown action or key is a parse error naming it.
+    let text = load_err(&with("    - { detector: card, action: shout }\n")).to_string();
+    assert!(text.contains("guardrails.rules[0].action"), "{text}");
+}

@@ -115,6 +115,7 @@ fn next_step(e: &GatewayError) -> Next {
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
+        | GatewayError::GuardrailBlocked { .. }
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }
@@ -167,6 +168,7 @@ fn failure(e: &GatewayError) -> Failure {
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
+        | GatewayError::GuardrailBlocked { .. }
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }

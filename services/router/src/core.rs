@@ -239,6 +239,8 @@ pub struct Gateway {
     routes: ArcSwap<RouteTable>,
     /// The config's `reasoning` keys, swapped with `routes`.
     reasoning: ArcSwap<params::ReasoningRules>,
+    /// The config's `guardrails`, compiled; swapped with `routes`.
+    guardrails: ArcSwap<crate::guardrails::Guardrails>,
     /// Outlives reloads: a target's cooldown and breaker stay as they are
     /// when the table around it changes.
     health: Arc<Health>,
@@ -271,6 +273,7 @@ impl Gateway {
             spend,
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
             reasoning: ArcSwap::from_pointee(params::ReasoningRules::from_config(config)),
+            guardrails: ArcSwap::new(crate::guardrails::Guardrails::from_config(config)),
             cache: ResponseCache::from_config(config, metrics.clone()),
             metrics,
             health,
@@ -288,6 +291,8 @@ impl Gateway {
         self.routes.store(Arc::new(RouteTable::from_config(config)));
         self.reasoning
             .store(Arc::new(params::ReasoningRules::from_config(config)));
+        self.guardrails
+            .store(crate::guardrails::Guardrails::from_config(config));
         self.health.set_config(&config.routing);
         if let Some(cache) = &self.cache {
             cache.reload(config);
@@ -452,7 +457,18 @@ impl Gateway {
         ctx: &'c RequestContext,
         spec: &mut ChatSpec,
     ) -> Result<(Meter, Admission, Cow<'c, RequestContext>), Box<Failed>> {
+        let guardrails = self.guardrails.load();
+        // Rules name models as clients do, before a spend cap downgrades.
+        let asked = (!guardrails.is_empty()).then(|| spec.model.clone());
         let (meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
+        // Before anything (cache, routing) sees the prompt.
+        if let Some(model) = asked
+            && let Err(e) = guardrails.apply(spec, &model, &ctx.who)
+        {
+            let f = Failed::from(e);
+            meter.failed(&f);
+            return Err(Box::new(f));
+        }
         match take_controls(spec, ctx) {
             Ok(ctx) => Ok((meter, admission, ctx)),
             Err(e) => {

@@ -21,6 +21,12 @@ pub enum GatewayError {
         message: String,
         param: Option<String>,
     },
+    /// A `guardrails` rule with `action: block` matched the prompt. The
+    /// match itself is never echoed.
+    #[error(
+        "the request was blocked by guardrail `{rule}`: it contains {detector} content (remove it, or ask the gateway's operator)"
+    )]
+    GuardrailBlocked { rule: String, detector: String },
     /// The request uses a parameter the chosen target cannot take, and the
     /// route's `unsupported_params` policy is `reject`.
     #[error("{0}")]
@@ -144,6 +150,12 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 Some("unsupported_parameter"),
+                Code::InvalidArgument,
+            ),
+            GatewayError::GuardrailBlocked { .. } => c(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("guardrail_blocked"),
                 Code::InvalidArgument,
             ),
             GatewayError::ModelNotFound(_) => c(

@@ -22,6 +22,7 @@ pub mod core;
 mod edge;
 pub mod error;
 pub mod grpc;
+pub mod guardrails;
 pub mod http;
 mod media;
 pub mod messages;

@@ -43,6 +43,7 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
         GatewayError::MalformedJson(_)
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
+        | GatewayError::GuardrailBlocked { .. }
         | GatewayError::MethodNotAllowed { .. } => error_type::INVALID_REQUEST,
         GatewayError::PayloadTooLarge { .. } => error_type::REQUEST_TOO_LARGE,
         GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute { .. } => error_type::NOT_FOUND,

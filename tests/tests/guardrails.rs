@@ -1,0 +1,131 @@
+//! Guardrails end to end through `switchyard serve` and the OpenAI-format
+//! upstream double: a blocked detector is a 400 naming the rule and the
+//! detector (never the match) and the upstream is never called; a
+//! redacting rule replaces the match before the request leaves; rules
+//! limited to a team apply to that team only; `/v1/messages` gets the same
+//! rules in Anthropic's error shape.
+
+// Helpers of a test file fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use switchyard_e2e::double::Double;
+use switchyard_e2e::post_chat;
+use switchyard_e2e::process::{Serve, serve};
+
+const CARD: &str = "4111 1111 1111 1111";
+
+fn start(double: &Double) -> Serve {
+    serve(&format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+providers:
+  - name: up
+    kind: openai
+    base_url: {base}
+models:
+  - name: chat
+    routes:
+      - {{ provider: up, model: gpt-test }}
+guardrails:
+  rules:
+    - {{ detector: card, action: block }}
+    - {{ detector: email, action: redact }}
+    - {{ name: red-ssn, detector: ssn, action: block, teams: [red] }}
+    - {{ name: codename, detector: regex, pattern: '(?i)project\s+falcon', action: redact }}
+"#,
+        base = double.base_url()
+    ))
+}
+
+fn ask(text: &str) -> Value {
+    json!({"model": "chat", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": text}
+    ]})
+}
+
+fn sent(double: &Double) -> String {
+    double.stats.last_body.lock().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_card_number_is_blocked_and_never_leaves() {
+    let double = Double::start().await.unwrap();
+    let gw = start(&double);
+    let base = gw.proc.http();
+
+    let r = post_chat(&base, &ask(&format!("charge {CARD} please")), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "guardrail_blocked", "{e}");
+    assert_eq!(e["type"], "invalid_request_error", "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("`card`") && message.contains("card"),
+        "{message}"
+    );
+    assert!(!r.text.contains("4111"), "the match is echoed: {}", r.text);
+    assert_eq!(double.requests(), 0);
+
+    // The same digits failing the Luhn check are an ordinary number.
+    let r = post_chat(&base, &ask("order 4111 1111 1111 1112 shipped"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sent(&double).contains("4111 1111 1111 1112"));
+
+    // Anthropic's front end, Anthropic's error shape.
+    let res = switchyard_e2e::http_client()
+        .post(format!("{base}/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "chat", "max_tokens": 50,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": CARD}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert_eq!(double.requests(), 1);
+}
+
+#[tokio::test]
+async fn redaction_happens_before_the_request_leaves() {
+    let double = Double::start().await.unwrap();
+    let gw = start(&double);
+    let base = gw.proc.http();
+
+    let r = post_chat(
+        &base,
+        &ask("mail bob.smith@example.com about Project  Falcon"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let upstream = sent(&double);
+    assert!(!upstream.contains("bob.smith@example.com"), "{upstream}");
+    assert!(!upstream.to_lowercase().contains("falcon"), "{upstream}");
+    assert!(upstream.contains("[REDACTED:email]"), "{upstream}");
+    assert!(upstream.contains("[REDACTED:codename]"), "{upstream}");
+    // The untouched system message is still there.
+    assert!(upstream.contains("Be brief."), "{upstream}");
+}
+
+#[tokio::test]
+async fn a_team_rule_applies_to_that_team_only() {
+    let double = Double::start().await.unwrap();
+    let gw = start(&double);
+    let base = gw.proc.http();
+    let body = ask("my ssn is 123-45-6789");
+
+    let r = post_chat(&base, &body, &[("x-switchyard-team", "red")]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("red-ssn"), "{}", r.text);
+    assert!(!r.text.contains("6789"), "{}", r.text);
+
+    let r = post_chat(&base, &body, &[("x-switchyard-team", "blue")]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sent(&double).contains("123-45-6789"));
+}

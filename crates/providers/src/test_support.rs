@@ -563,6 +563,30 @@ pub fn weather_call(r: &Value) -> &Value {
     call
 }
 
+/// A plain question through the Responses front end to `p` (scripted to
+/// answer), plain and streamed: both completed with the doubles' answer
+/// text. Returned for the wire format's own checks.
+pub async fn responses_text_served(p: &dyn Provider, upstream_model: &str) -> [Value; 2] {
+    let ask =
+        json!({"model": "m", "input": "Hi", "instructions": "be kind", "max_output_tokens": 50});
+    let (plain, streamed) = via_responses(p, ask, upstream_model).await;
+    for r in [&plain, &streamed] {
+        assert_eq!(response_text(r), answer_text(), "{r}");
+        assert_eq!(r["status"], "completed");
+    }
+    [plain, streamed]
+}
+
+/// [`responses_tool_request`] to `p` (scripted to call the tool), plain and
+/// streamed: each answer's [`weather_call`].
+pub async fn responses_calls_served(p: &dyn Provider, upstream_model: &str) -> [Value; 2] {
+    let (plain, streamed) = via_responses(p, responses_tool_request(), upstream_model).await;
+    [
+        weather_call(&plain).clone(),
+        weather_call(&streamed).clone(),
+    ]
+}
+
 /// A Responses request with a function tool and a question to call it.
 pub fn responses_tool_request() -> Value {
     json!({

@@ -594,27 +594,11 @@ async fn thinking_blocks_echoed_by_a_client_go_back_first() {
 #[tokio::test]
 async fn responses_api_requests_are_served() {
     let (p, _d) = provider_for(Script::Answer).await;
-    let ask =
-        json!({"model": "m", "input": "Hi", "instructions": "be kind", "max_output_tokens": 50});
-    let (plain, streamed) = test_support::via_responses(&p, ask, "claude-sonnet-4-5").await;
-    for r in [&plain, &streamed] {
-        assert_eq!(
-            test_support::response_text(r),
-            test_support::answer_text(),
-            "{r}"
-        );
-        assert_eq!(r["status"], "completed");
+    for r in test_support::responses_text_served(&p, "claude-sonnet-4-5").await {
         assert!(r["usage"]["output_tokens"].as_u64().unwrap() > 0, "{r}");
     }
     let (p, _d) = provider_for(Script::ToolCall).await;
-    let (plain, streamed) = test_support::via_responses(
-        &p,
-        test_support::responses_tool_request(),
-        "claude-sonnet-4-5",
-    )
-    .await;
-    for r in [&plain, &streamed] {
-        let call = test_support::weather_call(r);
+    for call in test_support::responses_calls_served(&p, "claude-sonnet-4-5").await {
         assert_eq!(call["call_id"], "toolu_01A");
     }
 }

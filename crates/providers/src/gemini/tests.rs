@@ -839,25 +839,7 @@ async fn embeddings_and_images_errors_are_classified() {
 #[tokio::test]
 async fn responses_api_requests_are_served() {
     let (p, _d) = provider_for(Script::Answer).await;
-    let ask =
-        json!({"model": "m", "input": "Hi", "instructions": "be kind", "max_output_tokens": 50});
-    let (plain, streamed) = test_support::via_responses(&p, ask, "gemini-2.5-flash").await;
-    for r in [&plain, &streamed] {
-        assert_eq!(
-            test_support::response_text(r),
-            test_support::answer_text(),
-            "{r}"
-        );
-        assert_eq!(r["status"], "completed");
-    }
+    test_support::responses_text_served(&p, "gemini-2.5-flash").await;
     let (p, _d) = provider_for(Script::ToolCall).await;
-    let (plain, streamed) = test_support::via_responses(
-        &p,
-        test_support::responses_tool_request(),
-        "gemini-2.5-flash",
-    )
-    .await;
-    for r in [&plain, &streamed] {
-        test_support::weather_call(r);
-    }
+    test_support::responses_calls_served(&p, "gemini-2.5-flash").await;
 }

@@ -19,6 +19,7 @@
 //!
 //! The reference for every key is docs/configuration.md.
 
+mod auth;
 mod defaults;
 mod env;
 mod error;
@@ -31,9 +32,11 @@ mod schema;
 mod secret;
 mod spend;
 mod validate;
+mod validate_auth;
 mod validate_spend;
 mod watch;
 
+pub use auth::*;
 pub use defaults::{OPENAI_BASE_URL_ENV, WELL_KNOWN_PROVIDERS, WellKnownProvider};
 pub use env::{ENV_CONFIG, ENV_GRPC_ADDR, ENV_HTTP_ADDR, ENV_NATS_URL};
 pub use error::{ConfigError, ConfigErrors};

@@ -57,6 +57,12 @@ pub struct Config {
     /// (docs/guardrails.md).
     #[serde(default, skip_serializing_if = "GuardrailsConfig::is_empty")]
     pub guardrails: GuardrailsConfig,
+    /// Who may call: virtual keys, JWTs, model access rules (docs/auth.md).
+    #[serde(default, skip_serializing_if = "crate::AuthConfig::is_default")]
+    pub auth: crate::AuthConfig,
+    /// Requests and tokens per minute, shared by every router.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<crate::RateLimitConfig>,
 }
 
 /// `guardrails`: detectors run over every chat prompt (all three front
@@ -94,6 +100,40 @@ pub struct GuardrailRule {
     /// Teams (`x-switchyard-team`) the rule applies to; empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<String>,
+    /// What the rule scans: the prompt (the default, so configs written
+    /// before answers were scanned keep their meaning), the answer, or both.
+    #[serde(default, skip_serializing_if = "GuardrailScope::is_request")]
+    pub applies_to: GuardrailScope,
+}
+
+/// `guardrails.rules[].applies_to`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailScope {
+    /// The prompt, before it leaves the gateway.
+    #[default]
+    Request,
+    /// The model's answer (unary and streamed), before the client or the
+    /// response cache sees it.
+    Response,
+    /// Both.
+    Both,
+}
+
+impl GuardrailScope {
+    pub fn is_request(&self) -> bool {
+        *self == GuardrailScope::Request
+    }
+
+    /// Whether the rule scans prompts.
+    pub fn request(self) -> bool {
+        matches!(self, GuardrailScope::Request | GuardrailScope::Both)
+    }
+
+    /// Whether the rule scans answers.
+    pub fn response(self) -> bool {
+        matches!(self, GuardrailScope::Response | GuardrailScope::Both)
+    }
 }
 
 impl GuardrailRule {

@@ -67,6 +67,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     v.responses(config);
     v.guardrails(config);
     crate::validate_spend::validate(config, &mut v.problems);
+    crate::validate_auth::validate(config, &mut v.problems);
     v.problems
 }
 

@@ -226,7 +226,7 @@ impl Config {
     /// `cache`, `ledger`, `responses`, and `providers.<name>` for each provider added, removed or changed
     /// (`providers (order)` when only their order changed, which decides
     /// who serves a bare model name listed by several). `models`,
-    /// `routing` and `guardrails` apply live and are never listed. Empty: the whole change
+    /// `routing`, `guardrails`, `auth.access` and `rate_limits` apply live and are never listed. Empty: the whole change
     /// applies live.
     pub fn reload_diff(&self, new: &Config) -> Vec<String> {
         // Destructured in full so that a new key fails to compile here until
@@ -246,6 +246,8 @@ impl Config {
             pricing: _,
             responses,
             guardrails: _,
+            auth,
+            rate_limits: _,
         } = self;
         let ServerConfig {
             http_addr,
@@ -288,6 +290,14 @@ impl Config {
         // alerts and prices apply live).
         if *ledger != new.ledger {
             keys.push("ledger".to_owned());
+        }
+        // The key store and the JWKS are opened once at start (`auth.access`
+        // and `auth.allow_unauthenticated` apply live).
+        if auth.keys != new.auth.keys {
+            keys.push("auth.keys".to_owned());
+        }
+        if auth.jwt != new.auth.jwt {
+            keys.push("auth.jwt".to_owned());
         }
         // The response store is opened once at start.
         if *responses != new.responses {

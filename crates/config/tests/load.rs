@@ -729,3 +729,30 @@ fn guardrails_rules_are_checked_by_key() {
     let text = load_err(&with("    - { detector: card, action: shout }\n")).to_string();
     assert!(text.contains("guardrails.rules[0].action"), "{text}");
 }
+
+#[test]
+fn guardrails_applies_to_defaults_to_the_request() {
+    use switchyard_config::GuardrailScope;
+    let with = |rules: &str| format!("{GOOD}guardrails:\n  rules:\n{rules}");
+    let c = load(&with(
+        "    - { detector: card, action: block }\n    - { detector: email, action: redact, applies_to: response }\n    - { detector: secret, action: block, applies_to: both }\n",
+    ))
+    .unwrap();
+    let scopes: Vec<GuardrailScope> = c.guardrails.rules.iter().map(|r| r.applies_to).collect();
+    assert_eq!(
+        scopes,
+        [
+            GuardrailScope::Request,
+            GuardrailScope::Response,
+            GuardrailScope::Both
+        ]
+    );
+    assert!(scopes[0].request() && !scopes[0].response());
+    assert!(!scopes[1].request() && scopes[1].response());
+    assert!(scopes[2].request() && scopes[2].response());
+    let text = load_err(&with(
+        "    - { detector: card, action: block, applies_to: answers }\n",
+    ))
+    .to_string();
+    assert!(text.contains("guardrails.rules[0].applies_to"), "{text}");
+}

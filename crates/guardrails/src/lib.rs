@@ -4,7 +4,9 @@
 //!
 //! A [`Scanner`] is compiled once per configuration and shared; [`Scanner::scan`]
 //! returns non-overlapping [`Finding`]s (byte ranges) and [`redact`] replaces
-//! them with `[REDACTED:<detector>]`.
+//! them with `[REDACTED:<detector>]`. A [`StreamRedactor`] does the same for
+//! text arriving in chunks (streamed answers), holding back only the suffix
+//! a match could still span.
 //!
 //! Precision over recall: candidates are validated (Luhn and issuer prefixes
 //! for cards, area/group/serial ranges for SSNs, mod-97 and country lengths
@@ -66,8 +68,13 @@
 //! `tests::timing`: `cargo test --release -p switchyard-guardrails --
 //! --ignored --nocapture --exact tests::timing` (20 batches of 1000 scans
 //! after 1000 warm-up scans); `tests::timing_per_detector` breaks it down.
+//! A [`StreamRedactor`] fed the same text in 4-byte chunks costs about
+//! 0.15 µs per chunk (`stream_tests::timing_stream`).
 
 use regex::{Regex, RegexBuilder};
+
+mod stream;
+pub use stream::{Blocked, CONTEXT, CUSTOM_HOLD, CUSTOM_STEP, MAX_HOLD, PEM_MAX, StreamRedactor};
 
 /// A built-in detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -935,5 +942,7 @@ fn secret_ok(s: &str) -> bool {
     true
 }
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

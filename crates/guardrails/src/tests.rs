@@ -458,7 +458,7 @@ fn non_ascii_text() {
     assert!(r.contains("[REDACTED:card]"), "{r}");
 }
 
-fn sample_prompt() -> String {
+pub(crate) fn sample_prompt() -> String {
     let para = "Please summarise the following customer ticket. The customer, reachable at \
         jane.doe@example.com or 415-555-0132, reports that order 100234987 placed on 2024-01-15 \
         was charged twice ($129.99 each) to the card ending 4242. They are on version 2.14.3 of \

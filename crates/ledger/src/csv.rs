@@ -17,7 +17,9 @@ const ROW_METRICS: [&str; 10] = [
     "errors",
 ];
 
-const RECORD_HEADER: [&str; 22] = [
+// New columns go at the end: readers that pick columns by position keep
+// working.
+const RECORD_HEADER: [&str; 25] = [
     "request_id",
     "time",
     "router",
@@ -40,6 +42,9 @@ const RECORD_HEADER: [&str; 22] = [
     "cache_hit",
     "latency_ms",
     "outcome",
+    "client_addr",
+    "credential",
+    "guardrails",
 ];
 
 fn field(out: &mut String, value: &str) {
@@ -96,7 +101,8 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
     out
 }
 
-/// Raw records as CSV, one column per field.
+/// Raw records as CSV, one column per field; the guardrail actions in one
+/// field, separated by `;` (empty when there were none).
 pub fn records_to_csv(records: &[UsageRecord]) -> String {
     let mut out = String::new();
     line(&mut out, RECORD_HEADER);
@@ -125,6 +131,9 @@ pub fn records_to_csv(records: &[UsageRecord]) -> String {
             r.cache_hit.to_string(),
             r.latency_ms.to_string(),
             r.outcome.clone(),
+            opt(&r.client_addr),
+            opt(&r.credential),
+            r.guardrails.join(";"),
         ];
         line(&mut out, fields.iter().map(String::as_str));
     }

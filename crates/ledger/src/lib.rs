@@ -11,6 +11,10 @@
 //!
 //! The request id is the idempotency key everywhere: a record stored,
 //! published or loaded twice counts once.
+//!
+//! The records are also the audit trail (who, from where, what the
+//! guardrails did): append-only in every store, both databases refusing
+//! UPDATE, and exported page by page with [`RecordCursor`].
 
 mod csv;
 mod error;
@@ -28,7 +32,10 @@ pub use crate::local::{LocalLedger, LocalOptions};
 #[doc(hidden)]
 pub use crate::postgres::WriterHook;
 pub use crate::postgres::{PgSettings, PostgresStore, run_writer};
-pub use crate::query::{Dimension, UsageQuery, UsageRow, UsageStore};
+pub use crate::query::{Dimension, RecordCursor, UsageQuery, UsageRow, UsageStore, parse_time};
 pub use crate::record::{
     MemorySink, OUTCOME_CLIENT_CLOSED, OUTCOME_OK, SinkStats, UsageRecord, UsageSink,
 };
+/// The time type of records and queries, for callers without their own
+/// `jiff` dependency (the CLI).
+pub use jiff::Timestamp;

@@ -17,12 +17,12 @@ use tokio::sync::oneshot;
 use crate::query::{
     Metrics, SpendBucket, days_between, rows_from, spend_records, to_i64, to_u64, ts_from_us,
 };
-use crate::record::Counters;
+use crate::record::{Counters, guardrails_from_json, guardrails_to_json};
 use crate::sql::{self, Dialect, Param, Sql};
 use crate::{LedgerError, SinkStats, UsageQuery, UsageRecord, UsageRow, UsageSink, UsageStore};
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE usage_records (
@@ -55,15 +55,39 @@ CREATE INDEX usage_records_time     ON usage_records (time_us);
 // record on the writer thread, which shares the gateway's CPU, and reports
 // select a time range first (the grouping then scans that range).
 
+/// The audit fields. Added columns, so a file of version 1 upgrades in place
+/// (its records get no address, no credential, no guardrail actions).
+///
+/// The time index gains the request id: an export pages by (time, request
+/// id), and with both in the index each page is a range scan in order,
+/// not a sort of everything after the cursor. It replaces the old one (one
+/// index besides the key, still).
+///
+/// Records are append-only: the trigger refuses any UPDATE, so no code
+/// path (nor a stray statement in the sqlite3 shell) rewrites history.
+/// Deleting old records stays possible, for retention.
+const SCHEMA_V2: &str = "
+ALTER TABLE usage_records ADD COLUMN client_addr TEXT;
+ALTER TABLE usage_records ADD COLUMN credential  TEXT;
+ALTER TABLE usage_records ADD COLUMN guardrails  TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX usage_records_time_id ON usage_records (time_us, request_id);
+DROP INDEX usage_records_time;
+CREATE TRIGGER usage_records_append_only BEFORE UPDATE ON usage_records
+BEGIN
+    SELECT RAISE(ABORT, 'usage records are append-only');
+END;
+";
+
 /// Rows inserted between two yields of the writer thread.
 const YIELD_EVERY: usize = 32;
 
 const INSERT: &str = "INSERT OR IGNORE INTO usage_records (
     request_id, time_us, router, operation, key_id, team_id, user_id, model, provider,
     served_model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
-    reasoning_tokens, images, cost_pico, saved_pico, estimated, cache_hit, latency_ms, outcome
+    reasoning_tokens, images, cost_pico, saved_pico, estimated, cache_hit, latency_ms, outcome,
+    client_addr, credential, guardrails
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22)";
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
 
 /// How long a connection waits for another one's lock (a backup, the
 /// sqlite3 shell) before a write attempt fails.
@@ -207,11 +231,25 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
              {SCHEMA_VERSION}: use a newer switchyard or another file"
         )));
     }
-    if version < 1 {
+    // Each step in its own transaction with its version: a file stopped
+    // half-way (a crash during an upgrade) resumes at the step it lacks.
+    for (v, schema) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        if version >= v {
+            continue;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-        tx.execute_batch(SCHEMA_V1)?;
-        tx.pragma_update(None, "user_version", 1)?;
+        // Read again under the lock: another process opening the same file
+        // may have applied this step while we waited for it.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= v {
+            continue;
+        }
+        tx.execute_batch(schema)?;
+        tx.pragma_update(None, "user_version", v)?;
         tx.commit()?;
+        if version > 0 {
+            tracing::info!(version = v, "usage ledger schema upgraded");
+        }
     }
     Ok(())
 }
@@ -326,6 +364,9 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> Result<(), rusqlite::
                 r.cache_hit,
                 to_i64(r.latency_ms),
                 r.outcome,
+                r.client_addr,
+                r.credential,
+                guardrails_to_json(&r.guardrails),
             ])?;
         }
     }
@@ -405,6 +446,9 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(UsageRecordRaw, i
             estimated: r.get(18)?,
             cache_hit: r.get(19)?,
             outcome: r.get(21)?,
+            client_addr: r.get(22)?,
+            credential: r.get(23)?,
+            guardrails: r.get(24)?,
         },
         r.get(1)?,
     ))
@@ -428,6 +472,10 @@ struct UsageRecordRaw {
     estimated: bool,
     cache_hit: bool,
     outcome: String,
+    client_addr: Option<String>,
+    credential: Option<String>,
+    /// JSON array text.
+    guardrails: String,
 }
 
 impl UsageRecordRaw {
@@ -456,6 +504,9 @@ impl UsageRecordRaw {
             cache_hit: self.cache_hit,
             latency_ms: to_u64(c[8]),
             outcome: self.outcome,
+            client_addr: self.client_addr,
+            credential: self.credential,
+            guardrails: guardrails_from_json(&self.guardrails)?,
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::jetstream::ensure_stream;
 use crate::query::{
     Metrics, SpendBucket, days_between, rows_from, spend_records, to_i64, to_u64, ts_from_us,
 };
+use crate::record::{guardrails_from_json, guardrails_to_json};
 use crate::sql::{self, Dialect, Param, Sql};
 use crate::{
     Dimension, LedgerError, StreamSettings, UsageQuery, UsageRecord, UsageRow, UsageStore,
@@ -34,23 +35,38 @@ struct Migration {
 
 /// Applied in order, each once, each in its own transaction. Append only:
 /// a released migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "usage_records",
-    sql: include_str!("../migrations/0001_usage_records.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "usage_records",
+        sql: include_str!("../migrations/0001_usage_records.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sql: include_str!("../migrations/0002_audit.sql"),
+    },
+];
 
 /// Serializes migrations of concurrently starting writers.
 const MIGRATION_LOCK: i64 = 0x5357_4c45_4447_4552;
 
+// The guardrail actions travel as JSON text (an array of arrays cannot be
+// ragged) and become jsonb in the select.
 const INSERT: &str = "INSERT INTO switchyard_usage_records (
     request_id, time, router, operation, key_id, team_id, user_id, model, provider,
     served_model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
-    reasoning_tokens, images, cost_pico, saved_pico, estimated, cache_hit, latency_ms, outcome)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+    reasoning_tokens, images, cost_pico, saved_pico, estimated, cache_hit, latency_ms, outcome,
+    client_addr, credential, guardrails)
+SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
+    c20, c21, c22, c23, c24, c25::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
     $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[],
-    $19::boolean[], $20::boolean[], $21::bigint[], $22::text[])
+    $19::boolean[], $20::boolean[], $21::bigint[], $22::text[], $23::text[], $24::text[],
+    $25::text[])
+    AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
+         c20, c21, c22, c23, c24, c25)
 ON CONFLICT (request_id) DO NOTHING";
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -526,6 +542,12 @@ async fn insert_records(
     let cache_hit = flag(|r| r.cache_hit);
     let latency = num(|r| to_i64(r.latency_ms));
     let outcomes = text(|r| &r.outcome);
+    let addrs = opt(|r| &r.client_addr);
+    let credentials = opt(|r| &r.credential);
+    let guardrails: Vec<String> = records
+        .iter()
+        .map(|r| guardrails_to_json(&r.guardrails))
+        .collect();
     db.execute(
         insert,
         &[
@@ -551,6 +573,9 @@ async fn insert_records(
             &cache_hit,
             &latency,
             &outcomes,
+            &addrs,
+            &credentials,
+            &guardrails,
         ],
     )
     .await
@@ -657,6 +682,9 @@ fn record_from_row(r: &Row) -> Result<UsageRecord, LedgerError> {
         cache_hit: r.try_get(19)?,
         latency_ms: to_u64(r.try_get(20)?),
         outcome: r.try_get(21)?,
+        client_addr: r.try_get(22)?,
+        credential: r.try_get(23)?,
+        guardrails: guardrails_from_json(r.try_get(24)?)?,
     })
 }
 

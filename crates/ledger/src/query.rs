@@ -25,19 +25,22 @@ pub enum Dimension {
     Model,
     Provider,
     ServedModel,
+    /// How the request ended: `ok`, `client_closed` or an error code.
+    Outcome,
     /// The calendar day (`YYYY-MM-DD`) of the request's start in
     /// [`UsageQuery::time_zone`].
     Day,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 7] = [
+    pub const ALL: [Dimension; 8] = [
         Dimension::Key,
         Dimension::Team,
         Dimension::User,
         Dimension::Model,
         Dimension::Provider,
         Dimension::ServedModel,
+        Dimension::Outcome,
         Dimension::Day,
     ];
 
@@ -50,6 +53,7 @@ impl Dimension {
             Dimension::Model => "model",
             Dimension::Provider => "provider",
             Dimension::ServedModel => "served_model",
+            Dimension::Outcome => "outcome",
             Dimension::Day => "day",
         }
     }
@@ -89,6 +93,8 @@ impl FromStr for Dimension {
 ///   one). A `Day` filter is a `YYYY-MM-DD` date in `time_zone`.
 /// - `group_by`: the order of the dimensions in each row's `group`;
 ///   repeats are ignored. Empty: one row with the totals.
+/// - `after`: only records past this position in the records' order (time,
+///   then request id): the next page of an export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageQuery {
     pub from: Option<Timestamp>,
@@ -97,6 +103,7 @@ pub struct UsageQuery {
     pub filters: Vec<(Dimension, String)>,
     /// Where days begin and end for [`Dimension::Day`].
     pub time_zone: TimeZone,
+    pub after: Option<RecordCursor>,
 }
 
 impl Default for UsageQuery {
@@ -107,6 +114,7 @@ impl Default for UsageQuery {
             group_by: Vec::new(),
             filters: Vec::new(),
             time_zone: TimeZone::UTC,
+            after: None,
         }
     }
 }
@@ -141,6 +149,11 @@ impl UsageQuery {
         self
     }
 
+    pub fn after(mut self, cursor: RecordCursor) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+
     /// `group_by` without repeats, in first-seen order.
     pub(crate) fn dimensions(&self) -> Vec<Dimension> {
         let mut out: Vec<Dimension> = Vec::new();
@@ -151,6 +164,75 @@ impl UsageQuery {
         }
         out
     }
+}
+
+/// A position in the order [`UsageStore::records`] returns records in
+/// (time, then request id): where one page of an export ended and the next
+/// begins. As text (`Display`/`FromStr`) it is opaque and safe in a header
+/// or a query string: the time in microseconds and the request id in hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCursor {
+    pub time: Timestamp,
+    pub request_id: String,
+}
+
+impl RecordCursor {
+    /// The position of `r`: records after it come after this cursor.
+    pub fn of(r: &UsageRecord) -> RecordCursor {
+        RecordCursor {
+            time: r.time,
+            request_id: r.request_id.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RecordCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.", self.time.as_microsecond())?;
+        for b in self.request_id.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for RecordCursor {
+    type Err = LedgerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || LedgerError::InvalidQuery(format!("`{s}` is not a cursor this gateway gave"));
+        let (time, id) = s.trim().split_once('.').ok_or_else(bad)?;
+        let time = time.parse::<i64>().map_err(|_| bad())?;
+        if !id.len().is_multiple_of(2) || !id.is_ascii() {
+            return Err(bad());
+        }
+        let bytes = (0..id.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&id[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        Ok(RecordCursor {
+            time: Timestamp::from_microsecond(time).map_err(|_| bad())?,
+            request_id: String::from_utf8(bytes).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A time as a query or a command line gives it: RFC 3339
+/// (`2026-12-01T00:00:00Z`), or a span back from `now` (`90m`, `24h`,
+/// `7d`).
+pub fn parse_time(v: &str, now: Timestamp) -> Result<Timestamp, LedgerError> {
+    if let Ok(t) = v.trim().parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let span = humantime::parse_duration(v.trim()).map_err(|_| {
+        LedgerError::InvalidQuery(format!(
+            "`{v}` is neither an RFC 3339 time (2026-12-01T00:00:00Z) nor a span back from now (24h, 7d)"
+        ))
+    })?;
+    let secs = i64::try_from(span.as_secs()).unwrap_or(i64::MAX);
+    now.checked_sub(jiff::SignedDuration::from_secs(secs))
+        .map_err(|e| LedgerError::InvalidQuery(format!("`{v}` reaches too far back: {e}")))
 }
 
 /// One group's sums. Rows come sorted by their group values (a missing
@@ -411,6 +493,9 @@ pub(crate) fn spend_records(
             cache_hit: false,
             latency_ms: 0,
             outcome: crate::record::OUTCOME_OK.to_owned(),
+            client_addr: None,
+            credential: None,
+            guardrails: Vec::new(),
         });
     }
     Ok(out)
@@ -432,6 +517,37 @@ mod tests {
             Dimension::ServedModel
         );
         assert!("region".parse::<Dimension>().is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_as_opaque_text() {
+        let c = RecordCursor {
+            time: "2026-01-01T10:00:00.123456Z".parse().unwrap(),
+            request_id: "req 1/ü,\"x\"".into(),
+        };
+        let text = c.to_string();
+        assert!(
+            text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'),
+            "{text}"
+        );
+        assert_eq!(text.parse::<RecordCursor>().unwrap(), c);
+        for bad in ["", "12", "x.61", "12.6", "12.zz", "12.ff"] {
+            assert!(bad.parse::<RecordCursor>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_span_back() {
+        let now: Timestamp = "2026-01-08T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_time("7d", now).unwrap(),
+            "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            parse_time("2026-01-02T03:04:05Z", now).unwrap(),
+            "2026-01-02T03:04:05Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(parse_time("yesterday", now).is_err());
     }
 
     #[test]

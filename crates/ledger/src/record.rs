@@ -66,6 +66,20 @@ pub struct UsageRecord {
     pub latency_ms: u64,
     /// `ok`, `client_closed`, or an error code.
     pub outcome: String,
+    // The audit fields: who called from where, and what the guardrails did.
+    // Defaults so records of older routers still load.
+    /// The client's IP address, as text (the peer, or the forwarded address
+    /// the router trusts).
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// How the caller authenticated: `key` or `jwt`; `None` when anonymous.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Guardrail actions taken on the request, in order, each a short text
+    /// such as `block:no-cards/card` or `redact:pii/email*2`; opaque to the
+    /// ledger.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 impl UsageRecord {
@@ -100,6 +114,9 @@ impl UsageRecord {
             cache_hit: false,
             latency_ms: 0,
             outcome: OUTCOME_OK.to_owned(),
+            client_addr: None,
+            credential: None,
+            guardrails: Vec::new(),
         }
     }
 
@@ -109,6 +126,17 @@ impl UsageRecord {
     pub fn is_error(&self) -> bool {
         is_error_outcome(&self.outcome)
     }
+}
+
+/// The guardrail actions as stored: a JSON array of strings (SQLite TEXT,
+/// PostgreSQL `jsonb`), so they stay one column, queryable in either.
+pub(crate) fn guardrails_to_json(actions: &[String]) -> String {
+    serde_json::to_string(actions).unwrap_or_else(|_| "[]".to_owned())
+}
+
+pub(crate) fn guardrails_from_json(text: &str) -> Result<Vec<String>, LedgerError> {
+    serde_json::from_str(text)
+        .map_err(|e| LedgerError::Corrupt(format!("guardrail actions `{text}`: {e}")))
 }
 
 pub const OUTCOME_OK: &str = "ok";
@@ -251,5 +279,41 @@ impl UsageSink for MemorySink {
             stored: n,
             ..SinkStats::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_older_routers_load_and_new_fields_are_on_the_wire() {
+        // What a router before the audit fields published.
+        let old = r#"{"request_id":"r1","time":"2026-01-01T10:00:00Z","router":"a",
+            "operation":"chat","model":"m","cost":"0.000001","outcome":"ok"}"#;
+        let r: UsageRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.client_addr, None);
+        assert_eq!(r.credential, None);
+        assert!(r.guardrails.is_empty());
+
+        let mut r = r;
+        r.client_addr = Some("127.0.0.1".into());
+        r.credential = Some("jwt".into());
+        r.guardrails = vec!["block:no-cards/card".into()];
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["client_addr"], "127.0.0.1");
+        assert_eq!(json["credential"], "jwt");
+        assert_eq!(json["guardrails"][0], "block:no-cards/card");
+        let back: UsageRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn guardrail_actions_store_as_a_json_array() {
+        let actions = vec!["redact:pii/email*2".to_owned(), "a\"b;c".to_owned()];
+        let text = guardrails_to_json(&actions);
+        assert_eq!(guardrails_from_json(&text).unwrap(), actions);
+        assert_eq!(guardrails_to_json(&[]), "[]");
+        assert!(guardrails_from_json("not json").is_err());
     }
 }

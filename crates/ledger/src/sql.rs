@@ -22,7 +22,7 @@ pub(crate) enum Param {
 }
 
 /// The stored columns, in the order `records` reads them.
-pub(crate) const RECORD_COLUMNS: [&str; 22] = [
+pub(crate) const RECORD_COLUMNS: [&str; 25] = [
     "request_id",
     "time",
     "router",
@@ -45,6 +45,9 @@ pub(crate) const RECORD_COLUMNS: [&str; 22] = [
     "cache_hit",
     "latency_ms",
     "outcome",
+    "client_addr",
+    "credential",
+    "guardrails",
 ];
 
 impl Dialect {
@@ -83,6 +86,15 @@ impl Dialect {
     pub fn column(self, name: &str) -> &str {
         if name == "time" { self.time() } else { name }
     }
+
+    /// How `records` selects a stored column: the guardrail actions are
+    /// a JSON array, `jsonb` in PostgreSQL, read back as its text.
+    fn select(self, name: &str) -> String {
+        match (self, name) {
+            (Dialect::Postgres, "guardrails") => "u.guardrails::text".to_owned(),
+            _ => format!("u.{}", self.column(name)),
+        }
+    }
 }
 
 fn dimension_column(d: Dimension) -> &'static str {
@@ -93,6 +105,7 @@ fn dimension_column(d: Dimension) -> &'static str {
         Dimension::Model => "u.model",
         Dimension::Provider => "u.provider",
         Dimension::ServedModel => "u.served_model",
+        Dimension::Outcome => "u.outcome",
         Dimension::Day => "d.day",
     }
 }
@@ -137,6 +150,19 @@ impl Sql {
         if let Some(to) = q.to {
             self.push(&format!(" AND {t} < "));
             self.bind(Param::Time(to.as_microsecond()));
+        }
+        if let Some(after) = &q.after {
+            // The first comparison alone bounds an index range on time
+            // (and on time, request id); the second finishes the row-value
+            // comparison both stores order by.
+            let at = after.time.as_microsecond();
+            self.push(&format!(" AND {t} >= "));
+            self.bind(Param::Time(at));
+            self.push(&format!(" AND ({t} > "));
+            self.bind(Param::Time(at));
+            self.push(" OR u.request_id > ");
+            self.bind(Param::Text(after.request_id.clone()));
+            self.push(")");
         }
         for d in Dimension::ALL {
             let values: Vec<&str> = q
@@ -273,10 +299,7 @@ pub(crate) fn aggregate(
 /// Raw records in [`RECORD_COLUMNS`] order, oldest first.
 pub(crate) fn records(dialect: Dialect, q: &UsageQuery, limit: usize) -> Result<Sql, LedgerError> {
     let mut sql = Sql::new(dialect);
-    let cols: Vec<String> = RECORD_COLUMNS
-        .iter()
-        .map(|c| format!("u.{}", dialect.column(c)))
-        .collect();
+    let cols: Vec<String> = RECORD_COLUMNS.iter().map(|c| dialect.select(c)).collect();
     sql.push(&format!(
         "SELECT {} FROM {} u",
         cols.join(", "),

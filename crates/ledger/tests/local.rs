@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{record, ts, varied_records};
 use jiff::tz::TimeZone;
 use switchyard_ledger::{
-    Dimension, LedgerError, LocalLedger, LocalOptions, UsageQuery, UsageSink, UsageStore,
-    records_to_csv, to_csv,
+    Dimension, LedgerError, LocalLedger, LocalOptions, RecordCursor, UsageQuery, UsageRecord,
+    UsageSink, UsageStore, records_to_csv, to_csv,
 };
 use switchyard_pricing::Usd;
 
@@ -125,6 +125,7 @@ fn expected(
             Dimension::Model => Some(r.model.clone()),
             Dimension::Provider => r.provider.clone(),
             Dimension::ServedModel => r.served_model.clone(),
+            Dimension::Outcome => Some(r.outcome.clone()),
             Dimension::Day => Some(r.time.to_zoned_datetime(TimeZone::UTC).date().to_string()),
         };
         let e = map.entry(key).or_default();
@@ -382,4 +383,198 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
     ledger.flush().await.unwrap();
     assert_eq!(total(&ledger).await.0, stats.recorded);
     assert_eq!(ledger.stats().stored, stats.recorded);
+}
+
+/// Follows the cursor in pages of `page` records, as the audit export
+/// does: one more than the page says whether another follows.
+async fn all_pages(
+    store: &dyn UsageStore,
+    q: &UsageQuery,
+    page: usize,
+) -> (Vec<UsageRecord>, usize) {
+    let mut out = Vec::new();
+    let mut q = q.clone();
+    let mut pages = 0;
+    loop {
+        let mut got = store.records(&q, page + 1).await.unwrap();
+        pages += 1;
+        let more = got.len() > page;
+        got.truncate(page);
+        let last = got.last().map(RecordCursor::of);
+        out.extend(got);
+        match last {
+            Some(c) if more => q.after = Some(c),
+            _ => return (out, pages),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_pages_return_every_record_once_in_order() {
+    let (_dir, ledger) = loaded().await;
+    let everything = ledger.records(&UsageQuery::new(), 1000).await.unwrap();
+    assert_eq!(everything.len(), 20);
+    // Four records share each time: pages of 3 cut between records of the
+    // same time, where only the request id orders them.
+    for page in [1, 3, 4, 19, 20, 100] {
+        let (got, pages) = all_pages(ledger.as_ref(), &UsageQuery::new(), page).await;
+        assert_eq!(got, everything, "pages of {page}");
+        assert_eq!(pages, 20usize.div_ceil(page).max(1), "pages of {page}");
+    }
+    // With a range and a filter, the cursor narrows within them.
+    let q = UsageQuery::new()
+        .from(ts("2026-01-01T23:30:00Z"))
+        .to(ts("2026-01-03T00:00:00Z"))
+        .filter(Dimension::Outcome, "upstream_timeout");
+    let want = ledger.records(&q, 1000).await.unwrap();
+    assert_eq!(want.len(), 3);
+    assert!(want.iter().all(|r| r.outcome == "upstream_timeout"));
+    assert_eq!(all_pages(ledger.as_ref(), &q, 1).await.0, want);
+    // Through its text form, as the admin API hands it out.
+    let c: RecordCursor = RecordCursor::of(&everything[5])
+        .to_string()
+        .parse()
+        .unwrap();
+    let rest = ledger
+        .records(&UsageQuery::new().after(c), 1000)
+        .await
+        .unwrap();
+    assert_eq!(rest, everything[6..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_fields_are_stored_and_exported() {
+    let (_dir, ledger) = loaded().await;
+    let records = ledger.records(&UsageQuery::new(), 1000).await.unwrap();
+    let mut want = varied_records();
+    want.sort_by(|a, b| (a.time, &a.request_id).cmp(&(b.time, &b.request_id)));
+    assert_eq!(records, want);
+    let anonymous = records
+        .iter()
+        .find(|r| r.request_id == "varied-0-2")
+        .unwrap();
+    assert_eq!(anonymous.client_addr.as_deref(), Some("2001:db8::1"));
+    assert_eq!(anonymous.credential, None);
+    assert!(anonymous.guardrails.is_empty());
+
+    let csv = records_to_csv(&records[..4]);
+    let header = csv.split("\r\n").next().unwrap();
+    // New columns at the end: positions of the old ones are unchanged.
+    assert!(
+        header.ends_with(",latency_ms,outcome,client_addr,credential,guardrails"),
+        "{header}"
+    );
+    assert!(header.starts_with("request_id,time,router,operation,key,"));
+    assert!(
+        csv.contains(",ok,10.0.0.7,key,redact:pii/email*2;flag:tone/angry\r\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",ok,,jwt,block:no-cards/card\r\n"), "{csv}");
+    assert!(csv.contains(",upstream_timeout,2001:db8::1,,\r\n"), "{csv}");
+}
+
+/// The schema of version 1, as released: the migration test starts from
+/// a file written by that build.
+const SCHEMA_V1: &str = "
+CREATE TABLE usage_records (
+    request_id          TEXT    NOT NULL PRIMARY KEY,
+    time_us             INTEGER NOT NULL,
+    router              TEXT    NOT NULL,
+    operation           TEXT    NOT NULL,
+    key_id              TEXT,
+    team_id             TEXT,
+    user_id             TEXT,
+    model               TEXT    NOT NULL,
+    provider            TEXT,
+    served_model        TEXT,
+    input_tokens        INTEGER NOT NULL DEFAULT 0,
+    cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens       INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens    INTEGER NOT NULL DEFAULT 0,
+    images              INTEGER NOT NULL DEFAULT 0,
+    cost_pico           INTEGER NOT NULL DEFAULT 0,
+    saved_pico          INTEGER NOT NULL DEFAULT 0,
+    estimated           INTEGER NOT NULL DEFAULT 0,
+    cache_hit           INTEGER NOT NULL DEFAULT 0,
+    latency_ms          INTEGER NOT NULL DEFAULT 0,
+    outcome             TEXT    NOT NULL
+);
+CREATE INDEX usage_records_time     ON usage_records (time_us);
+INSERT INTO usage_records (request_id, time_us, router, operation, key_id, model, provider,
+    input_tokens, cost_pico, outcome)
+VALUES ('old-1', 1767261600000000, 'router-a', 'chat', 'key-1', 'chat-default', 'openai',
+    100, 18750, 'ok');
+PRAGMA user_version = 1;
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_upgrades_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(SCHEMA_V1)
+        .unwrap();
+
+    let ledger = LocalLedger::open(&path).unwrap();
+    let old = ledger.records(&UsageQuery::new(), 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    let old = &old[0];
+    assert_eq!(old.request_id, "old-1");
+    assert_eq!(old.time, ts("2026-01-01T10:00:00Z"));
+    assert_eq!(old.cost, Usd::from_pico(18_750));
+    assert_eq!(old.client_addr, None);
+    assert_eq!(old.credential, None);
+    assert!(old.guardrails.is_empty());
+
+    let new = record("new-1", ts("2026-01-01T11:00:00Z"));
+    ledger.record(new.clone());
+    ledger.flush().await.unwrap();
+    let all = ledger.records(&UsageQuery::new(), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], new);
+    drop(ledger);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["usage_records_time_id"]);
+    drop(conn);
+    // Opening again changes nothing.
+    let ledger = LocalLedger::open(&path).unwrap();
+    assert_eq!(ledger.records(&UsageQuery::new(), 10).await.unwrap(), all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cannot_be_rewritten() {
+    let (dir, ledger) = loaded().await;
+    let conn = rusqlite::Connection::open(dir.path().join("usage.db")).unwrap();
+    let err = conn
+        .execute(
+            "UPDATE usage_records SET cost_pico = 0 WHERE request_id = 'varied-0-0'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // Retention (deleting old records) stays possible.
+    let n = conn
+        .execute(
+            "DELETE FROM usage_records WHERE time_us < ?1",
+            [ts("2026-01-02T00:00:00Z").as_microsecond()],
+        )
+        .unwrap();
+    assert_eq!(n, 8);
+    assert_eq!(total(&ledger).await.0, 12);
 }

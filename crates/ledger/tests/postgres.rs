@@ -14,8 +14,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use switchyard_e2e::postgres::TestDb;
 use switchyard_ledger::{
-    Dimension, JetStreamSink, LocalLedger, PgSettings, PostgresStore, StreamSettings, UsageQuery,
-    UsageRecord, UsageSink, UsageStore, WriterHook, run_writer,
+    Dimension, JetStreamSink, LocalLedger, PgSettings, PostgresStore, RecordCursor, StreamSettings,
+    UsageQuery, UsageRecord, UsageSink, UsageStore, WriterHook, run_writer,
 };
 use switchyard_pricing::Usd;
 use tokio_util::sync::CancellationToken;
@@ -237,7 +237,7 @@ async fn migrations_applied_twice_are_no_ops() {
         return;
     };
     let store = PostgresStore::connect(&db.url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), [1]);
+    assert_eq!(store.migrate().await.unwrap(), [1, 2]);
     assert!(store.migrate().await.unwrap().is_empty());
     // Two at once (two writers starting together) apply it once too.
     let fresh = TestDb::create().await.unwrap();
@@ -246,14 +246,15 @@ async fn migrations_applied_twice_are_no_ops() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, [1]);
+    applied.sort_unstable();
+    assert_eq!(applied, [1, 2]);
     let pg = db.client().await;
     let n: i64 = pg
         .query_one("SELECT count(*) FROM switchyard_schema_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
 }
 
 /// Loads `records` through the stream and the writer.
@@ -335,6 +336,31 @@ async fn postgres_answers_like_the_local_ledger() {
             "{q:?}"
         );
     }
+    // Pages cut by the cursor, through ties of time, come out alike.
+    let mut want = Vec::new();
+    let mut got = Vec::new();
+    let (mut lq, mut pq) = (UsageQuery::new(), UsageQuery::new());
+    loop {
+        let l = local.records(&lq, 3).await.unwrap();
+        let p = pg.records(&pq, 3).await.unwrap();
+        assert_eq!(p, l, "page after {:?}", lq.after);
+        let Some(last) = l.last() else { break };
+        lq.after = Some(RecordCursor::of(last));
+        pq.after = Some(
+            RecordCursor::of(p.last().unwrap())
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+        want.extend(l);
+        got.extend(p);
+    }
+    assert_eq!(got.len(), records.len());
+    assert_eq!(got, want);
+    assert!(
+        got.iter()
+            .any(|r| r.credential.as_deref() == Some("jwt") && r.guardrails.len() == 1)
+    );
     let since: Timestamp = "2026-01-02T00:35:00Z".parse().unwrap();
     assert_eq!(
         pg.spend_since(since).await.unwrap(),
@@ -346,4 +372,93 @@ async fn postgres_answers_like_the_local_ledger() {
         records.iter().map(|r| r.cost).sum::<Usd>(),
         "exact"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_table_upgrades_in_place_and_refuses_updates() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let pg = db.client().await;
+    // What a writer of the previous release left: migration 1 and a row.
+    pg.batch_execute(include_str!("../migrations/0001_usage_records.sql"))
+        .await
+        .unwrap();
+    pg.batch_execute(
+        "CREATE TABLE switchyard_schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO switchyard_schema_migrations (version, name) VALUES (1, 'usage_records');
+         INSERT INTO switchyard_usage_records (request_id, time, router, operation, model,
+             cost_pico, outcome)
+         VALUES ('old-1', '2026-01-01T10:00:00Z', 'router-a', 'chat', 'chat-default', 18750, 'ok');",
+    )
+    .await
+    .unwrap();
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), [2]);
+    let old = store.records(&UsageQuery::new(), 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].cost, Usd::from_pico(18_750));
+    assert_eq!(old[0].client_addr, None);
+    assert_eq!(old[0].credential, None);
+    assert!(old[0].guardrails.is_empty());
+
+    // New records, through the stream and the writer, keep their fields.
+    let new = record("new-1", "2026-01-01T11:00:00Z".parse().unwrap());
+    load_more(&db, std::slice::from_ref(&new), 2).await;
+    let all = store.records(&UsageQuery::new(), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], new);
+    let matched: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM switchyard_usage_records \
+             WHERE guardrails ? 'redact:pii/email*2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(matched, 1, "guardrail actions are queryable jsonb");
+
+    let err = pg
+        .execute(
+            "UPDATE switchyard_usage_records SET cost_pico = 0 WHERE request_id = 'old-1'",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("append-only"), "{err:?}");
+    // Retention stays possible.
+    let n = pg
+        .execute(
+            "DELETE FROM switchyard_usage_records WHERE request_id = 'old-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Loads `records` through the stream and the writer into a table that
+/// holds `expect` rows afterwards.
+async fn load_more(db: &TestDb, records: &[UsageRecord], expect: i64) {
+    let (_server, client) = nats().await;
+    let settings = stream_settings();
+    let sink = JetStreamSink::new(client.clone(), settings.clone())
+        .await
+        .unwrap();
+    for r in records {
+        sink.record(r.clone());
+    }
+    sink.flush().await.unwrap();
+    let (shutdown, writer) = spawn_writer(client, settings, fast(&db.url));
+    let pg = db.client().await;
+    wait_for("the records in PostgreSQL", Duration::from_secs(30), || {
+        let pg = &pg;
+        async move { (rows(pg).await == expect).then_some(()) }
+    })
+    .await;
+    shutdown.cancel();
+    writer.await.unwrap().unwrap();
 }

@@ -28,6 +28,9 @@ pub fn record(id: &str, time: Timestamp) -> UsageRecord {
     r.cost = Usd::from_pico(18_750);
     r.saved = Usd::from_pico(1_000);
     r.latency_ms = 42;
+    r.client_addr = Some("10.0.0.7".into());
+    r.credential = Some("key".into());
+    r.guardrails = vec!["redact:pii/email*2".into(), "flag:tone/angry".into()];
     r
 }
 
@@ -62,6 +65,9 @@ pub fn varied_records() -> Vec<UsageRecord> {
                     r.team = Some("ops, \"infra\"\nnight".into());
                     r.key = Some("key-2".into());
                     r.model = "embed".into();
+                    r.credential = Some("jwt".into());
+                    r.client_addr = None;
+                    r.guardrails = vec!["block:no-cards/card".into()];
                 }
                 2 => {
                     r.team = None;
@@ -70,6 +76,10 @@ pub fn varied_records() -> Vec<UsageRecord> {
                     r.served_model = None;
                     r.outcome = "upstream_timeout".into();
                     r.cost = Usd::ZERO;
+                    // Anonymous, from IPv6, nothing the guardrails did.
+                    r.client_addr = Some("2001:db8::1".into());
+                    r.credential = None;
+                    r.guardrails = Vec::new();
                 }
                 _ => {
                     r.provider = Some("anthropic".into());

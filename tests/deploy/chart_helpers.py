@@ -28,6 +28,10 @@ EXISTING_SECRETS = {
     # YAML syntax in both: they must stay one string once substituted.
     "ledger-postgres": {"url": "postgres://switchyard:p4ss: #w0rd@db.example:5432/switchyard"},
     "alert-webhook": {"authorization": "Bearer hook: #standin"},
+    # At least 32 bytes, with YAML syntax in it too.
+    "key-hash": {"hash-secret": "hash: #secret standin of 32+ bytes, the same for every router"},
+    # A virtual key for the helm test pod (the wiring test makes a real one).
+    "switchyard-test-key": {"api-key": "sk-sy-standin"},
 }
 # What the downward API gives a pod, for local runs.
 FIELD_REFS = {"status.hostIP": "127.0.0.1", "status.podIP": "127.0.0.1"}

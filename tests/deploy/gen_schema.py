@@ -315,6 +315,76 @@ PRICE = obj(
     required=["provider", "model"],
 )
 
+NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+# docs/auth.md, docs/configuration.md `auth`. Routers always share a bus
+# here, so keys live in JetStream (`auto`) or are `off`: a `local` key file
+# would be one per pod and lost with it.
+AUTH = obj(
+    {
+        "keys": obj(
+            {
+                "store": {"type": "string", "enum": ["auto", "jetstream", "off"]},
+                "bucket": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 5},
+            },
+            desc="config `auth.keys` without hash_secret (from the chart's auth.hashSecret) and path "
+            "(pods keep no files)",
+        ),
+        "jwt": obj(
+            {
+                "issuer": {"type": "string", "minLength": 1},
+                "audiences": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "jwks_url": {"type": "string", "pattern": "^https?://"},
+                "user_claim": {"type": "string", "minLength": 1},
+                "team_claim": {"type": "string", "minLength": 1},
+                "role_claim": {"type": "string", "minLength": 1},
+                "leeway": DURATION,
+                "min_refresh_interval": DURATION,
+            },
+            required=["issuer", "audiences", "jwks_url"],
+            desc="config `auth.jwt` with jwks_url (no jwks_file: the chart mounts no such file)",
+        ),
+        "access": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": {"type": "string", "minLength": 1},
+                    "teams": NAMES,
+                    "roles": NAMES,
+                    "users": NAMES,
+                    "keys": NAMES,
+                    "models": {**NAMES, "minItems": 1},
+                },
+                required=["name", "models"],
+            ),
+        },
+        "allow_unauthenticated": B,
+    },
+    desc="config `auth`; the hash secret of virtual keys comes from the chart's auth.hashSecret",
+)
+
+RATE_LIMIT = obj(
+    {
+        "name": {"type": "string", "minLength": 1},
+        "scope": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                # A single key's limits are set on the key.
+                "key": {"type": "string", "enum": ["*"]},
+                **{k: {"type": "string", "minLength": 1} for k in ("team", "user", "model")},
+            },
+        },
+        "rpm": POS,
+        "tpm": POS,
+    },
+    required=["name"],
+    anyOf=[{"required": ["rpm"]}, {"required": ["tpm"]}],
+)
+
 CONFIG = obj(
     {
         "server": obj(
@@ -342,6 +412,8 @@ CONFIG = obj(
         "alerts": ALERTS,
         "pricing": obj({"models": {"type": "array", "items": PRICE}}),
         "cache": CACHE,
+        "auth": AUTH,
+        "rate_limits": {"type": "array", "items": RATE_LIMIT},
         # docs/configuration.md `guardrails`.
         "guardrails": obj(
             {
@@ -355,6 +427,7 @@ CONFIG = obj(
                             "action": {"type": "string", "enum": ["block", "redact", "log"]},
                             "models": {"type": "array", "items": S},
                             "teams": {"type": "array", "items": S},
+                            "applies_to": {"type": "string", "enum": ["request", "response", "both"]},
                         },
                         required=["detector", "action"],
                     ),
@@ -569,10 +642,18 @@ SCHEMA = obj(
             },
             desc="discovery.consul in the config",
         ),
+        "auth": obj(
+            {
+                "hashSecret": obj({"existingSecret": SECRET_NAME, "key": {"type": "string", "minLength": 1}}),
+            },
+            desc="the hash secret of virtual keys (config auth.keys.hash_secret) from a Secret, for the routers",
+        ),
         "tests": obj(
             {
                 "image": obj({"repository": S, "tag": S, "pullPolicy": PULL_POLICY}),
                 "model": {"type": "string", "minLength": 1},
+                "apiKey": obj({"existingSecret": SECRET_NAME, "key": {"type": "string", "minLength": 1}},
+                              desc="a virtual key the helm test pod sends as its bearer token"),
             }
         ),
     },

@@ -222,12 +222,18 @@ def test_helm_test_pod_posts_a_chat_to_the_router_service():
     objs = objects(render(full_values()))
     pod = by_kind(objs, "Pod")[0]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    c = pod["spec"]["containers"][0]
+    env = resolve_env(c, secret_data(objs))
     svc = by_kind(objs, "Service")[0]
     http = [p["port"] for p in svc["spec"]["ports"] if p["name"] == "http"][0]
     assert env["URL"] == f"http://{svc['metadata']['name']}:{http}/v1/chat/completions"
     assert json.loads(env["BODY"])["model"] == "chat"
-    assert "test \"$code\" = 200" in pod["spec"]["containers"][0]["args"][0]
+    # tests.apiKey: the key from its Secret, sent as the bearer token, and 200 expected.
+    assert [e["valueFrom"] for e in c["env"] if e["name"] == "API_KEY"] == [
+        {"secretKeyRef": {"name": "switchyard-test-key", "key": "api-key"}}]
+    assert env["EXPECT"] == "200"
+    assert '[ "$code" = "$EXPECT" ]' in c["args"][0]
+    assert "-H @/tmp/auth" in c["args"][0]
 
 
 @pytest.mark.parametrize(
@@ -257,6 +263,22 @@ def test_helm_test_pod_posts_a_chat_to_the_router_service():
         {"ledger": {"postgres": {"createSecret": True, "url": 'postgres://u:p"q@db/x'}}},
         {"ledger": {"writer": {"enabled": "yes"}}},
         {"alerts": {"webhookHeaders": [{"name": "Authorization", "existingSecret": "s"}]}},  # no key
+        {"config": {"auth": {"keys": {"hash_secret": "0123456789abcdef0123456789abcdef"}}}},  # from auth.hashSecret
+        {"config": {"auth": {"keys": {"store": "local"}}}},         # a file in the pod
+        {"config": {"auth": {"keys": {"path": "/data/keys.db"}}}},
+        {"config": {"auth": {"keys": {"replicas": 7}}}},
+        {"config": {"auth": {"jwt": {"issuer": "https://i", "audiences": ["a"], "jwks_file": "/jwks.json"}}}},
+        {"config": {"auth": {"jwt": {"issuer": "https://i", "audiences": [], "jwks_url": "https://i/k"}}}},
+        {"config": {"auth": {"access": [{"name": "a"}]}}},           # no models
+        {"config": {"auth": {"allow_unauthenticated": "yes"}}},
+        {"config": {"auth": {"bogus": 1}}},
+        {"config": {"rate_limits": [{"name": "r"}]}},                # neither rpm nor tpm
+        {"config": {"rate_limits": [{"name": "r", "rpm": 0}]}},
+        {"config": {"rate_limits": [{"name": "r", "rpm": 1, "scope": {"key": "ci-bot"}}]}},  # only "*"
+        {"config": {"rate_limits": [{"name": "r", "rpm": 1, "scope": {"team": "a", "user": "b"}}]}},
+        {"auth": {"hashSecret": {"existingSecret": "Not_A_Name"}}},
+        {"auth": {"hashSecret": {"value": "literal"}}},
+        {"tests": {"apiKey": {"existingSecret": "k", "value": "sk-sy-literal"}}},
     ],
 )
 def test_schema_rejects(bad):
@@ -285,6 +307,7 @@ def test_schema_rejects(bad):
         ({"alerts": {"webhookHeaders": [{"name": "X-A", "existingSecret": "s", "key": "k"},
                                         {"name": "X_A", "existingSecret": "s", "key": "k"}]},
           "config": {"alerts": {"webhook": {"url": "https://h"}}}}, "same variable"),
+        ({"config": {"auth": {"keys": {"store": "jetstream"}}}}, "needs the hash secret"),
     ],
 )
 def test_template_checks(bad, message):

@@ -7,9 +7,13 @@ rendered ConfigMap as the config file, and the listen addresses moved to
 free ports through the same variables the chart sets, Secret volumes as
 local directories. The bus is a local nats-server that demands the
 credentials from the chart's Secret (token; user/password; token over TLS
-with a private CA from the chart's CA Secret); one provider points at the
-upstream double; a fake Consul agent takes the registrations. A wrong
-flag, path, port, or variable name in the chart fails here.
+with a private CA from the chart's CA Secret), with JetStream for the
+virtual keys (hashed under the chart's hash-secret Secret); one provider
+points at the upstream double; a fake Consul agent takes the
+registrations. The first key is made as NOTES.txt says (`switchyard keys
+create` with the router's environment, as `kubectl exec` runs it), and
+every request then carries it. A wrong flag, path, port, or variable name
+in the chart fails here.
 """
 
 import json
@@ -47,7 +51,7 @@ def start_nats(auth):
     port = free_port()
     store = tempfile.TemporaryDirectory()
     p = subprocess.Popen(
-        ["nats-server", "-a", "127.0.0.1", "-p", str(port), *auth, "-sd", store.name],
+        ["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", *auth, "-sd", store.name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -105,6 +109,35 @@ def clean_env(extra):
     drop["SWITCHYARD_LOG_FORMAT"] = "text"
     drop["NO_COLOR"] = "1"
     return drop
+
+
+def bearer(key):
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
+def notes_keys_create(rendered, url):
+    """The `switchyard keys create ...` command NOTES.txt gives for a
+    router pod (`kubectl exec ... -- switchyard keys create ...`), as argv
+    with its --url pointed at `url`."""
+    notes = [t for p, t in rendered.items() if p.endswith("NOTES.txt")][0]
+    lines = notes.splitlines()
+    i = [n for n, line in enumerate(lines) if "kubectl" in line and " exec " in line][0]
+    argv = lines[i + 1].split()
+    assert argv[:3] == ["switchyard", "keys", "create"], lines[i : i + 2]
+    argv[argv.index("--url") + 1] = url
+    return [SWITCHYARD, *argv[1:]]
+
+
+def create_key(rendered, base, env):
+    """Runs NOTES.txt's key command as `kubectl exec` would in a router
+    pod: with the pod's environment (SWITCHYARD_ADMIN_TOKEN included),
+    against the router's own listener. Returns the key."""
+    r = subprocess.run(notes_keys_create(rendered, base), capture_output=True, text=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", **env})
+    assert r.returncode == 0, r.stdout + r.stderr
+    key = r.stdout.split()[0]
+    assert key.startswith("sk-sy-"), r.stdout
+    return key
 
 
 def post(url, body, headers=None):
@@ -175,7 +208,8 @@ def deployed(request, tmp_path_factory):
         for p in values["providers"]:
             if p["name"] == "up":
                 p["base_url"] = double_url
-        objs = objects(render(values))
+        rendered = render(values)
+        objs = objects(rendered)
         secrets = secret_data(objs)
         if ca_pem:
             secrets["nats-ca"] = {values["nats"]["tls"]["caKey"]: ca_pem}
@@ -237,8 +271,17 @@ def deployed(request, tmp_path_factory):
         env.update(SWITCHYARD_HTTP_ADDR=http_addr, SWITCHYARD_GRPC_ADDR=grpc_addr)
         router = Proc(argv, "router listening", env=clean_env(env))
         procs.append(router)
+        base = f"http://{http_addr}"
+        # While no key exists a loopback client needs none; then the first
+        # key, made in the "pod"; from then on every request needs a key.
+        chat = {"model": "demo", "messages": [{"role": "user", "content": "before any key"}]}
+        status, _, body = post(base + "/v1/chat/completions", chat)
+        assert status == 200, body
+        api_key = create_key(rendered, base, env)
         yield {
-            "base": f"http://{http_addr}",
+            "base": base,
+            "api_key": api_key,
+            "secrets": secrets,
             "grpc_addr": grpc_addr,
             "router": router,
             "router_env": env,
@@ -277,7 +320,8 @@ def test_worker_probes_answer_where_the_chart_probes(deployed):
 
 def test_chat_through_router_and_workers_with_the_charts_key(deployed):
     status, headers, body = post(deployed["base"] + "/v1/chat/completions",
-                                 {"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+                                 {"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+                                 bearer(deployed["api_key"]))
     assert status == 200, body
     lower = {k.lower(): v for k, v in headers.items()}
     assert lower["x-switchyard-provider"] == "up"
@@ -290,32 +334,61 @@ def test_chat_through_router_and_workers_with_the_charts_key(deployed):
 
 def test_demo_provider_and_helm_test_model(deployed):
     pod = by_kind(deployed["objs"], "Pod")[0]
-    body = json.loads({e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}["BODY"])
+    body = json.loads({e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}["BODY"])
     for model in ("demo", body["model"]):
-        status, headers, answer = post(deployed["base"] + "/v1/chat/completions", dict(body, model=model))
+        status, headers, answer = post(deployed["base"] + "/v1/chat/completions", dict(body, model=model),
+                                       bearer(deployed["api_key"]))
         assert status == 200, answer
+
+
+def run_helm_test_script(deployed, tmp_path, env):
+    pod = by_kind(deployed["objs"], "Pod")[0]
+    c = pod["spec"]["containers"][0]
+    path = env["URL"].split("/", 3)[3]
+    env = dict(env, URL=f"{deployed['base']}/{path}")
+    script = c["args"][0].replace("/tmp/", f"{tmp_path}/")
+    return subprocess.run([*c["command"], script], env={"PATH": os.environ["PATH"], **env},
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_helm_test_script_passes_against_the_router(deployed, tmp_path):
     """The `helm test` pod's own script, run here with its URL pointed at
-    the local router (its /tmp is a local directory)."""
+    the local router (its /tmp is a local directory) and the key made in
+    the fixture in tests.apiKey's Secret."""
     if not shutil.which("curl"):
         pytest.skip("curl missing")
-    pod = by_kind(deployed["objs"], "Pod")[0]
-    c = pod["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in c["env"]}
-    path = env["URL"].split("/", 3)[3]
-    env["URL"] = f"{deployed['base']}/{path}"
-    script = c["args"][0].replace("/tmp/", f"{tmp_path}/")
-    r = subprocess.run([*c["command"], script], env={"PATH": os.environ["PATH"], **env},
-                       capture_output=True, text=True, timeout=60)
+    c = by_kind(deployed["objs"], "Pod")[0]["spec"]["containers"][0]
+    secrets = dict(deployed["secrets"], **{"switchyard-test-key": {"api-key": deployed["api_key"]}})
+    env = resolve_env(c, secrets)
+    assert env["API_KEY"] == deployed["api_key"] and env["EXPECT"] == "200"
+    r = run_helm_test_script(deployed, tmp_path, env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "HTTP 200" in r.stdout
-    # And it fails on anything else.
-    env["BODY"] = json.dumps({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})
-    r = subprocess.run([*c["command"], script], env={"PATH": os.environ["PATH"], **env},
-                       capture_output=True, text=True, timeout=60)
+    assert deployed["api_key"] not in r.stdout + r.stderr
+    # And it fails on anything else: a 404, a missing or a wrong key.
+    r = run_helm_test_script(deployed, tmp_path, dict(env, BODY=json.dumps(
+        {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})))
     assert r.returncode != 0 and "HTTP 404" in r.stdout
+    no_key = {k: v for k, v in env.items() if k != "API_KEY"}
+    r = run_helm_test_script(deployed, tmp_path, no_key)
+    assert r.returncode != 0 and "HTTP 401" in r.stdout and "tests.apiKey" in r.stdout
+    r = run_helm_test_script(deployed, tmp_path, dict(env, API_KEY="sk-sy-wrong-key"))
+    assert r.returncode != 0 and "HTTP 401" in r.stdout
+    # Without tests.apiKey the pod expects the 401 a stranger gets, and says
+    # that no chat was tested.
+    r = run_helm_test_script(deployed, tmp_path, dict(no_key, EXPECT="401"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No chat was tested" in r.stdout
+
+
+def test_every_request_needs_the_key_once_one_exists(deployed):
+    body = {"model": "demo", "messages": [{"role": "user", "content": "x"}]}
+    status, _, answer = post(deployed["base"] + "/v1/chat/completions", body)
+    assert status == 401 and "invalid_api_key" in answer
+    status, _, answer = post(deployed["base"] + "/v1/chat/completions", body, bearer("sk-sy-abc-def"))
+    assert status == 401
+    status, _, answer = post(deployed["base"] + "/v1/chat/completions", body, bearer(deployed["api_key"]))
+    assert status == 200, answer
 
 
 def test_keys_only_in_their_workers(deployed):

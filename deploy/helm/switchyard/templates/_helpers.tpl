@@ -204,6 +204,18 @@ that passes validation (they never connect). */ -}}
 {{- $_ := set $cache "redis" $redis -}}
 {{- end -}}
 {{- with $cache }}{{ $_ := set $cfg "cache" . }}{{ end -}}
+{{- $auth := deepCopy (default dict .Values.config.auth) -}}
+{{- if include "switchyard.hasKeyHashSecret" . -}}
+{{- /* Every pod has the variable: routers from the Secret, the others a
+stand-in (switchyard.keyHashSecretEnv). No `:-` default here, so a router
+whose Secret holds an empty value fails validation instead of hashing keys
+under a stand-in. */ -}}
+{{- $keys := deepCopy (default dict $auth.keys) -}}
+{{- $_ := set $keys "hash_secret" (include "switchyard.envRef" (dict "refs" $refs "var" "SWITCHYARD_KEY_HASH_SECRET")) -}}
+{{- $_ := set $auth "keys" $keys -}}
+{{- end -}}
+{{- with $auth }}{{ $_ := set $cfg "auth" . }}{{ end -}}
+{{- with .Values.config.rate_limits }}{{ $_ := set $cfg "rate_limits" . }}{{ end -}}
 {{- if .Values.consul.enabled -}}
 {{- $c := .Values.consul -}}
 {{- $consul := dict "address" $c.address -}}
@@ -323,6 +335,28 @@ ledger writer; the config references it. */}}
 {{- end -}}
 {{- end -}}
 
+{{- define "switchyard.hasKeyHashSecret" -}}
+{{- if .Values.auth.hashSecret.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* The hash secret of virtual keys (the config's auth.keys.hash_secret):
+from the Secret for routers; a stand-in that passes validation for the
+other pods, which load the same file but never hash a key.
+Argument: dict "root" $ "router" bool. */}}
+{{- define "switchyard.keyHashSecretEnv" -}}
+{{- if include "switchyard.hasKeyHashSecret" .root -}}
+- name: SWITCHYARD_KEY_HASH_SECRET
+{{- if .router }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.auth.hashSecret.existingSecret }}
+      key: {{ .root.Values.auth.hashSecret.key }}
+{{- else }}
+  value: "not-given-to-this-pod-only-routers-hash-keys"
+{{- end }}
+{{- end -}}
+{{- end -}}
+
 {{/* Secret webhook headers, for routers only (they send the alerts). */}}
 {{- define "switchyard.alertHeaderEnvs" -}}
 {{- range .Values.alerts.webhookHeaders }}
@@ -412,6 +446,10 @@ ledger writer; the config references it. */}}
 {{- $cacheCfg := default dict .Values.config.cache -}}
 {{- if and (include "switchyard.hasCacheRedis" .) (hasKey (default dict $cacheCfg.redis) "url") -}}
 {{- fail "config.cache.redis.url and the cache.redis Secret both set the Redis URL: keep one" -}}
+{{- end -}}
+{{- $authCfg := default dict .Values.config.auth -}}
+{{- if and (eq (toString (default dict $authCfg.keys).store) "jetstream") (not (include "switchyard.hasKeyHashSecret" .)) -}}
+{{- fail "config.auth.keys.store: jetstream needs the hash secret: set auth.hashSecret.existingSecret (a Secret with at least 32 bytes under auth.hashSecret.key, e.g. openssl rand -hex 32)" -}}
 {{- end -}}
 {{- with .Values.alerts.webhookHeaders -}}
 {{- $hook := default dict (default dict $.Values.config.alerts).webhook -}}

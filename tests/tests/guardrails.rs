@@ -3,7 +3,10 @@
 //! detector (never the match) and the upstream is never called; a
 //! redacting rule replaces the match before the request leaves; rules
 //! limited to a team apply to that team only; `/v1/messages` gets the same
-//! rules in Anthropic's error shape.
+//! rules in Anthropic's error shape. Answer rules (`applies_to: response`)
+//! redact the upstream's answer, unary and streamed (the double streams its
+//! echo word by word, so a card number arrives split over four chunks),
+//! and a blocking one withholds it.
 
 // Helpers of a test file fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -128,4 +131,126 @@ async fn a_team_rule_applies_to_that_team_only() {
     let r = post_chat(&base, &body, &[("x-switchyard-team", "blue")]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(sent(&double).contains("123-45-6789"));
+}
+
+/// A gateway whose rules scan answers only: the double echoes the prompt,
+/// so what the prompt carries comes back in the answer.
+fn start_answers(double: &Double) -> Serve {
+    serve(&format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+providers:
+  - name: up
+    kind: openai
+    base_url: {base}
+models:
+  - name: chat
+    routes:
+      - {{ provider: up, model: gpt-test }}
+guardrails:
+  rules:
+    - {{ detector: card, action: redact, applies_to: response }}
+    - {{ detector: secret, action: block, applies_to: response }}
+    - {{ detector: email, action: log, applies_to: both }}
+"#,
+        base = double.base_url()
+    ))
+}
+
+/// The joined `delta.content` of an SSE body, and its last event.
+fn stream_text(body: &str) -> (String, Value) {
+    let mut text = String::new();
+    let mut last = Value::Null;
+    for e in body.split("\n\n").filter(|e| !e.is_empty()) {
+        let data = e.strip_prefix("data: ").unwrap_or_else(|| panic!("{e:?}"));
+        if data == "[DONE]" {
+            last = Value::String(data.to_owned());
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(t) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
+            text.push_str(t);
+        }
+        last = v;
+    }
+    (text, last)
+}
+
+fn stream(mut body: Value) -> Value {
+    body["stream"] = json!(true);
+    body
+}
+
+#[tokio::test]
+async fn a_card_in_the_answer_is_redacted_unary_and_streamed() {
+    let double = Double::start().await.unwrap();
+    let gw = start_answers(&double);
+    let base = gw.proc.http();
+    let prompt = format!("card {CARD} ok");
+
+    let r = post_chat(&base, &ask(&prompt), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The prompt is not scanned by answer rules: the card went upstream.
+    assert!(sent(&double).contains(CARD));
+    assert_eq!(r.content(), "echo: card [REDACTED:card] ok");
+    assert!(!r.text.contains("4111"), "{}", r.text);
+
+    // Streamed word by word: `4111 `, `1111 `, ... each its own chunk.
+    let r = post_chat(&base, &stream(ask(&prompt)), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (text, last) = stream_text(&r.text);
+    assert_eq!(text, "echo: card [REDACTED:card] ok", "{}", r.text);
+    assert_eq!(last, "[DONE]", "{}", r.text);
+    assert!(!r.text.contains("4111"), "{}", r.text);
+    assert!(!r.text.contains("1111"), "{}", r.text);
+
+    // Text without a match flows unchanged.
+    let r = post_chat(
+        &base,
+        &stream(ask("order 4111 1111 1111 1112 shipped")),
+        &[],
+    )
+    .await;
+    let (text, _) = stream_text(&r.text);
+    assert_eq!(text, "echo: order 4111 1111 1111 1112 shipped");
+}
+
+#[tokio::test]
+async fn a_secret_in_the_answer_blocks_it() {
+    let double = Double::start().await.unwrap();
+    let gw = start_answers(&double);
+    let base = gw.proc.http();
+    let prompt = "the key is AKIAIOSFODNN7EXAMPLE so there";
+
+    let r = post_chat(&base, &ask(prompt), &[]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "guardrail_blocked_answer", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("`secret`"), "{e}");
+    assert!(!r.text.contains("AKIA"), "{}", r.text);
+
+    // Streamed: what came before the match is sent, then the error; the
+    // match and what follows never are.
+    let r = post_chat(&base, &stream(ask(prompt)), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (text, last) = stream_text(&r.text);
+    assert_eq!(text, "echo: the key is ", "{}", r.text);
+    assert_eq!(
+        last["error"]["code"], "guardrail_blocked_answer",
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("AKIA"), "{}", r.text);
+    assert!(!r.text.contains("there"), "{}", r.text);
+    assert!(!r.text.contains("[DONE]"), "{}", r.text);
+
+    // An email is only logged, in the prompt and in the answer.
+    let r = post_chat(&base, &ask("write to a@b.io"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.content(), "echo: write to a@b.io");
 }

@@ -418,6 +418,14 @@ pub enum TargetSpec {
 }
 
 impl TargetSpec {
+    /// The upstream model it names (what access rules check).
+    pub fn model(&self) -> &str {
+        match self {
+            TargetSpec::Path(p) => p.split_once('/').map_or(p.as_str(), |(_, m)| m).trim(),
+            TargetSpec::Parts { model, .. } => model.trim(),
+        }
+    }
+
     fn target(&self) -> Target {
         match self {
             TargetSpec::Path(p) => match p.split_once('/') {

@@ -42,11 +42,38 @@ struct Fields {
     input_tokens: Option<u32>,
     output_tokens: Option<u32>,
     outcome: Option<&'static str>,
+    /// Who called (authenticated), for the handler and the line.
+    caller: Option<Arc<switchyard_auth::Principal>>,
+    /// The client's address, for audit records.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl AccessInfo {
     fn with(&self, f: impl FnOnce(&mut Fields)) {
         f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub(crate) fn set_caller(
+        &self,
+        caller: Option<Arc<switchyard_auth::Principal>>,
+        peer: Option<std::net::IpAddr>,
+    ) {
+        self.with(|f| {
+            f.caller = caller;
+            f.peer = peer;
+        });
+    }
+
+    /// The authenticated caller (`None` on an open gateway) and the
+    /// client's address.
+    pub(crate) fn caller(
+        &self,
+    ) -> (
+        Option<Arc<switchyard_auth::Principal>>,
+        Option<std::net::IpAddr>,
+    ) {
+        let f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (f.caller.clone(), f.peer)
     }
 
     pub(crate) fn requested(&self, model: &str) {
@@ -177,6 +204,11 @@ impl Drop for AccessLine {
             Some("ok") if !self.complete => Some("client_closed"),
             o => o,
         };
+        // The key's name or the token's subject: who, never the secret.
+        let caller = f.caller.as_ref().map(|p| match &p.credential {
+            switchyard_auth::Credential::Key { name, .. } => name.as_str(),
+            switchyard_auth::Credential::Jwt { subject } => subject.as_str(),
+        });
         // Not inside the request's span: the line names its ids itself, and
         // is not an event on the trace.
         tracing::info!(
@@ -185,6 +217,8 @@ impl Drop for AccessLine {
             method = self.method,
             path = %self.path,
             status = self.status,
+            caller,
+            team = f.caller.as_ref().and_then(|p| p.team.as_deref()),
             model = f.model.as_deref(),
             provider = f.provider.as_deref(),
             upstream_model = f.upstream_model.as_deref(),

@@ -4,18 +4,23 @@
 //! - `GET /admin/v1/routes`: every configured model with its strategy and
 //!   routes, and the live health of every target seen so far (breaker state,
 //!   cooldown, in-flight, latency).
+//! - `/admin/v1/keys`: virtual keys ([`crate::admin_keys`]).
+//! - `GET /admin/v1/audit`: the audit trail (every request's record),
+//!   paged, as JSON lines or CSV ([`crate::admin_usage`]).
 //! - `GET /admin/v1/usage`, `/admin/v1/usage/records`, `/admin/v1/budgets`:
 //!   spend from the ledger and the budgets' state ([`crate::admin_usage`]).
 //!
 //! Access: with `SWITCHYARD_ADMIN_TOKEN` set, a request must carry
 //! `Authorization: Bearer <token>`; without it, only loopback clients are
-//! answered, so an exposed router never leaks its state by default.
+//! answered (and not a browser page of another origin, nor a request
+//! naming a non-loopback host: [`crate::auth::trusted_loopback`]), so an
+//! exposed router never leaks its state by default.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +62,28 @@ pub fn router<S: Clone + Send + Sync + 'static>(
             }),
         )
         .route(
+            "/keys",
+            get(|State(s): State<AdminState>| async move { crate::admin_keys::list(&s.gateway) })
+                .post(|State(s): State<AdminState>, body: axum::body::Bytes| async move {
+                    crate::admin_keys::create(&s.gateway, &body).await
+                }),
+        )
+        .route(
+            "/keys/{id}",
+            get(|State(s): State<AdminState>, Path(id): Path<String>| async move {
+                crate::admin_keys::get(&s.gateway, &id)
+            })
+            .delete(|State(s): State<AdminState>, Path(id): Path<String>| async move {
+                crate::admin_keys::revoke(&s.gateway, &id).await
+            }),
+        )
+        .route(
+            "/audit",
+            get(|State(s): State<AdminState>, Query(q): Query<Params>| {
+                crate::admin_usage::audit(s.gateway, q)
+            }),
+        )
+        .route(
             "/budgets",
             get(|State(s): State<AdminState>| async move {
                 crate::admin_usage::budgets(&s.gateway)
@@ -80,10 +107,12 @@ async fn authorize(State(state): State<AdminState>, req: Request, next: Next) ->
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
-        None => req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback()),
+        None => crate::auth::trusted_loopback(
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback()),
+            |n| req.headers().get(n)?.to_str().ok(),
+        ),
     };
     if allowed {
         next.run(req).await

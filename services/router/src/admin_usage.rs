@@ -4,9 +4,16 @@
 //!   (`key,team,user,model,provider,served_model,day`) over `from`..`to`
 //!   (RFC 3339 times, or a span back from now such as `24h` or `30d`),
 //!   filtered by `key=`, `team=`, `user=`, `model=`, `provider=`,
-//!   `served_model=`; `format=json` (default) or `csv` (chargeback).
+//!   `served_model=`, `outcome=` (`key=` takes a bare key id or the
+//!   recorded `key:<id>`/`jwt:<subject>`); `format=json` (default) or
+//!   `csv` (chargeback).
 //! - `GET /admin/v1/usage/records`: the records themselves, same filters,
-//!   newest first, at most `limit` (default 1,000, at most 100,000).
+//!   oldest first, at most `limit` (default 1,000, at most 100,000).
+//! - `GET /admin/v1/audit`: the audit trail, i.e. the same records with
+//!   the same filters, oldest first, as JSON lines (default) or CSV, in
+//!   pages of `limit` (default 10,000, at most 100,000): when more remain
+//!   the answer carries `x-switchyard-next-cursor`, and the same request
+//!   with `after=<that cursor>` gets the next page.
 //! - `GET /admin/v1/budgets`: every budget's window, limit, spend and
 //!   what is left.
 
@@ -16,9 +23,9 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jiff::{Timestamp, ToSpan};
+use jiff::Timestamp;
 use serde_json::{Value, json};
-use switchyard_ledger::{Dimension, UsageQuery, UsageRow};
+use switchyard_ledger::{Dimension, LedgerError, RecordCursor, UsageQuery, UsageRow};
 
 use crate::core::Gateway;
 use crate::error::GatewayError;
@@ -26,6 +33,13 @@ use crate::http::error_response;
 
 const DEFAULT_RECORDS: usize = 1_000;
 const MAX_RECORDS: usize = 100_000;
+/// An audit page: big enough that an export takes few round trips, small
+/// enough (a few MB) that no answer is held whole in memory for long.
+const DEFAULT_AUDIT_PAGE: usize = 10_000;
+const MAX_AUDIT_PAGE: usize = 100_000;
+
+/// Where an audit page says where the next one starts; absent on the last.
+pub const NEXT_CURSOR_HEADER: &str = "x-switchyard-next-cursor";
 
 /// A query parameter that is wrong, and why.
 struct BadParam {
@@ -74,7 +88,7 @@ fn parse(
                     bad(
                         "group_by",
                         format!(
-                            "`{d}` is not a dimension: key, team, user, model, provider, served_model or day"
+                            "`{d}` is not a dimension: key, team, user, model, provider, served_model, outcome or day"
                         ),
                     )
                 })
@@ -90,12 +104,18 @@ fn parse(
             continue;
         }
         match Dimension::from_str(name) {
+            // Usage is kept under `key:<id>` (or `jwt:<subject>`), while
+            // `switchyard keys` shows the bare id: take either.
+            Ok(Dimension::Key) if !value.starts_with("key:") && !value.starts_with("jwt:") => {
+                filters.push((Dimension::Key, value.clone()));
+                filters.push((Dimension::Key, format!("key:{value}")));
+            }
             Ok(d) if name != "day" => filters.push((d, value.clone())),
             _ => {
                 return Err(bad(
                     name,
                     format!(
-                        "unknown parameter `{name}`: from, to, group_by, format, limit, or a filter (key, team, user, model, provider, served_model)"
+                        "unknown parameter `{name}`: from, to, group_by, format, limit, or a filter (key, team, user, model, provider, served_model, outcome)"
                     ),
                 ));
             }
@@ -112,6 +132,7 @@ fn parse(
         group_by,
         filters,
         time_zone: gateway.spend().report_time_zone().clone(),
+        after: None,
     };
     Ok((query, format))
 }
@@ -124,15 +145,31 @@ enum Format {
 
 /// RFC 3339, or a span back from `now` (`90m`, `24h`, `7d`).
 fn time(v: &str, now: Timestamp) -> Result<Timestamp, String> {
-    if let Ok(t) = v.parse::<Timestamp>() {
-        return Ok(t);
+    switchyard_ledger::parse_time(v, now).map_err(query_message)
+}
+
+/// What a refused query says, without the ledger's prefix.
+fn query_message(e: LedgerError) -> String {
+    match e {
+        LedgerError::InvalidQuery(m) => m,
+        other => other.to_string(),
     }
-    let span = humantime::parse_duration(v).map_err(|_| {
-        format!("`{v}` is neither an RFC 3339 time (2026-12-01T00:00:00Z) nor a span back from now (24h, 7d)")
-    })?;
-    let secs = i64::try_from(span.as_secs()).unwrap_or(i64::MAX);
-    now.checked_sub(secs.seconds())
-        .map_err(|e| format!("`{v}` reaches too far back: {e}"))
+}
+
+/// `limit`, taken out of `params`: a whole number from 1, capped at `max`.
+fn take_limit(
+    params: &mut BTreeMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, BadParam> {
+    match params.remove("limit").map(|v| v.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(n)) if n > 0 => Ok(n.min(max)),
+        Some(_) => Err(bad(
+            "limit",
+            format!("must be a whole number from 1 to {max}"),
+        )),
+    }
 }
 
 fn no_ledger() -> Response {
@@ -193,16 +230,9 @@ pub(crate) async fn records(
     gateway: Arc<Gateway>,
     mut params: BTreeMap<String, String>,
 ) -> Response {
-    let limit = match params.remove("limit").map(|v| v.parse::<usize>()) {
-        None => DEFAULT_RECORDS,
-        Some(Ok(n)) if n > 0 => n.min(MAX_RECORDS),
-        Some(_) => {
-            return bad(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_RECORDS}"),
-            )
-            .response();
-        }
+    let limit = match take_limit(&mut params, DEFAULT_RECORDS, MAX_RECORDS) {
+        Ok(n) => n,
+        Err(bad) => return bad.response(),
     };
     if params.contains_key("group_by") {
         return bad(
@@ -226,6 +256,80 @@ pub(crate) async fn records(
         return csv(switchyard_ledger::records_to_csv(&records), "usage-records");
     }
     axum::Json(json!({"records": records})).into_response()
+}
+
+/// `GET /admin/v1/audit`: one page of the audit trail (see the module
+/// doc). Pages are cut by a cursor (time, request id) rather than an
+/// offset, so following them never skips or repeats a record, and each
+/// page is an index range scan however deep into the export it is.
+pub(crate) async fn audit(gateway: Arc<Gateway>, mut params: BTreeMap<String, String>) -> Response {
+    let limit = match take_limit(&mut params, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE) {
+        Ok(n) => n,
+        Err(bad) => return bad.response(),
+    };
+    let after = match params.remove("after").map(|v| v.parse::<RecordCursor>()) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return bad("after", query_message(e)).response(),
+    };
+    let csv_format = match params.remove("format").as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return bad("format", format!("`{other}` is not `jsonl` or `csv`")).response();
+        }
+    };
+    if params.contains_key("group_by") {
+        return bad(
+            "group_by",
+            "the audit trail is not grouped; use /admin/v1/usage".into(),
+        )
+        .response();
+    }
+    let mut query = match parse(&params, &gateway) {
+        Ok((q, _)) => q,
+        Err(bad) => return bad.response(),
+    };
+    query.after = after;
+    let Some(store) = gateway.spend().store() else {
+        return no_ledger();
+    };
+    // One more than the page: whether another page follows, without a
+    // count over the rest of the range.
+    let mut records = match store.records(&query, limit + 1).await {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let next = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(RecordCursor::of)
+    } else {
+        None
+    };
+    let mut res = if csv_format {
+        csv(switchyard_ledger::records_to_csv(&records), "audit")
+    } else {
+        let mut body = String::with_capacity(records.len() * 512);
+        for r in &records {
+            match serde_json::to_string(r) {
+                Ok(line) => body.push_str(&line),
+                Err(e) => return internal(e),
+            }
+            body.push('\n');
+        }
+        let mut res = (StatusCode::OK, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        res
+    };
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&next.to_string())
+    {
+        res.headers_mut().insert(NEXT_CURSOR_HEADER, v);
+    }
+    res
 }
 
 pub(crate) fn budgets(gateway: &Gateway) -> Response {

@@ -116,12 +116,17 @@ fn next_step(e: &GatewayError) -> Next {
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
         | GatewayError::GuardrailBlocked { .. }
+        | GatewayError::GuardrailBlockedAnswer { .. }
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }
         | GatewayError::MethodNotAllowed { .. }
         | GatewayError::Unroutable(_)
         | GatewayError::AdminForbidden
+        | GatewayError::Unauthenticated(_)
+        | GatewayError::ModelForbidden { .. }
+        | GatewayError::RateLimited { .. }
+        | GatewayError::RequestLimit { .. }
         | GatewayError::DeadlineExceeded(_)
         | GatewayError::ShuttingDown
         | GatewayError::BudgetExceeded(_)
@@ -169,12 +174,17 @@ fn failure(e: &GatewayError) -> Failure {
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
         | GatewayError::GuardrailBlocked { .. }
+        | GatewayError::GuardrailBlockedAnswer { .. }
         | GatewayError::ModelNotFound(_)
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnknownRoute { .. }
         | GatewayError::MethodNotAllowed { .. }
         | GatewayError::Unroutable(_)
         | GatewayError::AdminForbidden
+        | GatewayError::Unauthenticated(_)
+        | GatewayError::ModelForbidden { .. }
+        | GatewayError::RateLimited { .. }
+        | GatewayError::RequestLimit { .. }
         | GatewayError::ShuttingDown
         | GatewayError::BudgetExceeded(_)
         | GatewayError::Internal(_) => Failure::Rejected,

@@ -530,6 +530,7 @@ fn hit(a: CachedAnswer, cache: CacheStatus) -> Lookup {
         cache,
         cost: None,
         downgrade: None,
+        rate: None,
     };
     Lookup::Hit(Box::new((served, a.result)))
 }
@@ -604,6 +605,7 @@ impl EmbedPlan {
             cache: CacheStatus::Hit,
             cost: None,
             downgrade: None,
+            rate: None,
         };
         let result = EmbedResult {
             model,

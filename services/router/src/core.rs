@@ -57,6 +57,29 @@ pub struct RequestContext {
     /// The request's routing controls, once taken from the body and the
     /// header ([`take_controls`]).
     pub controls: Option<Arc<RoutingControls>>,
+    /// The authenticated caller (`None`: an open gateway).
+    pub caller: Option<Arc<switchyard_auth::Principal>>,
+}
+
+impl RequestContext {
+    /// Bills the request to its authenticated caller: the key (or token
+    /// subject), its team, and its user unless the client names one. A
+    /// caller with a key cannot pick another team with a header.
+    pub fn with_caller(mut self, caller: Option<Arc<switchyard_auth::Principal>>) -> Self {
+        if let Some(p) = &caller {
+            self.who.credential = Some(match p.credential {
+                switchyard_auth::Credential::Key { .. } => "key",
+                switchyard_auth::Credential::Jwt { .. } => "jwt",
+            });
+            self.who.key = Some(p.id());
+            self.who.team.clone_from(&p.team);
+            if p.user.is_some() {
+                self.who.user.clone_from(&p.user);
+            }
+        }
+        self.caller = caller;
+        self
+    }
 }
 
 /// Takes OpenRouter's `models` and `provider` fields out of the body's
@@ -85,6 +108,41 @@ fn take_controls<'c>(
         controls: Some(Arc::new(controls)),
         ..ctx.clone()
     }))
+}
+
+/// The caller's key's request limits: at most `max_messages` messages, and
+/// `max_tokens` no higher than its ceiling (a request naming none gets the
+/// ceiling, so the upstream cannot run past it).
+fn key_request_limits(ctx: &RequestContext, spec: &mut ChatSpec) -> Result<(), GatewayError> {
+    let Some(limits) = ctx.caller.as_ref().map(|c| &c.limits) else {
+        return Ok(());
+    };
+    if let Some(max) = limits.max_messages
+        && spec.messages.len() > usize::try_from(max).unwrap_or(usize::MAX)
+    {
+        return Err(GatewayError::RequestLimit {
+            message: format!(
+                "this API key allows at most {max} messages per request; this one has {}",
+                spec.messages.len()
+            ),
+            param: "messages".into(),
+        });
+    }
+    if let Some(ceiling) = limits.max_tokens {
+        match spec.max_tokens {
+            Some(asked) if asked > ceiling => {
+                return Err(GatewayError::RequestLimit {
+                    message: format!(
+                        "this API key allows max_tokens up to {ceiling}; the request asks {asked}"
+                    ),
+                    param: "max_tokens".into(),
+                });
+            }
+            Some(_) => {}
+            None => spec.max_tokens = Some(ceiling),
+        }
+    }
+    Ok(())
 }
 
 /// OpenRouter's `provider.require_parameters`: only targets that take the
@@ -169,6 +227,8 @@ pub struct ServedBy {
     pub cost: Option<Usd>,
     /// The budget that changed the model (`x-switchyard-budget`).
     pub downgrade: Option<Downgrade>,
+    /// The tightest rate limit's figures (`x-ratelimit-*`).
+    pub rate: Option<switchyard_ratelimit::RateHeaders>,
 }
 
 /// A request that failed, and every target tried on the way.
@@ -258,6 +318,13 @@ pub struct Gateway {
     cache: Option<ResponseCache>,
     /// Prices, the usage ledger, budgets and alerts.
     spend: Arc<Spend>,
+    /// Credentials and model access rules.
+    auth: Arc<crate::auth::Auth>,
+    /// `rate_limits` and keys' own limits (reloaded in place).
+    limiter: Arc<switchyard_ratelimit::Limiter>,
+    /// Whether any `rate_limits` are configured: without them only keys
+    /// with limits of their own pay for counting.
+    rate_rules: AtomicBool,
 }
 
 impl Gateway {
@@ -268,9 +335,15 @@ impl Gateway {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
         spend: Arc<Spend>,
+        auth: Arc<crate::auth::Auth>,
     ) -> Self {
         Self {
             spend,
+            auth,
+            limiter: Arc::new(switchyard_ratelimit::Limiter::new(crate::limits::rules(
+                config,
+            ))),
+            rate_rules: AtomicBool::new(!config.rate_limits.is_empty()),
             routes: ArcSwap::from_pointee(RouteTable::from_config(config)),
             reasoning: ArcSwap::from_pointee(params::ReasoningRules::from_config(config)),
             guardrails: ArcSwap::new(crate::guardrails::Guardrails::from_config(config)),
@@ -298,6 +371,31 @@ impl Gateway {
             cache.reload(config);
         }
         self.spend.reload(config);
+        self.auth.reload(config);
+        self.limiter.set_rules(crate::limits::rules(config));
+        self.rate_rules
+            .store(!config.rate_limits.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The rate limiter, for the sync task that shares its counts.
+    pub fn limiter(&self) -> &Arc<switchyard_ratelimit::Limiter> {
+        &self.limiter
+    }
+
+    fn rate_limited(&self, caller: Option<&switchyard_auth::Principal>) -> bool {
+        self.rate_rules.load(Ordering::Relaxed)
+            || caller.is_some_and(|c| c.limits.rpm.is_some() || c.limits.tpm.is_some())
+    }
+
+    pub fn auth(&self) -> &Arc<crate::auth::Auth> {
+        &self.auth
+    }
+
+    /// The models `caller` may ask for (`GET /v1/models`).
+    pub fn list_models_for(&self, caller: Option<&switchyard_auth::Principal>) -> Vec<ListedModel> {
+        let mut models = self.list_models();
+        models.retain(|m| self.auth.allows(caller, &m.id));
+        models
     }
 
     pub fn spend(&self) -> &Arc<Spend> {
@@ -382,6 +480,8 @@ impl Gateway {
         mut spec: ChatSpec,
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Failed> {
+        // Answer rules name models as clients do, like the prompt's.
+        let asked = spec.model.clone();
         let (meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
         let ctx = &*ctx;
         let trace = RequestTrace::begin(&spec, false, self.record_content);
@@ -392,13 +492,28 @@ impl Gateway {
                 let mut meter = meter;
                 meter.cache_hit(&served, result.usage.as_mut());
                 meter.finish();
-                served.downgrade = admission.downgrade;
+                // Rules added since the answer was stored apply too.
+                if let Err(error) =
+                    self.guardrails
+                        .load()
+                        .apply_response(&mut result, &asked, &ctx.who)
+                {
+                    return Err(Failed {
+                        error,
+                        attempts: served.attempts,
+                    });
+                }
+                if let Some(c) = trace.completion() {
+                    c.record(&result);
+                }
+                admission.stamp(&mut served);
                 return Ok((served, result));
             }
             Lookup::Miss(status, store) => (status, store),
         };
         let facts = RequestFacts::from_spec(&spec);
         let model = spec.model.clone();
+        let completion = trace.completion();
         let out = self
             .unary(
                 &model,
@@ -414,9 +529,24 @@ impl Gateway {
                 },
             )
             .await;
-        let (mut served, result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
+        let (mut served, mut result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
+        // Before the cache: a redacted answer is what gets stored, and a
+        // blocked one is not stored at all.
+        if let Err(error) = self
+            .guardrails
+            .load()
+            .apply_response(&mut result, &asked, &ctx.who)
+        {
+            return Err(Failed {
+                error,
+                attempts: served.attempts,
+            });
+        }
+        if let Some(c) = completion {
+            c.record(&result);
+        }
         served.cache = status;
-        served.downgrade = admission.downgrade;
+        admission.stamp(&mut served);
         if let Some(store) = store {
             store.result(&served, &result).await;
         }
@@ -434,9 +564,36 @@ impl Gateway {
         body_user: &str,
     ) -> Result<(Meter, Admission), Box<Failed>> {
         let who = ctx.who.clone().with_body_user(body_user);
-        let meter = self.spend.meter(&ctx.request_id, operation, &who, model);
+        let mut meter = self.spend.meter(&ctx.request_id, operation, &who, model);
+        if let Err(e) = self.auth.check_model(ctx.caller.as_deref(), model) {
+            let f = Failed::from(e);
+            meter.failed(&f);
+            return Err(Box::new(f));
+        }
         match self.spend.admit(&who, model) {
-            Ok(admission) => {
+            Ok(mut admission) => {
+                if self.rate_limited(ctx.caller.as_deref()) {
+                    // Model names the route table does not know (a 404 to
+                    // come) share one counter: the client picks them, and
+                    // each distinct one would be a counter kept for minutes.
+                    let counted = if self.routes.load().resolve(model).is_some() {
+                        model.as_str()
+                    } else {
+                        "(unknown)"
+                    };
+                    match crate::limits::admit(&self.limiter, &who, ctx.caller.as_deref(), counted)
+                    {
+                        Ok((headers, charge)) => {
+                            admission.rate = headers;
+                            meter.charge(charge);
+                        }
+                        Err(e) => {
+                            let f = Failed::from(e);
+                            meter.failed(&f);
+                            return Err(Box::new(f));
+                        }
+                    }
+                }
                 if let Some(d) = &admission.downgrade {
                     model.clone_from(&d.to);
                 }
@@ -460,16 +617,27 @@ impl Gateway {
         let guardrails = self.guardrails.load();
         // Rules name models as clients do, before a spend cap downgrades.
         let asked = (!guardrails.is_empty()).then(|| spec.model.clone());
-        let (meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
+        let (mut meter, admission) = self.admit(ctx, "chat", &mut spec.model, &spec.user)?;
         // Before anything (cache, routing) sees the prompt.
-        if let Some(model) = asked
-            && let Err(e) = guardrails.apply(spec, &model, &ctx.who)
-        {
-            let f = Failed::from(e);
-            meter.failed(&f);
-            return Err(Box::new(f));
+        if let Some(model) = asked {
+            match guardrails.apply(spec, &model, &ctx.who) {
+                Ok(applied) => meter.guardrails(applied.matched),
+                Err(e) => {
+                    if let GatewayError::GuardrailBlocked { rule, detector } = &e {
+                        meter.guardrails(vec![format!("block:{rule}/{detector}")]);
+                    }
+                    let f = Failed::from(e);
+                    meter.failed(&f);
+                    return Err(Box::new(f));
+                }
+            }
         }
-        match take_controls(spec, ctx) {
+        let checked = key_request_limits(ctx, spec).and_then(|()| {
+            let routed = take_controls(spec, ctx)?;
+            self.check_control_models(&routed)?;
+            Ok(routed)
+        });
+        match checked {
             Ok(ctx) => Ok((meter, admission, ctx)),
             Err(e) => {
                 let f = Failed::from(e);
@@ -477,6 +645,25 @@ impl Gateway {
                 Err(Box::new(f))
             }
         }
+    }
+
+    /// Routing controls reach other models (`models`) and upstream models
+    /// (`x-switchyard-route` targets): each must be one the caller may use.
+    fn check_control_models(&self, ctx: &RequestContext) -> Result<(), GatewayError> {
+        let Some(controls) = &ctx.controls else {
+            return Ok(());
+        };
+        let caller = ctx.caller.as_deref();
+        let targets = controls.route.iter().flat_map(|r| &r.targets);
+        for model in controls
+            .models
+            .iter()
+            .map(String::as_str)
+            .chain(targets.map(|t| t.model()))
+        {
+            self.auth.check_model(caller, model)?;
+        }
+        Ok(())
     }
 
     /// The one place chat consults the response cache (before routing).
@@ -508,6 +695,8 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatStream), Failed> {
         let started = Instant::now();
+        // Answer rules name models as clients do, like the prompt's.
+        let asked = spec.model.clone();
         let (mut meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
         let ctx = &*ctx;
         let trace = RequestTrace::begin(&spec, true, self.record_content);
@@ -517,7 +706,21 @@ impl Gateway {
                 trace.result(&result);
                 meter.cache_hit(&served, result.usage.as_mut());
                 meter.finish();
-                served.downgrade = admission.downgrade;
+                // Rules added since the answer was stored apply too.
+                if let Err(error) =
+                    self.guardrails
+                        .load()
+                        .apply_response(&mut result, &asked, &ctx.who)
+                {
+                    return Err(Failed {
+                        error,
+                        attempts: served.attempts,
+                    });
+                }
+                if let Some(c) = trace.completion() {
+                    c.record(&result);
+                }
+                admission.stamp(&mut served);
                 return Ok((served, cache::replay(&result)));
             }
             Lookup::Miss(status, store) => (status, store),
@@ -545,6 +748,9 @@ impl Gateway {
             served.provider.clone(),
             deadline,
         );
+        // First, so metrics, traces, the cache and the meter all see the
+        // answer as the client gets it.
+        let stream = self.guardrails.load().stream(stream, &asked, &ctx.who);
         let record = StreamRecord {
             operation: ctx.operation,
             model,
@@ -557,7 +763,7 @@ impl Gateway {
         trace.served(&served);
         let stream = trace.stream(self.metrics.watch(stream, record), won.span);
         served.cache = status;
-        served.downgrade = admission.downgrade;
+        admission.stamp(&mut served);
         // Metered inside the cache's tap: the stored answer's usage has
         // no cost in it (a hit reports its own).
         let stream = match store {
@@ -689,6 +895,7 @@ impl Gateway {
             cache: CacheStatus::Off,
             cost: None,
             downgrade: None,
+            rate: None,
         };
         Ok((served, won, deadline))
     }
@@ -793,6 +1000,9 @@ impl cache::Embedder for GatewayEmbedder<'_> {
             who: self.ctx.who.clone(),
             route: None,
             controls: None,
+            // The operator's embedding model, not the caller's choice:
+            // billed to the caller, not held to its model rules.
+            caller: None,
         };
         match self.gateway.embed(spec, &ctx).await {
             Ok((_, result)) => result.data.into_iter().next().map(|e| e.vector),
@@ -883,7 +1093,7 @@ impl Gateway {
             .await;
         let (mut served, result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
         served.cache = plan.status();
-        served.downgrade = admission.downgrade;
+        admission.stamp(&mut served);
         let merged = plan.merge(&served, result).await;
         Ok((served, merged))
     }
@@ -920,7 +1130,7 @@ impl Gateway {
             |r| r.usage.as_mut(),
             |r| u32::try_from(r.data.len()).unwrap_or(u32::MAX),
         )?;
-        served.downgrade = admission.downgrade;
+        admission.stamp(&mut served);
         Ok((served, result))
     }
 

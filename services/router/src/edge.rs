@@ -95,9 +95,14 @@ fn missing_field(msg: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-/// The request's id (set by the middleware) and the trace headers the
-/// worker continues; `operation` labels metrics and spans.
-pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestContext {
+/// The request's id (set by the middleware), its caller (set by the auth
+/// middleware) and the trace headers the worker continues; `operation`
+/// labels metrics and spans.
+pub(crate) fn context(
+    headers: &HeaderMap,
+    access: &AccessInfo,
+    operation: &'static str,
+) -> RequestContext {
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -105,7 +110,7 @@ pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestCo
         .to_owned();
     let get = |name: &str| headers.get(name)?.to_str().ok();
     let cache = CacheRequest::from_headers(get);
-    RequestContext {
+    let ctx = RequestContext {
         request_id,
         operation,
         headers: trace_headers(headers),
@@ -113,7 +118,12 @@ pub(crate) fn context(headers: &HeaderMap, operation: &'static str) -> RequestCo
         route: get(ROUTE_HEADER).map(str::to_owned),
         controls: None,
         cache,
-    }
+        caller: None,
+    };
+    let (caller, peer) = access.caller();
+    let mut ctx = ctx.with_caller(caller);
+    ctx.who.client = peer;
+    ctx
 }
 
 /// The W3C trace context headers of a request, as pairs.
@@ -159,6 +169,13 @@ pub(crate) fn served_headers(res: &mut Response, served: &ServedBy) {
     {
         h.insert(BUDGET_HEADER, v);
     }
+    if let Some(rate) = &served.rate {
+        for (name, value) in rate.pairs() {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        }
+    }
     attempt_headers(res, &served.attempts);
 }
 
@@ -196,6 +213,11 @@ pub(crate) fn error_with_status(e: &GatewayError, body: Vec<u8>) -> Response {
         let secs = after.as_millis().div_ceil(1000).max(1);
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    for (name, value) in e.extra_headers() {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            res.headers_mut().insert(*name, v);
         }
     }
     res
@@ -257,10 +279,21 @@ pub(crate) fn parse_body<T>(
     parse: impl FnOnce(&[u8]) -> Result<T, GatewayError>,
     render: RenderError,
 ) -> Result<T, Box<Response>> {
-    read_body(limit, body).and_then(|b| parse(&b)).map_err(|e| {
-        access.error(&e);
-        Box::new(render(&e))
-    })
+    read_body(limit, body)
+        .and_then(|b| {
+            // The caller's key may allow less than the server does.
+            match access.caller().0.and_then(|c| c.limits.max_body_bytes) {
+                Some(key_limit) if u64::try_from(b.len()).unwrap_or(u64::MAX) > key_limit => {
+                    Err(GatewayError::PayloadTooLarge { limit: key_limit })
+                }
+                _ => Ok(b),
+            }
+        })
+        .and_then(|b| parse(&b))
+        .map_err(|e| {
+            access.error(&e);
+            Box::new(render(&e))
+        })
 }
 
 /// What every chat front end does once it has the canonical spec: serve
@@ -280,7 +313,7 @@ pub(crate) async fn serve_chat<W: serde::Serialize>(
 ) -> Response {
     access.requested(&spec.model);
     // The GenAI operation is `chat` whichever front end took it.
-    let ctx = context(headers, "chat");
+    let ctx = context(headers, access, "chat");
     if !stream {
         let out = gateway.chat(spec, &ctx).await;
         return unary_answer(access, out, |r| r.usage.as_ref(), to_wire, render);

@@ -27,6 +27,14 @@ pub enum GatewayError {
         "the request was blocked by guardrail `{rule}`: it contains {detector} content (remove it, or ask the gateway's operator)"
     )]
     GuardrailBlocked { rule: String, detector: String },
+    /// A `guardrails` rule with `action: block` and `applies_to: response`
+    /// (or `both`) matched the model's answer: the answer (or the rest of a
+    /// stream, from where the match began) is withheld. The match itself
+    /// is never echoed.
+    #[error(
+        "the answer was blocked by guardrail `{rule}`: it contained {detector} content (ask the gateway's operator)"
+    )]
+    GuardrailBlockedAnswer { rule: String, detector: String },
     /// The request uses a parameter the chosen target cannot take, and the
     /// route's `unsupported_params` policy is `reject`.
     #[error("{0}")]
@@ -52,6 +60,32 @@ pub enum GatewayError {
         "the admin API needs `Authorization: Bearer <SWITCHYARD_ADMIN_TOKEN>` (or a loopback client when no token is set)"
     )]
     AdminForbidden,
+    /// No credential, or one that is not valid (unknown, revoked, expired
+    /// key; a refused JWT). Never echoes the credential.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's key, or an access rule that applies to it, does not
+    /// allow this model.
+    #[error("{}", forbidden_message(.model, .by))]
+    ModelForbidden { model: String, by: String },
+    /// A `rate_limits` entry (or the key's own `rpm`/`tpm`) is exhausted for
+    /// this minute.
+    #[error(
+        "rate limit `{rule}` reached: {limit} {what} per minute; retry in {}s",
+        .retry_after.as_millis().div_ceil(1000).max(1)
+    )]
+    RateLimited {
+        rule: String,
+        /// `requests` or `tokens`.
+        what: &'static str,
+        limit: u64,
+        retry_after: Duration,
+        /// The refusing limit's `x-ratelimit-*` headers.
+        headers: Vec<(&'static str, String)>,
+    },
+    /// A per-key request limit (message count, `max_tokens` ceiling).
+    #[error("{message}")]
+    RequestLimit { message: String, param: String },
     /// The worker that took the request stopped answering (died, missed
     /// its heartbeats, or events were lost on the bus) before the answer
     /// was complete.
@@ -95,6 +129,10 @@ pub struct BudgetRefusal {
     pub limit: switchyard_pricing::Usd,
     pub spent: switchyard_pricing::Usd,
     pub resets_at: jiff::Timestamp,
+}
+
+fn forbidden_message(model: &str, by: &str) -> String {
+    format!("the model `{model}` is not allowed for this API key by {by}")
 }
 
 fn budget_scope(scope: &str) -> String {
@@ -158,6 +196,18 @@ impl GatewayError {
                 Some("guardrail_blocked"),
                 Code::InvalidArgument,
             ),
+            // Not a 400: the request was valid, the answer is what the
+            // policy refuses. Not a 5xx either: SDKs retry those on their
+            // own, and a retry would pay for the same answer again. 422
+            // (the request was understood, its outcome cannot be given)
+            // is not retried; over gRPC the caller may not have this
+            // content: PERMISSION_DENIED.
+            GatewayError::GuardrailBlockedAnswer { .. } => c(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                Some("guardrail_blocked_answer"),
+                Code::PermissionDenied,
+            ),
             GatewayError::ModelNotFound(_) => c(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -208,6 +258,31 @@ impl GatewayError {
                 Some("admin_forbidden"),
                 Code::PermissionDenied,
             ),
+            GatewayError::Unauthenticated(_) => c(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                Code::Unauthenticated,
+            ),
+            GatewayError::ModelForbidden { .. } => c(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("model_not_allowed"),
+                Code::PermissionDenied,
+            ),
+            // OpenAI names what ran out (`requests`/`tokens`) in `type`.
+            GatewayError::RateLimited { what, .. } => c(
+                StatusCode::TOO_MANY_REQUESTS,
+                *what,
+                Some("rate_limit_exceeded"),
+                Code::ResourceExhausted,
+            ),
+            GatewayError::RequestLimit { .. } => c(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("request_limit_exceeded"),
+                Code::InvalidArgument,
+            ),
             GatewayError::WorkerLost { .. } => c(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -252,7 +327,8 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { param, .. } => param.as_deref(),
             GatewayError::UnsupportedParameter(e) => Some(e.param),
-            GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::ModelNotFound(_) | GatewayError::ModelForbidden { .. } => Some("model"),
+            GatewayError::RequestLimit { param, .. } => Some(param),
             GatewayError::Upstream { error, .. } if !error.param.is_empty() => Some(&error.param),
             GatewayError::Unroutable(Unroutable::TooLong { .. }) => Some("messages"),
             GatewayError::Unroutable(Unroutable::Missing { capability }) => {
@@ -275,6 +351,7 @@ impl GatewayError {
             GatewayError::Unroutable(Unroutable::AllUnavailable { retry_after }) => {
                 Some(*retry_after)
             }
+            GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
             GatewayError::BudgetExceeded(r) => {
                 let left = r.resets_at.duration_since(jiff::Timestamp::now());
                 Some(
@@ -284,6 +361,14 @@ impl GatewayError {
                 )
             }
             _ => None,
+        }
+    }
+
+    /// Headers the error's answer carries besides `retry-after`.
+    pub fn extra_headers(&self) -> &[(&'static str, String)] {
+        match self {
+            GatewayError::RateLimited { headers, .. } => headers,
+            _ => &[],
         }
     }
 

@@ -36,6 +36,25 @@ impl GrpcGateway {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
+
+    /// The call's context with its authenticated caller, or the
+    /// `UNAUTHENTICATED` status.
+    async fn authorized<T>(&self, request: &Request<T>) -> Result<RequestContext, Status> {
+        let ctx = context(request.metadata());
+        let meta = request.metadata();
+        let credential = crate::auth::credential(|name| meta.get(name)?.to_str().ok());
+        // No peer address (an in-process transport) is not a loopback client.
+        let peer = request.remote_addr().map(|a| a.ip());
+        let loopback = peer.is_some_and(|ip| ip.is_loopback());
+        match self.gateway.auth().authenticate(credential, loopback).await {
+            Ok(caller) => {
+                let mut ctx = ctx.with_caller(caller);
+                ctx.who.client = peer;
+                Ok(ctx)
+            }
+            Err(e) => Err(with_request_id(&ctx, &e)),
+        }
+    }
 }
 
 pub fn status(e: &GatewayError) -> Status {
@@ -68,6 +87,7 @@ fn context(meta: &MetadataMap) -> RequestContext {
         route: get(switchyard_routing::ROUTE_HEADER).map(str::to_owned),
         controls: None,
         cache,
+        caller: None,
     }
 }
 
@@ -178,7 +198,7 @@ fn in_span(mut inner: ChunkStream, span: tracing::Span, line: AccessLine) -> Chu
 #[tonic::async_trait]
 impl GatewayService for GrpcGateway {
     async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
-        let ctx = context(request.metadata());
+        let ctx = self.authorized(&request).await?;
         let span = call_span("Chat", &ctx);
         let access = AccessInfo::default();
         let mut line = AccessLine::start(
@@ -226,7 +246,7 @@ impl GatewayService for GrpcGateway {
         &self,
         request: Request<ChatStreamRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let ctx = context(request.metadata());
+        let ctx = self.authorized(&request).await?;
         let span = call_span("ChatStream", &ctx);
         let access = AccessInfo::default();
         let mut line = AccessLine::start(
@@ -291,11 +311,12 @@ impl GatewayService for GrpcGateway {
 
     async fn list_models(
         &self,
-        _request: Request<ListModelsRequest>,
+        request: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
+        let ctx = self.authorized(&request).await?;
         let models = self
             .gateway
-            .list_models()
+            .list_models_for(ctx.caller.as_deref())
             .iter()
             .map(|m| Model {
                 id: m.id.clone(),
@@ -310,12 +331,13 @@ impl GatewayService for GrpcGateway {
         &self,
         request: Request<EmbedRequest>,
     ) -> Result<Response<EmbedResponse>, Status> {
+        let ctx = self.authorized(&request).await?;
         let gateway = self.gateway.clone();
-        let (meta, _, message) = request.into_parts();
+        let message = request.into_inner();
         unary_call(
             "Embed",
             "grpc_embeddings",
-            &meta,
+            ctx,
             message.spec,
             |spec| spec.model.clone(),
             move |spec, ctx| async move { gateway.embed(spec, &ctx).await },
@@ -333,12 +355,13 @@ impl GatewayService for GrpcGateway {
         &self,
         request: Request<GenerateImagesRequest>,
     ) -> Result<Response<GenerateImagesResponse>, Status> {
+        let ctx = self.authorized(&request).await?;
         let gateway = self.gateway.clone();
-        let (meta, _, message) = request.into_parts();
+        let message = request.into_inner();
         unary_call(
             "GenerateImages",
             "grpc_images",
-            &meta,
+            ctx,
             message.spec,
             |spec| spec.model.clone(),
             move |spec, ctx| async move { gateway.images(spec, &ctx).await },
@@ -360,7 +383,7 @@ impl GatewayService for GrpcGateway {
 async fn unary_call<S, T, R, Fut>(
     method: &'static str,
     operation: &'static str,
-    meta: &MetadataMap,
+    mut ctx: RequestContext,
     spec: Option<S>,
     model_of: impl FnOnce(&S) -> String,
     serve: impl FnOnce(S, RequestContext) -> Fut,
@@ -370,7 +393,6 @@ async fn unary_call<S, T, R, Fut>(
 where
     Fut: std::future::Future<Output = Result<(ServedBy, T), Failed>>,
 {
-    let mut ctx = context(meta);
     ctx.operation = operation;
     let span = call_span(method, &ctx);
     let access = AccessInfo::default();

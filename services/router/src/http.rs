@@ -87,7 +87,7 @@ pub fn app(
                 "the gateway hit a bug handling this request".into(),
             ))
         }));
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(crate::messages::messages))
         .route("/v1/responses", post(crate::responses::create))
@@ -102,6 +102,12 @@ pub fn app(
         )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(retrieve_model))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .merge(v1)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
@@ -282,13 +288,65 @@ fn model_json(m: &switchyard_routing::ListedModel) -> serde_json::Value {
     serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by})
 }
 
-async fn list_models(State(state): State<AppState>) -> Response {
-    let data: Vec<_> = state.gateway.list_models().iter().map(model_json).collect();
+/// The API routes' credential check (`/v1/...`): the caller goes into the
+/// request's [`AccessInfo`] for the handler; a refusal is rendered in the
+/// front end's own error shape.
+async fn authenticate(
+    State(state): State<AppState>,
+    Extension(access): Extension<AccessInfo>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = req.headers();
+    let credential = crate::auth::credential(|n| headers.get(n)?.to_str().ok());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+    let loopback = crate::auth::trusted_loopback(peer.is_some_and(|ip| ip.is_loopback()), |n| {
+        headers.get(n)?.to_str().ok()
+    });
+    match state
+        .gateway
+        .auth()
+        .authenticate(credential, loopback)
+        .await
+    {
+        Ok(caller) => {
+            access.set_caller(caller, peer);
+            next.run(req).await
+        }
+        Err(e) => {
+            access.error(&e);
+            if req.uri().path() == "/v1/messages" {
+                crate::messages::error_response(&e)
+            } else {
+                error_response(&e)
+            }
+        }
+    }
+}
+
+async fn list_models(
+    State(state): State<AppState>,
+    Extension(access): Extension<AccessInfo>,
+) -> Response {
+    let data: Vec<_> = state
+        .gateway
+        .list_models_for(access.caller().0.as_deref())
+        .iter()
+        .map(model_json)
+        .collect();
     json_ok(&serde_json::json!({"object": "list", "data": data}))
 }
 
-async fn retrieve_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.gateway.list_models().iter().find(|m| m.id == id) {
+async fn retrieve_model(
+    State(state): State<AppState>,
+    Extension(access): Extension<AccessInfo>,
+    Path(id): Path<String>,
+) -> Response {
+    let models = state.gateway.list_models_for(access.caller().0.as_deref());
+    match models.iter().find(|m| m.id == id) {
         Some(m) => json_ok(&model_json(m)),
         None => error_response(&GatewayError::ModelNotFound(id)),
     }

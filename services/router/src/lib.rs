@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 mod access;
 pub mod admin;
+mod admin_keys;
 mod admin_usage;
 pub mod attempts;
+pub mod auth;
 pub mod cache;
 pub mod core;
 mod edge;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod grpc;
 pub mod guardrails;
 pub mod http;
+pub mod limits;
 mod media;
 pub mod messages;
 pub mod metrics;
@@ -53,6 +56,8 @@ pub enum RouterError {
     Spend(#[from] spend::SpendError),
     #[error(transparent)]
     Responses(#[from] response_store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
 }
 
 /// A started router: where it listens, and its server tasks.
@@ -123,8 +128,33 @@ pub async fn start(
     let health = Arc::new(switchyard_routing::Health::new(&config.routing));
     let metrics = Arc::new(metrics::Metrics::new(health.clone()));
     let responses = response_store::Responses::open(config, nats.clone()).await?;
-    let spend = spend::Spend::start(config, nats, metrics.clone()).await?;
-    let gateway = Arc::new(Gateway::new(config, bus, health, metrics, spend));
+    let auth = Arc::new(
+        auth::Auth::start(
+            config,
+            nats.clone(),
+            switchyard_providers::registry::http_client(),
+            shutdown.clone(),
+        )
+        .await?,
+    );
+    let spend = spend::Spend::start(config, nats.clone(), metrics.clone()).await?;
+    let gateway = Arc::new(Gateway::new(config, bus, health, metrics, spend, auth));
+    if let (Some(client), Some(b)) = (nats, &config.bus) {
+        // Every router counts on its own and shares its counts here.
+        switchyard_ratelimit::spawn_sync(
+            gateway.limiter().clone(),
+            client,
+            format!("{}.{}", b.subject_prefix, limits::SYNC_SUBJECT),
+            uuid::Uuid::new_v4().to_string(),
+            switchyard_ratelimit::DEFAULT_SYNC_INTERVAL,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|e| RouterError::Serve {
+            what: "rate limit sync",
+            message: e.to_string(),
+        })?;
+    }
 
     let http_listener = bind("HTTP", config.server.http_addr).await?;
     let grpc_listener = bind("gRPC", config.server.grpc_addr).await?;

@@ -39,7 +39,7 @@ pub(crate) async fn embeddings(
     };
     access.requested(&spec.model);
     let encoding = spec.encoding_format.clone();
-    let ctx = edge::context(&headers, "embeddings");
+    let ctx = edge::context(&headers, &access, "embeddings");
     let out = state.gateway.embed(spec, &ctx).await;
     edge::unary_answer(
         &access,
@@ -66,7 +66,7 @@ pub(crate) async fn images_generations(
         Err(res) => return *res,
     };
     access.requested(&spec.model);
-    let ctx = edge::context(&headers, "images");
+    let ctx = edge::context(&headers, &access, "images");
     let out = state.gateway.images(spec, &ctx).await;
     edge::unary_answer(
         &access,

@@ -44,6 +44,7 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
         | GatewayError::InvalidRequest { .. }
         | GatewayError::UnsupportedParameter(_)
         | GatewayError::GuardrailBlocked { .. }
+        | GatewayError::GuardrailBlockedAnswer { .. }
         | GatewayError::MethodNotAllowed { .. } => error_type::INVALID_REQUEST,
         GatewayError::PayloadTooLarge { .. } => error_type::REQUEST_TOO_LARGE,
         GatewayError::ModelNotFound(_) | GatewayError::UnknownRoute { .. } => error_type::NOT_FOUND,
@@ -52,7 +53,12 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
             // Every target is cooling down: retry later.
             Unroutable::AllUnavailable { .. } => error_type::OVERLOADED,
         },
-        GatewayError::AdminForbidden => error_type::PERMISSION,
+        GatewayError::AdminForbidden | GatewayError::ModelForbidden { .. } => {
+            error_type::PERMISSION
+        }
+        GatewayError::Unauthenticated(_) => error_type::AUTHENTICATION,
+        GatewayError::RateLimited { .. } => error_type::RATE_LIMIT,
+        GatewayError::RequestLimit { .. } => error_type::INVALID_REQUEST,
         GatewayError::ShuttingDown => error_type::OVERLOADED,
         GatewayError::BudgetExceeded(_) => error_type::RATE_LIMIT,
         GatewayError::WorkerLost { .. }

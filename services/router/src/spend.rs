@@ -42,7 +42,8 @@ pub const COST_HEADER: &str = "x-switchyard-cost-usd";
 /// Set when a budget changed the model: `downgraded; budget=<name>;
 /// from=<model>; to=<model>`.
 pub const BUDGET_HEADER: &str = "x-switchyard-budget";
-/// The team a request is billed to (until virtual keys carry it).
+/// The team a request is billed to on an open gateway; an authenticated
+/// caller's team is its key's (or token's), whatever this header says.
 pub const TEAM_HEADER: &str = "x-switchyard-team";
 /// The end user a request is billed to; the body's `user` field otherwise.
 pub const USER_HEADER: &str = "x-switchyard-user";
@@ -58,6 +59,10 @@ pub struct Identity {
     pub key: Option<String>,
     pub team: Option<String>,
     pub user: Option<String>,
+    /// The client's address (audit records).
+    pub client: Option<std::net::IpAddr>,
+    /// How the caller proved who it is: `key`, `jwt`; `None`: anonymous.
+    pub credential: Option<&'static str>,
 }
 
 impl Identity {
@@ -68,6 +73,8 @@ impl Identity {
             key: (tenant != switchyard_cache::tenant(None)).then(|| tenant.to_owned()),
             team: get(TEAM_HEADER).and_then(clean_name),
             user: get(USER_HEADER).and_then(clean_name),
+            client: None,
+            credential: None,
         }
     }
 
@@ -544,9 +551,12 @@ impl Spend {
         record.key = who.key.clone();
         record.team = who.team.clone();
         record.user = who.user.clone();
+        record.client_addr = who.client.map(|ip| ip.to_string());
+        record.credential = who.credential.map(str::to_owned);
         Meter {
             spend: self.clone(),
             record: Some(record),
+            charge: None,
             started: Instant::now(),
             span: Span::current(),
         }
@@ -606,9 +616,18 @@ pub struct Admission {
     pub downgrade: Option<Downgrade>,
     /// Providers under a spent `reject` budget: their targets are skipped.
     pub blocked: Vec<Exceeded>,
+    /// The rate limits' figures after this request.
+    pub rate: Option<switchyard_ratelimit::RateHeaders>,
 }
 
 impl Admission {
+    /// What the answer reports of the admission: the budget's downgrade
+    /// (`x-switchyard-budget`) and the rate limits (`x-ratelimit-*`).
+    pub fn stamp(self, served: &mut ServedBy) {
+        served.downgrade = self.downgrade;
+        served.rate = self.rate;
+    }
+
     pub fn model<'m>(&'m self, asked: &'m str) -> &'m str {
         self.downgrade.as_ref().map_or(asked, |d| d.to.as_str())
     }
@@ -635,12 +654,26 @@ impl Downgrade {
 pub(crate) struct Meter {
     spend: Arc<Spend>,
     record: Option<UsageRecord>,
+    /// The rate limits the request's tokens count against.
+    charge: Option<crate::limits::Charge>,
     started: Instant,
     /// The request's span, for the cost attribute.
     span: Span,
 }
 
 impl Meter {
+    /// What the guardrails did to the request, for its record.
+    pub(crate) fn guardrails(&mut self, actions: Vec<String>) {
+        if let Some(r) = self.record.as_mut() {
+            r.guardrails.extend(actions);
+        }
+    }
+
+    /// Counts the request's tokens against rate limits when it settles.
+    pub(crate) fn charge(&mut self, charge: crate::limits::Charge) {
+        self.charge = Some(charge);
+    }
+
     /// Who served, and (unary) what it cost: stamped into `usage`.
     pub(crate) fn served(&mut self, served: &mut ServedBy, usage: Option<&mut Usage>, images: u32) {
         let Some(r) = self.record.as_mut() else {
@@ -702,6 +735,9 @@ impl Meter {
             r.outcome = o.to_owned();
         }
         r.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(charge) = self.charge.take() {
+            charge.tokens(r.input_tokens.saturating_add(r.output_tokens));
+        }
         if !r.cost.is_zero() {
             switchyard_telemetry::set_attribute(&self.span, "switchyard.cost_usd", r.cost.as_f64());
         }

@@ -115,16 +115,31 @@ impl RequestTrace {
                 .collect(),
         );
         usage(&self.span, result.usage.as_ref());
-        if self.record_content {
-            let texts: Vec<String> = result
-                .choices
-                .iter()
-                .map(|c| c.message.as_ref().map(message_text).unwrap_or_default())
-                .collect();
-            completion_event(&self.span, &texts);
-        }
     }
 
+    /// Where a unary answer's text goes on the trace, with
+    /// `telemetry.record_content`: recorded by the caller once the answer
+    /// is final (after the answer guardrails redacted it).
+    pub(crate) fn completion(&self) -> Option<Completion> {
+        self.record_content.then(|| Completion(self.span.clone()))
+    }
+}
+
+/// See [`RequestTrace::completion`].
+pub(crate) struct Completion(Span);
+
+impl Completion {
+    pub(crate) fn record(self, result: &ChatResult) {
+        let texts: Vec<String> = result
+            .choices
+            .iter()
+            .map(|c| c.message.as_ref().map(message_text).unwrap_or_default())
+            .collect();
+        completion_event(&self.0, &texts);
+    }
+}
+
+impl RequestTrace {
     pub(crate) fn failed(&self, f: &Failed) {
         set_attribute(
             &self.span,

@@ -6,6 +6,9 @@
 //! - `worker --provider NAME`: one provider's worker, taking work from NATS.
 //! - `check`: validates a config file and prints every problem.
 
+mod admin_client;
+mod audit_cli;
+mod keys_cli;
 mod spend_cli;
 
 use std::io::Write;
@@ -72,6 +75,11 @@ enum Command {
     },
     /// Usage and cost from a running gateway's ledger (its admin API).
     Usage(spend_cli::UsageArgs),
+    /// Virtual keys on a running gateway (its admin API).
+    Keys(keys_cli::KeysArgs),
+    /// The audit trail of a running gateway: every request it recorded
+    /// (its admin API).
+    Audit(audit_cli::AuditArgs),
     /// Loads the JetStream usage stream into PostgreSQL; resumes where it
     /// stopped (`ledger.postgres` and `bus` from the config).
     LedgerWriter {
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(config),
         Command::Pricing { command } => return spend_cli::pricing(command),
         Command::Usage(args) => return spend_cli::usage(args),
+        Command::Keys(args) => return keys_cli::keys(args),
+        Command::Audit(args) => return audit_cli::audit(args),
         Command::LedgerWriter { config, .. } => ("ledger-writer", Some(config)),
     };
     // The config says where traces go, so it is read before telemetry starts.
@@ -263,7 +273,11 @@ async fn run(command: Command, config: Config) -> Result<()> {
     tokio::spawn(signal_shutdown(signal.clone()));
     match command {
         // Handled in main before the runtime starts.
-        Command::Check { .. } | Command::Pricing { .. } | Command::Usage(_) => {}
+        Command::Check { .. }
+        | Command::Pricing { .. }
+        | Command::Usage(_)
+        | Command::Keys(_)
+        | Command::Audit(_) => {}
         Command::LedgerWriter { consumer, .. } => {
             spend_cli::ledger_writer(&config, &consumer, signal).await?;
         }

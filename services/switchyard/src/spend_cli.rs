@@ -53,7 +53,8 @@ pub struct UsageArgs {
     /// The records themselves instead of grouped totals.
     #[arg(long)]
     records: bool,
-    /// With `--records`: at most this many, newest first.
+    /// With `--records`: at most this many, oldest first (the whole trail:
+    /// `switchyard audit export`).
     #[arg(long, default_value_t = 1000)]
     limit: usize,
 }
@@ -101,20 +102,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 pub fn usage(args: &UsageArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(fetch_usage(args)) {
-        Ok(out) => {
-            let _ = std::io::stdout().write_all(out.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("{e:#}")),
-    }
+    crate::admin_client::run(fetch_usage(args))
 }
 
 async fn fetch_usage(args: &UsageArgs) -> Result<String> {
@@ -152,26 +140,7 @@ async fn fetch_usage(args: &UsageArgs) -> Result<String> {
             other => bail!("--format `{other}` is not table, csv or json"),
         }
     }
-    let client = reqwest::Client::new();
-    let mut req = client.get(url.clone());
-    if let Ok(token) = std::env::var(switchyard_router::ADMIN_TOKEN_ENV)
-        && !token.is_empty()
-    {
-        req = req.bearer_auth(token);
-    }
-    let res = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {}", args.url))?;
-    let status = res.status();
-    let body = res.text().await.context("cannot read the answer")?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        bail!("the gateway answered {status}: {message}");
-    }
+    let body = crate::admin_client::send(reqwest::Client::new().get(url), &args.url).await?;
     match args.format.as_str() {
         "table" => {
             let v: Value = serde_json::from_str(&body).context("the answer is not JSON")?;

@@ -1,0 +1,163 @@
+//! Rate limits end to end: a key's own `rpm`, `rate_limits` per team and
+//! on tokens through `switchyard serve` (429 with `retry-after` and
+//! OpenAI's `x-ratelimit-*` headers, which successful answers carry too),
+//! and one limit shared by two routers over NATS.
+
+// Helpers of a test file fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use switchyard_e2e::double::Double;
+use switchyard_e2e::nats::NatsServer;
+use switchyard_e2e::process::{Proc, nats_config, serve, write_config};
+use switchyard_e2e::{http_client, post_chat};
+
+fn ask() -> Value {
+    json!({"model": "chat", "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+async fn create_key(base: &str, body: Value) -> String {
+    let res = http_client()
+        .post(format!("{base}/admin/v1/keys"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    format!("Bearer {}", v["key"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn keys_and_teams_are_limited_per_minute() {
+    let double = Double::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = serve(&format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+providers:
+  - name: up
+    kind: openai
+    base_url: {base}
+models:
+  - name: chat
+    routes:
+      - {{ provider: up, model: gpt-test }}
+auth:
+  keys: {{ store: local, path: {keys} }}
+rate_limits:
+  - {{ name: per-team, scope: {{ team: "*" }}, rpm: 5 }}
+  - {{ name: team-tokens, scope: {{ team: tokens }}, tpm: 4 }}
+"#,
+        base = double.base_url(),
+        keys = dir.path().join("keys.db").display()
+    ));
+    let base = gw.proc.http();
+
+    // A key's own rpm.
+    let key = create_key(&base, json!({"name": "slow", "limits": {"rpm": 3}})).await;
+    for i in 0..3 {
+        let r = post_chat(&base, &ask(), &[("authorization", &key)]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        let remaining = r.headers["x-ratelimit-remaining-requests"]
+            .to_str()
+            .unwrap();
+        assert_eq!(remaining, (2 - i).to_string(), "request {i}");
+        assert_eq!(r.headers["x-ratelimit-limit-requests"], "3");
+        assert!(r.headers.contains_key("x-ratelimit-reset-requests"));
+    }
+    let r = post_chat(&base, &ask(), &[("authorization", &key)]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "rate_limit_exceeded", "{e}");
+    assert_eq!(e["type"], "requests", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("key `slow`"), "{e}");
+    let after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "retry-after {after}");
+    assert_eq!(r.headers["x-ratelimit-remaining-requests"], "0");
+    assert_eq!(
+        double.requests(),
+        3,
+        "a refused request reached the upstream"
+    );
+
+    // Each team apart: two keys of one team share 5 per minute.
+    let a = create_key(&base, json!({"name": "a", "team": "blue"})).await;
+    let b = create_key(&base, json!({"name": "b", "team": "blue"})).await;
+    let other = create_key(&base, json!({"name": "c", "team": "green"})).await;
+    let mut ok = 0;
+    for i in 0..8 {
+        let k = if i % 2 == 0 { &a } else { &b };
+        if post_chat(&base, &ask(), &[("authorization", k)])
+            .await
+            .status
+            == 200
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5, "team blue was admitted {ok} of 8 for a limit of 5");
+    let r = post_chat(&base, &ask(), &[("authorization", &a)]).await;
+    assert!(r.text.contains("per-team"), "{}", r.text);
+    assert_eq!(
+        post_chat(&base, &ask(), &[("authorization", &other)])
+            .await
+            .status,
+        200
+    );
+
+    // Tokens: counted when the answer's usage is known; once the window
+    // holds 4, the next request waits.
+    let t = create_key(&base, json!({"name": "t", "team": "tokens"})).await;
+    let r = post_chat(&base, &ask(), &[("authorization", &t)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let used = r.json()["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(used >= 4, "the double's answer used only {used} tokens");
+    let r = post_chat(&base, &ask(), &[("authorization", &t)]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["error"]["type"], "tokens", "{}", r.text);
+    assert!(r.text.contains("team-tokens"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn two_routers_share_one_limit() {
+    let nats = NatsServer::start().unwrap();
+    let double = Double::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = nats_config(
+        &nats.url(),
+        &double.base_url(),
+        "",
+        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n",
+    );
+    yaml.push_str("rate_limits:\n  - { name: everyone, rpm: 40 }\n");
+    let path = write_config(dir.path(), &yaml);
+    let path = path.to_str().unwrap();
+    let _worker = Proc::start(
+        &["worker", "--config", path, "--provider", "up"],
+        "worker serving",
+    );
+    let a = Proc::start(&["router", "--config", path], "router listening");
+    let b = Proc::start(&["router", "--config", path], "router listening");
+    let routers = [a.http(), b.http()];
+
+    // An open-loop rate of about 33 requests per second, alternating
+    // between the routers; each shares its counts every 100 ms.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(30));
+    let mut admitted = 0;
+    for i in 0..80 {
+        tick.tick().await;
+        let r = post_chat(&routers[i % 2], &ask(), &[]).await;
+        match r.status {
+            200 => admitted += 1,
+            429 => {}
+            s => panic!("unexpected {s}: {}", r.text),
+        }
+    }
+    assert!(
+        (38..=42).contains(&admitted),
+        "two routers admitted {admitted} for a shared limit of 40"
+    );
+}

@@ -11,6 +11,7 @@
     clippy::zombie_processes
 )]
 
+pub mod auth;
 pub mod double;
 pub mod nats;
 pub mod otlp;

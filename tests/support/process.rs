@@ -232,3 +232,37 @@ models:
 "#
     )
 }
+
+/// Two routers and one worker (provider `up`) on one config, over NATS:
+/// what a scaled-out deployment shares between routers.
+pub struct TwoRouters {
+    pub a: Proc,
+    pub b: Proc,
+    _worker: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// [`TwoRouters`] on [`nats_config`] with model `chat` (provider `up`,
+/// model `gpt-test`) and `extra` YAML appended.
+pub fn two_routers(nats_url: &str, upstream: &str, extra: &str) -> TwoRouters {
+    let dir = tempfile::tempdir().expect("config dir");
+    let mut yaml = nats_config(
+        nats_url,
+        upstream,
+        "",
+        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n",
+    );
+    yaml.push_str(extra);
+    let path = write_config(dir.path(), &yaml);
+    let path = path.to_str().expect("utf-8 path");
+    let worker = Proc::start(
+        &["worker", "--config", path, "--provider", "up"],
+        "worker serving",
+    );
+    TwoRouters {
+        a: Proc::start(&["router", "--config", path], "router listening"),
+        b: Proc::start(&["router", "--config", path], "router listening"),
+        _worker: worker,
+        _dir: dir,
+    }
+}

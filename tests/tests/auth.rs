@@ -8,13 +8,13 @@
 // Helpers of a test file fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_e2e::auth::{Idp, bearer, cli, create_key, unix_now};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
-use switchyard_e2e::process::{Proc, nats_config, serve, switchyard_bin, write_config};
+use switchyard_e2e::process::{serve, two_routers};
 use switchyard_e2e::{eventually, http_client, post_chat};
 
 fn config(double: &Double, keys_path: &str) -> String {
@@ -47,41 +47,8 @@ auth:
     )
 }
 
-/// `switchyard keys ARGS` against `base`; its stdout, or a panic with its
-/// stderr.
-fn keys_cli(base: &str, args: &[&str]) -> String {
-    let out = Command::new(switchyard_bin())
-        .arg("keys")
-        .args(args)
-        .env("SWITCHYARD_URL", base)
-        .env_remove("SWITCHYARD_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "switchyard keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-async fn create_key(base: &str, body: Value) -> Value {
-    let res = http_client()
-        .post(format!("{base}/admin/v1/keys"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
-
 fn ask(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})
-}
-
-fn bearer(key: &str) -> String {
-    format!("Bearer {key}")
 }
 
 #[tokio::test]
@@ -96,9 +63,16 @@ async fn keys_made_with_the_cli_are_required_checked_and_revoked() {
     let r = post_chat(&base, &ask("chat"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let out = keys_cli(
+    let out = cli(
         &base,
-        &["create", "--name", "ci-bot", "--model", "chat,chat-mini"],
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci-bot",
+            "--model",
+            "chat,chat-mini",
+        ],
     );
     let key = out.lines().next().unwrap().trim().to_owned();
     assert!(key.starts_with("sk-sy-"), "{out}");
@@ -199,7 +173,7 @@ async fn keys_made_with_the_cli_are_required_checked_and_revoked() {
         "the key's secret is in the key file"
     );
 
-    let list = keys_cli(&base, &["list"]);
+    let list = cli(&base, &["keys", "list"]);
     assert!(list.contains("ci-bot") && list.contains("active"), "{list}");
     let id = list
         .lines()
@@ -209,7 +183,7 @@ async fn keys_made_with_the_cli_are_required_checked_and_revoked() {
         .next()
         .unwrap()
         .to_owned();
-    let out = keys_cli(&base, &["revoke", &id]);
+    let out = cli(&base, &["keys", "revoke", &id]);
     assert!(out.contains("revoked"), "{out}");
     let r = post_chat(&base, &ask("chat"), &[("authorization", &auth)]).await;
     assert_eq!(r.status, 401, "{}", r.text);
@@ -230,7 +204,7 @@ async fn keys_made_with_the_cli_are_required_checked_and_revoked() {
     let gw = serve(&config(&double, keys_path.to_str().unwrap()));
     let r = post_chat(&gw.proc.http(), &ask("chat"), &[("authorization", &auth)]).await;
     assert_eq!(r.status, 401, "{}", r.text);
-    let list = keys_cli(&gw.proc.http(), &["list"]);
+    let list = cli(&gw.proc.http(), &["keys", "list"]);
     assert!(list.contains("revoked"), "{list}");
 }
 
@@ -346,23 +320,12 @@ async fn access_rules_by_team_and_role_and_per_key_limits() {
 async fn scaled_out_routers_share_keys_and_revocations() {
     let nats = NatsServer::start().unwrap();
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut yaml = nats_config(
+    let routers = two_routers(
         &nats.url(),
         &double.base_url(),
-        "",
-        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n",
+        "auth:\n  keys:\n    hash_secret: 0123456789abcdef0123456789abcdef-test\n",
     );
-    yaml.push_str("auth:\n  keys:\n    hash_secret: 0123456789abcdef0123456789abcdef-test\n");
-    let path = write_config(dir.path(), &yaml);
-    let path = path.to_str().unwrap();
-    let _worker = Proc::start(
-        &["worker", "--config", path, "--provider", "up"],
-        "worker serving",
-    );
-    let a = Proc::start(&["router", "--config", path], "router listening");
-    let b = Proc::start(&["router", "--config", path], "router listening");
-    let (a, b) = (a.http(), b.http());
+    let (a, b) = (routers.a.http(), routers.b.http());
 
     let made = create_key(&a, json!({"name": "shared"})).await;
     let auth = bearer(made["key"].as_str().unwrap());
@@ -400,41 +363,6 @@ async fn scaled_out_routers_share_keys_and_revocations() {
         }
     })
     .await;
-}
-
-/// An Ed25519 signing key made for the test, and its JWKS.
-struct Idp {
-    kid: &'static str,
-    encoding: jsonwebtoken::EncodingKey,
-    jwks: Value,
-}
-
-impl Idp {
-    fn new(kid: &'static str) -> Idp {
-        use base64::Engine;
-        use ring::signature::{Ed25519KeyPair, KeyPair};
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        Idp {
-            kid,
-            encoding: jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
-            jwks: json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": x}]}),
-        }
-    }
-
-    fn token(&self, claims: &Value) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(self.kid.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[tokio::test]

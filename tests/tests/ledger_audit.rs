@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_e2e::auth::{cli, create_key};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::eventually;
-use switchyard_e2e::process::{Serve, serve, switchyard_bin};
+use switchyard_e2e::process::{Serve, serve};
 use switchyard_pricing::Usd;
 
 fn start(double: &Double) -> Serve {
@@ -87,24 +88,12 @@ async fn chat(base: &str, model: &'static str, text: &str) -> Sent {
 /// failing export fails the test at once: records not committed yet are a
 /// shorter export, not an error.
 fn export(base: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(switchyard_bin())
-        .args(["audit", "export"])
-        .args(args)
-        .args(if args.contains(&"--since") {
-            &[][..]
-        } else {
-            &["--since", "1h"][..]
-        })
-        .env("SWITCHYARD_URL", base)
-        .env_remove("SWITCHYARD_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "audit export {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut all = vec!["audit", "export"];
+    all.extend_from_slice(args);
+    if !args.contains(&"--since") {
+        all.extend_from_slice(&["--since", "1h"]);
+    }
+    cli(base, &all)
 }
 
 /// Checks one exported record (JSON, or a CSV row as strings) against
@@ -352,18 +341,8 @@ auth:
     ));
     let base = gw.proc.http();
     let client = switchyard_e2e::http_client();
-    let create = async |body: Value| -> Value {
-        let res = client
-            .post(format!("{base}/admin/v1/keys"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        res.json().await.unwrap()
-    };
-    let red = create(json!({"name": "red-bot", "team": "red"})).await;
-    let blue = create(json!({"name": "blue-bot", "team": "blue"})).await;
+    let red = create_key(&base, json!({"name": "red-bot", "team": "red"})).await;
+    let blue = create_key(&base, json!({"name": "blue-bot", "team": "blue"})).await;
     let ask = async |key: &str| {
         let res = client
             .post(format!("{base}/v1/chat/completions"))

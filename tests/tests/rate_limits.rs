@@ -7,25 +7,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
+use switchyard_e2e::auth::{bearer, create_key};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
-use switchyard_e2e::process::{Proc, nats_config, serve, write_config};
-use switchyard_e2e::{http_client, post_chat};
+use switchyard_e2e::post_chat;
+use switchyard_e2e::process::{serve, two_routers};
 
 fn ask() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hello there"}]})
 }
 
-async fn create_key(base: &str, body: Value) -> String {
-    let res = http_client()
-        .post(format!("{base}/admin/v1/keys"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    format!("Bearer {}", v["key"].as_str().unwrap())
+async fn key_for(base: &str, body: Value) -> String {
+    bearer(create_key(base, body).await["key"].as_str().unwrap())
 }
 
 #[tokio::test]
@@ -57,7 +50,7 @@ rate_limits:
     let base = gw.proc.http();
 
     // A key's own rpm.
-    let key = create_key(&base, json!({"name": "slow", "limits": {"rpm": 3}})).await;
+    let key = key_for(&base, json!({"name": "slow", "limits": {"rpm": 3}})).await;
     for i in 0..3 {
         let r = post_chat(&base, &ask(), &[("authorization", &key)]).await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text);
@@ -84,9 +77,9 @@ rate_limits:
     );
 
     // Each team apart: two keys of one team share 5 per minute.
-    let a = create_key(&base, json!({"name": "a", "team": "blue"})).await;
-    let b = create_key(&base, json!({"name": "b", "team": "blue"})).await;
-    let other = create_key(&base, json!({"name": "c", "team": "green"})).await;
+    let a = key_for(&base, json!({"name": "a", "team": "blue"})).await;
+    let b = key_for(&base, json!({"name": "b", "team": "blue"})).await;
+    let other = key_for(&base, json!({"name": "c", "team": "green"})).await;
     let mut ok = 0;
     for i in 0..8 {
         let k = if i % 2 == 0 { &a } else { &b };
@@ -110,7 +103,7 @@ rate_limits:
 
     // Tokens: counted when the answer's usage is known; once the window
     // holds 4, the next request waits.
-    let t = create_key(&base, json!({"name": "t", "team": "tokens"})).await;
+    let t = key_for(&base, json!({"name": "t", "team": "tokens"})).await;
     let r = post_chat(&base, &ask(), &[("authorization", &t)]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let used = r.json()["usage"]["total_tokens"].as_u64().unwrap();
@@ -125,23 +118,12 @@ rate_limits:
 async fn two_routers_share_one_limit() {
     let nats = NatsServer::start().unwrap();
     let double = Double::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut yaml = nats_config(
+    let cluster = two_routers(
         &nats.url(),
         &double.base_url(),
-        "",
-        "  - name: chat\n    routes:\n      - { provider: up, model: gpt-test }\n",
+        "rate_limits:\n  - { name: everyone, rpm: 40 }\n",
     );
-    yaml.push_str("rate_limits:\n  - { name: everyone, rpm: 40 }\n");
-    let path = write_config(dir.path(), &yaml);
-    let path = path.to_str().unwrap();
-    let _worker = Proc::start(
-        &["worker", "--config", path, "--provider", "up"],
-        "worker serving",
-    );
-    let a = Proc::start(&["router", "--config", path], "router listening");
-    let b = Proc::start(&["router", "--config", path], "router listening");
-    let routers = [a.http(), b.http()];
+    let routers = [cluster.a.http(), cluster.b.http()];
 
     // An open-loop rate of about 33 requests per second, alternating
     // between the routers; each shares its counts every 100 ms.

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value as Json, json};
+use switchyard_e2e::auth::{Idp, bearer, unix_now};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::otlp::{Receiver, Span, Value};
 use switchyard_e2e::process::{Proc, Serve, serve, write_config};
@@ -53,47 +54,6 @@ const AWS_KEY: &str = "AKIAQ7SECRETXYZ23456";
 
 fn ask(text: &str) -> Json {
     json!({"model": "chat", "messages": [{"role": "user", "content": text}]})
-}
-
-fn bearer(key: &str) -> String {
-    format!("Bearer {key}")
-}
-
-/// An Ed25519 signing key made for the test, and its JWKS.
-struct Idp {
-    kid: &'static str,
-    encoding: jsonwebtoken::EncodingKey,
-    jwks: Json,
-}
-
-impl Idp {
-    fn new(kid: &'static str) -> Idp {
-        use base64::Engine;
-        use ring::signature::{Ed25519KeyPair, KeyPair};
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        Idp {
-            kid,
-            encoding: jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
-            jwks: json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": x}]}),
-        }
-    }
-
-    fn token(&self, exp: u64) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(self.kid.to_owned());
-        let claims = json!({"iss": "https://idp.test", "aud": "switchyard", "sub": "u-sweep",
-                            "exp": exp, "team": "sweepers"});
-        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap()
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A secret the sweep looks for, by name; a credential is also looked for
@@ -475,9 +435,13 @@ async fn no_secret_reaches_the_logs_the_traces_or_the_data_directory() {
     assert_eq!(res.status(), 200);
 
     // JWTs: valid, expired, signed by a key the gateway does not know.
-    let good = idp.token(unix_now() + 3600);
-    let expired = idp.token(unix_now() - 3600);
-    let forged = Idp::new("sweep-k1").token(unix_now() + 3600);
+    let claims = |exp: u64| {
+        json!({"iss": "https://idp.test", "aud": "switchyard", "sub": "u-sweep",
+               "exp": exp, "team": "sweepers"})
+    };
+    let good = idp.token(&claims(unix_now() + 3600));
+    let expired = idp.token(&claims(unix_now() - 3600));
+    let forged = Idp::new("sweep-k1").token(&claims(unix_now() + 3600));
     let r = s.chat(&ask("hello jwt"), Some(&bearer(&good))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     for (why, t) in [("expired", &expired), ("forged", &forged)] {

@@ -157,6 +157,15 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The counter this rule counts the request in, if it applies.
+    fn key_for<'a>(&'a self, subject: &Subject<'a>) -> Option<KeyRef<'a>> {
+        Some(KeyRef {
+            rule: &self.name,
+            dimension: self.dimension,
+            value: self.value_for(subject)?,
+        })
+    }
+
     /// The value this rule counts the request under, if it applies.
     fn value_for<'a>(&'a self, subject: &Subject<'a>) -> Option<&'a str> {
         if self.rpm.is_none() && self.tpm.is_none() {
@@ -501,13 +510,8 @@ impl Limiter {
         };
         let mut headers = RateHeaders::default();
         for (index, rule) in rules.iter().chain(extra).enumerate() {
-            let Some(value) = rule.value_for(subject) else {
+            let Some(key) = rule.key_for(subject) else {
                 continue;
-            };
-            let key = KeyRef {
-                rule: &rule.name,
-                dimension: rule.dimension,
-                value,
             };
             let check = self.with_counter(key, sec, |counter| {
                 check_and_count(rule, counter, unix_ms, sec, sharing)
@@ -538,13 +542,8 @@ impl Limiter {
             if rule.tpm.is_none() {
                 continue;
             }
-            let Some(value) = rule.value_for(subject) else {
+            let Some(key) = rule.key_for(subject) else {
                 continue;
-            };
-            let key = KeyRef {
-                rule: &rule.name,
-                dimension: rule.dimension,
-                value,
             };
             self.with_counter(key, sec, |c| c.add_local(sec, 0, tokens));
         }
@@ -564,13 +563,8 @@ impl Limiter {
         let rules = self.rules.load();
         let mut headers = RateHeaders::default();
         for rule in rules.iter().chain(extra) {
-            let Some(value) = rule.value_for(subject) else {
+            let Some(key) = rule.key_for(subject) else {
                 continue;
-            };
-            let key = KeyRef {
-                rule: &rule.name,
-                dimension: rule.dimension,
-                value,
             };
             let h = self
                 .peek_counter(key, |c| figures(rule, &c.usage(sec), unix_ms))
@@ -630,13 +624,8 @@ impl Limiter {
             if rule.rpm.is_none() {
                 continue;
             }
-            let Some(value) = rule.value_for(subject) else {
+            let Some(key) = rule.key_for(subject) else {
                 continue;
-            };
-            let key = KeyRef {
-                rule: &rule.name,
-                dimension: rule.dimension,
-                value,
             };
             let lookup = self.lookup(key);
             let mut shard = self.shard(&lookup);

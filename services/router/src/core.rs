@@ -272,16 +272,22 @@ pub struct UsageChunk {
     head: Option<ChatChunk>,
 }
 
+/// A chunk with `chunk`'s identity (id, model, created, fingerprint) and
+/// nothing else: the frame of chunks the gateway adds to a stream.
+pub(crate) fn chunk_head(chunk: &ChatChunk) -> ChatChunk {
+    ChatChunk {
+        id: chunk.id.clone(),
+        model: chunk.model.clone(),
+        created: chunk.created,
+        system_fingerprint: chunk.system_fingerprint.clone(),
+        ..ChatChunk::default()
+    }
+}
+
 impl UsageChunk {
     pub fn observe(&mut self, chunk: &ChatChunk) {
         if self.head.is_none() {
-            self.head = Some(ChatChunk {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
-                created: chunk.created,
-                system_fingerprint: chunk.system_fingerprint.clone(),
-                ..ChatChunk::default()
-            });
+            self.head = Some(chunk_head(chunk));
         }
     }
 
@@ -487,27 +493,7 @@ impl Gateway {
         let trace = RequestTrace::begin(&spec, false, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
-                let (mut served, mut result) = *hit;
-                trace.result(&result);
-                let mut meter = meter;
-                meter.cache_hit(&served, result.usage.as_mut());
-                meter.finish();
-                // Rules added since the answer was stored apply too.
-                if let Err(error) =
-                    self.guardrails
-                        .load()
-                        .apply_response(&mut result, &asked, &ctx.who)
-                {
-                    return Err(Failed {
-                        error,
-                        attempts: served.attempts,
-                    });
-                }
-                if let Some(c) = trace.completion() {
-                    c.record(&result);
-                }
-                admission.stamp(&mut served);
-                return Ok((served, result));
+                return Ok(self.cached_answer(*hit, meter, admission, &trace, &asked, &ctx.who)?);
             }
             Lookup::Miss(status, store) => (status, store),
         };
@@ -550,6 +536,37 @@ impl Gateway {
         if let Some(store) = store {
             store.result(&served, &result).await;
         }
+        Ok((served, result))
+    }
+
+    /// A cache hit as the answer: metered (nothing spent), the answer rules
+    /// applied (rules added since the answer was stored apply too), traced.
+    fn cached_answer(
+        &self,
+        (mut served, mut result): (ServedBy, ChatResult),
+        mut meter: Meter,
+        admission: Admission,
+        trace: &RequestTrace,
+        asked: &str,
+        who: &Identity,
+    ) -> Result<(ServedBy, ChatResult), Box<Failed>> {
+        trace.result(&result);
+        meter.cache_hit(&served, result.usage.as_mut());
+        meter.finish();
+        if let Err(error) = self
+            .guardrails
+            .load()
+            .apply_response(&mut result, asked, who)
+        {
+            return Err(Box::new(Failed {
+                error,
+                attempts: served.attempts,
+            }));
+        }
+        if let Some(c) = trace.completion() {
+            c.record(&result);
+        }
+        admission.stamp(&mut served);
         Ok((served, result))
     }
 
@@ -697,30 +714,13 @@ impl Gateway {
         let started = Instant::now();
         // Answer rules name models as clients do, like the prompt's.
         let asked = spec.model.clone();
-        let (mut meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
+        let (meter, admission, ctx) = self.admit_chat(ctx, &mut spec)?;
         let ctx = &*ctx;
         let trace = RequestTrace::begin(&spec, true, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
-                let (mut served, mut result) = *hit;
-                trace.result(&result);
-                meter.cache_hit(&served, result.usage.as_mut());
-                meter.finish();
-                // Rules added since the answer was stored apply too.
-                if let Err(error) =
-                    self.guardrails
-                        .load()
-                        .apply_response(&mut result, &asked, &ctx.who)
-                {
-                    return Err(Failed {
-                        error,
-                        attempts: served.attempts,
-                    });
-                }
-                if let Some(c) = trace.completion() {
-                    c.record(&result);
-                }
-                admission.stamp(&mut served);
+                let (served, result) =
+                    self.cached_answer(*hit, meter, admission, &trace, &asked, &ctx.who)?;
                 return Ok((served, cache::replay(&result)));
             }
             Lookup::Miss(status, store) => (status, store),

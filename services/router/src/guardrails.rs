@@ -106,20 +106,9 @@ impl Guardrails {
             .iter()
             .filter(|r| r.scope.request() && r.applies(model, who))
         {
-            let mut first: Option<String> = None;
-            let mut count = 0usize;
-            each_text(spec, &mut |text| {
-                let findings = rule.scanner.scan(text);
-                let Some(head) = findings.first() else {
-                    return;
-                };
-                count += findings.len();
-                first.get_or_insert_with(|| head.detector.clone());
-                if rule.action == GuardrailAction::Redact {
-                    *text = redact(text, &findings);
-                }
-            });
-            let Some(detector) = first else { continue };
+            let Some((detector, count)) = rule.run(|f| each_text(spec, f)) else {
+                continue;
+            };
             tracing::info!(
                 target: "switchyard::guardrails",
                 rule = %rule.name,
@@ -157,20 +146,9 @@ impl Guardrails {
         who: &Identity,
     ) -> Result<(), GatewayError> {
         for rule in self.response_rules(model, who) {
-            let mut first: Option<String> = None;
-            let mut count = 0usize;
-            each_answer_text(result, &mut |text| {
-                let findings = rule.scanner.scan(text);
-                let Some(head) = findings.first() else {
-                    return;
-                };
-                count += findings.len();
-                first.get_or_insert_with(|| head.detector.clone());
-                if rule.action == GuardrailAction::Redact {
-                    *text = redact(text, &findings);
-                }
-            });
-            let Some(detector) = first else { continue };
+            let Some((detector, count)) = rule.run(|f| each_answer_text(result, f)) else {
+                continue;
+            };
             log_answer_match(&rule.name, rule.action, &detector, count);
             if rule.action == GuardrailAction::Block {
                 return Err(GatewayError::GuardrailBlockedAnswer {
@@ -373,13 +351,7 @@ impl AnswerGuard {
             return (chunk, None);
         }
         if self.head.is_none() {
-            self.head = Some(ChatChunk {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
-                created: chunk.created,
-                system_fingerprint: chunk.system_fingerprint.clone(),
-                ..ChatChunk::default()
-            });
+            self.head = Some(crate::core::chunk_head(&chunk));
         }
         for ci in 0..chunk.choices.len() {
             let stop = self.choice(&mut chunk.choices[ci]);
@@ -615,6 +587,27 @@ fn compile(r: &GuardrailRule) -> Result<Rule, switchyard_guardrails::GuardrailEr
 }
 
 /// Calls `f` on every text the request sends upstream, mutably.
+impl Rule {
+    /// Scans every text `each` visits, redacting in place when the rule
+    /// redacts: the first detector that matched, and how many matches.
+    fn run(&self, each: impl FnOnce(&mut dyn FnMut(&mut String))) -> Option<(String, usize)> {
+        let mut first: Option<String> = None;
+        let mut count = 0usize;
+        each(&mut |text| {
+            let findings = self.scanner.scan(text);
+            let Some(head) = findings.first() else {
+                return;
+            };
+            count += findings.len();
+            first.get_or_insert_with(|| head.detector.clone());
+            if self.action == GuardrailAction::Redact {
+                *text = redact(text, &findings);
+            }
+        });
+        first.map(|d| (d, count))
+    }
+}
+
 fn each_text(spec: &mut ChatSpec, f: &mut dyn FnMut(&mut String)) {
     for m in &mut spec.messages {
         for p in &mut m.content {

@@ -10,24 +10,7 @@ use serde_json::Value;
 /// Sends `req` with `SWITCHYARD_ADMIN_TOKEN` as bearer token (when set)
 /// and returns the body of a successful answer.
 pub async fn send(req: reqwest::RequestBuilder, gateway: &str) -> Result<String> {
-    let req = match std::env::var(switchyard_router::ADMIN_TOKEN_ENV) {
-        Ok(token) if !token.is_empty() => req.bearer_auth(token),
-        _ => req,
-    };
-    let res = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
-    let status = res.status();
-    let body = res.text().await.context("cannot read the answer")?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        bail!("the gateway answered {status}: {message}");
-    }
-    Ok(body)
+    Ok(exchange(req, gateway, None).await?.0)
 }
 
 /// Runs a CLI command's future on a small runtime: its output on stdout,
@@ -58,6 +41,16 @@ pub async fn send_page(
     gateway: &str,
     next_header: &str,
 ) -> Result<(String, Option<String>)> {
+    exchange(req, gateway, Some(next_header)).await
+}
+
+/// One request with the admin token: the body of a successful answer and,
+/// when asked, the value of `header`; an error worded as the gateway did.
+async fn exchange(
+    req: reqwest::RequestBuilder,
+    gateway: &str,
+    header: Option<&str>,
+) -> Result<(String, Option<String>)> {
     let req = match std::env::var(switchyard_router::ADMIN_TOKEN_ENV) {
         Ok(token) if !token.is_empty() => req.bearer_auth(token),
         _ => req,
@@ -67,9 +60,8 @@ pub async fn send_page(
         .await
         .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
     let status = res.status();
-    let next = res
-        .headers()
-        .get(next_header)
+    let next = header
+        .and_then(|h| res.headers().get(h))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = res.text().await.context("cannot read the answer")?;

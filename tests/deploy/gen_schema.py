@@ -427,6 +427,7 @@ CONFIG = obj(
                             "action": {"type": "string", "enum": ["block", "redact", "log"]},
                             "models": {"type": "array", "items": S},
                             "teams": {"type": "array", "items": S},
+                            "keys": {"type": "array", "items": S},
                             "applies_to": {"type": "string", "enum": ["request", "response", "both"]},
                         },
                         required=["detector", "action"],

@@ -37,6 +37,9 @@ models:
   - name: chat-mini
     routes:
       - {{ provider: up, model: gpt-mini }}
+guardrails:
+  rules:
+    - {{ name: strict-email, detector: email, action: block, keys: [strict] }}
 auth:
   keys: {{ store: local, path: {keys_path} }}
   access:
@@ -252,6 +255,16 @@ async fn access_rules_by_team_and_role_and_per_key_limits() {
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text);
+
+    // A guardrail rule for one key only.
+    let strict = create_key(&base, json!({"name": "strict"})).await;
+    let strict = bearer(strict["key"].as_str().unwrap());
+    let mail = json!({"model": "chat", "messages": [{"role": "user", "content": "write to ada@example.com"}]});
+    let r = post_chat(&base, &mail, &[("authorization", &strict)]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("strict-email"), "{}", r.text);
+    let r = post_chat(&base, &mail, &[("authorization", &researcher)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 
     let limited = create_key(
         &base,

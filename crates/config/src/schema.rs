@@ -97,9 +97,13 @@ pub struct GuardrailRule {
     /// Models (as the client names them) the rule applies to; empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
-    /// Teams (`x-switchyard-team`) the rule applies to; empty: all.
+    /// Teams (the caller's; `x-switchyard-team` on an open gateway) the
+    /// rule applies to; empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<String>,
+    /// Virtual key names the rule applies to; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
     /// What the rule scans: the prompt (the default, so configs written
     /// before answers were scanned keep their meaning), the answer, or both.
     #[serde(default, skip_serializing_if = "GuardrailScope::is_request")]

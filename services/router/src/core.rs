@@ -67,8 +67,11 @@ impl RequestContext {
     /// caller with a key cannot pick another team with a header.
     pub fn with_caller(mut self, caller: Option<Arc<switchyard_auth::Principal>>) -> Self {
         if let Some(p) = &caller {
-            self.who.credential = Some(match p.credential {
-                switchyard_auth::Credential::Key { .. } => "key",
+            self.who.credential = Some(match &p.credential {
+                switchyard_auth::Credential::Key { name, .. } => {
+                    self.who.key_name = Some(name.clone());
+                    "key"
+                }
                 switchyard_auth::Credential::Jwt { .. } => "jwt",
             });
             self.who.key = Some(p.id());

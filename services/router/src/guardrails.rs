@@ -43,6 +43,8 @@ struct Rule {
     scope: GuardrailScope,
     models: Vec<String>,
     teams: Vec<String>,
+    /// Key names.
+    keys: Vec<String>,
     /// Shared with the redactors of the streams in flight.
     scanner: Arc<Scanner>,
 }
@@ -559,12 +561,12 @@ impl Stream for GuardedStream {
 
 impl Rule {
     fn applies(&self, model: &str, who: &Identity) -> bool {
-        (self.models.is_empty() || self.models.iter().any(|m| m == model))
-            && (self.teams.is_empty()
-                || who
-                    .team
-                    .as_deref()
-                    .is_some_and(|t| self.teams.iter().any(|x| x == t)))
+        let listed = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        listed(&self.models, Some(model))
+            && listed(&self.teams, who.team.as_deref())
+            && listed(&self.keys, who.key_name.as_deref())
     }
 }
 
@@ -582,11 +584,11 @@ fn compile(r: &GuardrailRule) -> Result<Rule, switchyard_guardrails::GuardrailEr
         scope: r.applies_to,
         models: r.models.clone(),
         teams: r.teams.clone(),
+        keys: r.keys.clone(),
         scanner: Arc::new(scanner),
     })
 }
 
-/// Calls `f` on every text the request sends upstream, mutably.
 impl Rule {
     /// Scans every text `each` visits, redacting in place when the rule
     /// redacts: the first detector that matched, and how many matches.
@@ -608,6 +610,7 @@ impl Rule {
     }
 }
 
+/// Calls `f` on every text the request sends upstream, mutably.
 fn each_text(spec: &mut ChatSpec, f: &mut dyn FnMut(&mut String)) {
     for m in &mut spec.messages {
         for p in &mut m.content {
@@ -682,6 +685,7 @@ mod tests {
                     action,
                     models: Vec::new(),
                     teams: Vec::new(),
+                    keys: Vec::new(),
                     applies_to,
                 })
                 .unwrap()

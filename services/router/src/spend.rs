@@ -63,6 +63,8 @@ pub struct Identity {
     pub client: Option<std::net::IpAddr>,
     /// How the caller proved who it is: `key`, `jwt`; `None`: anonymous.
     pub credential: Option<&'static str>,
+    /// The virtual key's name (guardrail rules select keys by name).
+    pub key_name: Option<String>,
 }
 
 impl Identity {
@@ -75,6 +77,7 @@ impl Identity {
             user: get(USER_HEADER).and_then(clean_name),
             client: None,
             credential: None,
+            key_name: None,
         }
     }
 

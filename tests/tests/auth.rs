@@ -40,6 +40,9 @@ models:
 guardrails:
   rules:
     - {{ name: strict-email, detector: email, action: block, keys: [strict] }}
+pricing:
+  models:
+    - {{ provider: openai, model: gpt-test, input: 2, output: 8 }}
 auth:
   keys: {{ store: local, path: {keys_path} }}
   access:
@@ -299,6 +302,30 @@ async fn access_rules_by_team_and_role_and_per_key_limits() {
     let long = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(500)}]});
     let r = post_chat(&base, &long, &[("authorization", &limited)]).await;
     assert_eq!(r.status, 413, "{}", r.text);
+
+    // A key's own budget: once its spend reaches the limit, it is refused
+    // until the window resets; other keys are not.
+    let thrifty = create_key(
+        &base,
+        json!({"name": "thrifty", "limits": {"budget": {"limit_usd": "0.00001", "window": "daily"}}}),
+    )
+    .await;
+    let thrifty = bearer(thrifty["key"].as_str().unwrap());
+    let r = post_chat(&base, &ask("chat"), &[("authorization", &thrifty)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cost: f64 = r.headers["x-switchyard-cost-usd"].to_str().unwrap().parse().unwrap();
+    assert!(cost >= 0.00001, "one answer cost only {cost}");
+    let r = post_chat(&base, &ask("chat"), &[("authorization", &thrifty)]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded", "{}", r.text);
+    assert!(r.text.contains("key thrifty"), "{}", r.text);
+    let bad = http_client()
+        .post(format!("{base}/admin/v1/keys"))
+        .json(&json!({"name": "x", "limits": {"budget": {"limit_usd": "lots", "window": "daily"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 
     // An expired key is refused by name.
     let brief = create_key(&base, json!({"name": "brief", "expires_in": "300ms"})).await;

@@ -9,6 +9,7 @@
 //! the hash is then checked in constant time ([`ring::hmac::verify`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use ring::hmac;
@@ -42,6 +43,30 @@ pub struct KeyLimits {
     /// asking nothing gets this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Spend this key may make in a calendar window; refused (429
+    /// `budget_exceeded`) once spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<KeyBudget>,
+}
+
+/// A key's own budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBudget {
+    /// US dollars, a decimal string (`"25"`, `"12.50"`): exact, like
+    /// every amount the gateway keeps.
+    pub limit_usd: String,
+    pub window: BudgetWindow,
+}
+
+/// The calendar windows budgets count in (the time zone is
+/// `budgets.time_zone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    Daily,
+    Weekly,
+    Monthly,
 }
 
 /// One key as stored: everything but the key itself.
@@ -229,6 +254,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub struct Keyring {
     hasher: KeyHasher,
     keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    generation: AtomicU64,
 }
 
 impl Keyring {
@@ -236,6 +262,7 @@ impl Keyring {
         Self {
             hasher,
             keys: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -249,6 +276,13 @@ impl Keyring {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(record.id.clone(), Arc::new(record));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with every upsert: what is derived from the keys (their
+    /// budgets) is rebuilt when it moved.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<KeyRecord>> {

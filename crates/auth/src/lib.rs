@@ -8,4 +8,6 @@ pub mod jwt;
 pub mod keys;
 
 pub use access::{AccessPolicy, AccessRule, Credential, Denied, Principal};
-pub use keys::{KeyError, KeyHasher, KeyLimits, KeyRecord, Keyring, NewKey};
+pub use keys::{
+    BudgetWindow, KeyBudget, KeyError, KeyHasher, KeyLimits, KeyRecord, Keyring, NewKey,
+};

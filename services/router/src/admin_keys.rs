@@ -74,6 +74,20 @@ fn checked(body: &[u8]) -> Result<NewKey, GatewayError> {
             "models",
         ));
     }
+    if let Some(b) = &req.limits.budget
+        && !b
+            .limit_usd
+            .parse::<switchyard_pricing::Usd>()
+            .is_ok_and(|usd| usd > switchyard_pricing::Usd::ZERO)
+    {
+        return Err(invalid(
+            format!(
+                "`limits.budget.limit_usd` must be a positive amount in US dollars (\"25\", \"12.50\"), not `{}`",
+                b.limit_usd
+            ),
+            "limits.budget.limit_usd",
+        ));
+    }
     let expires_at = match req.expires_in {
         Some(d) if d.is_zero() => {
             return Err(invalid(

@@ -590,6 +590,7 @@ impl Gateway {
             meter.failed(&f);
             return Err(Box::new(f));
         }
+        self.spend.sync_key_budgets(&self.auth);
         match self.spend.admit(&who, model) {
             Ok(mut admission) => {
                 if self.rate_limited(ctx.caller.as_deref()) {

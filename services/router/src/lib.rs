@@ -137,7 +137,7 @@ pub async fn start(
         )
         .await?,
     );
-    let spend = spend::Spend::start(config, nats.clone(), metrics.clone()).await?;
+    let spend = spend::Spend::start(config, nats.clone(), metrics.clone(), &auth).await?;
     let gateway = Arc::new(Gateway::new(config, bus, health, metrics, spend, auth));
     if let (Some(client), Some(b)) = (nats, &config.bus) {
         // Every router counts on its own and shares its counts here.

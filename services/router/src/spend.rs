@@ -11,7 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
@@ -170,6 +171,55 @@ pub struct Spend {
     notifier: Option<Notifier>,
     report_tz: TimeZone,
     metrics: Arc<Metrics>,
+    /// The configured budgets and their time zone, and the virtual keys'
+    /// own: the budgets' rule set is both.
+    rules: Mutex<BudgetRules>,
+    /// `rules.generation`, readable without the lock.
+    key_generation: AtomicU64,
+}
+
+struct BudgetRules {
+    config: Vec<BudgetRule>,
+    tz: TimeZone,
+    keys: Vec<BudgetRule>,
+    /// The keyring generation `keys` were made from.
+    generation: u64,
+}
+
+impl BudgetRules {
+    fn all(&self) -> Vec<BudgetRule> {
+        self.config.iter().chain(&self.keys).cloned().collect()
+    }
+}
+
+/// The budgets virtual keys carry (`limits.budget`), each counting that
+/// key's spend alone; revoked keys' are dropped.
+fn key_budget_rules(keys: &[Arc<switchyard_auth::KeyRecord>]) -> Vec<BudgetRule> {
+    keys.iter()
+        .filter(|k| k.revoked_at.is_none())
+        .filter_map(|k| {
+            let b = k.limits.budget.as_ref()?;
+            let limit = match b.limit_usd.parse::<Usd>() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(key_id = %k.id, error = %e, "a key's budget is not an amount; it is not enforced");
+                    return None;
+                }
+            };
+            Some(BudgetRule {
+                name: format!("key {} ({})", k.name, k.id),
+                dimension: Some(Dimension::Key),
+                value: Some(format!("key:{}", k.id)),
+                window: match b.window {
+                    switchyard_auth::BudgetWindow::Daily => switchyard_budget::Window::Daily,
+                    switchyard_auth::BudgetWindow::Weekly => switchyard_budget::Window::Weekly,
+                    switchyard_auth::BudgetWindow::Monthly => switchyard_budget::Window::Monthly,
+                },
+                limit,
+                action: Action::Reject,
+            })
+        })
+        .collect()
 }
 
 impl Spend {
@@ -179,11 +229,20 @@ impl Spend {
         config: &Config,
         nats: Option<async_nats::Client>,
         metrics: Arc<Metrics>,
+        auth: &crate::auth::Auth,
     ) -> Result<Arc<Spend>, SpendError> {
         let bundled = PriceTable::bundled().map_err(|e| SpendError::Prices(e.to_string()))?;
         let router_id = config.ledger.router_id.clone().unwrap_or_else(host_name);
         let tz = time_zone(&config.budgets.time_zone);
-        let budgets = Budgets::new(budget_rules(config), tz.clone());
+        // Keys' budgets are in the rule set before the counters are
+        // warmed, so their spend so far counts.
+        let rules = BudgetRules {
+            config: budget_rules(config),
+            tz: tz.clone(),
+            keys: key_budget_rules(&auth.list_keys().unwrap_or_default()),
+            generation: auth.keys_generation(),
+        };
+        let budgets = Budgets::new(rules.all(), tz.clone());
         let spikes = Spikes::new(spike_rules(config));
         let notifier = notifier(config, nats.as_ref());
         let backend = match config.ledger.backend {
@@ -230,6 +289,10 @@ impl Spend {
         let spend = Self::assemble(
             config, router_id, bundled, budgets, spikes, notifier, sink, store, metrics,
         );
+        spend
+            .key_generation
+            .store(rules.generation, Ordering::Release);
+        *spend.rules.lock().unwrap_or_else(PoisonError::into_inner) = rules;
         spend.warm(config, backend, nats).await;
         Ok(spend)
     }
@@ -257,6 +320,13 @@ impl Spend {
             notifier,
             report_tz: time_zone(&config.ledger.time_zone),
             metrics,
+            rules: Mutex::new(BudgetRules {
+                config: Vec::new(),
+                tz: TimeZone::UTC,
+                keys: Vec::new(),
+                generation: 0,
+            }),
+            key_generation: AtomicU64::new(0),
         })
     }
 
@@ -276,7 +346,11 @@ impl Spend {
         let tz = time_zone(&config.budgets.time_zone);
         // The oldest spend that still counts: the start of the longest
         // budget window, or of the longest spike baseline.
-        let windows = budget_rules(config)
+        let windows = self
+            .rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .all()
             .into_iter()
             .map(|r| r.window.bounds(now, &tz).0);
         let baselines = config.alerts.spikes.iter().filter_map(|s| {
@@ -379,9 +453,30 @@ impl Spend {
     pub fn reload(&self, config: &Config) {
         self.prices
             .store(Arc::new(Prices::from_config(config, &self.bundled)));
-        self.budgets
-            .replace_rules(budget_rules(config), time_zone(&config.budgets.time_zone));
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        rules.config = budget_rules(config);
+        rules.tz = time_zone(&config.budgets.time_zone);
+        self.budgets.replace_rules(rules.all(), rules.tz.clone());
+        drop(rules);
         self.spikes.replace_rules(spike_rules(config));
+    }
+
+    /// Brings the keys' budgets up to the keyring's `generation` (a key
+    /// made, changed or revoked here or on another router); one atomic
+    /// compare when nothing changed.
+    pub fn sync_key_budgets(&self, auth: &crate::auth::Auth) {
+        let generation = auth.keys_generation();
+        if self.key_generation.load(Ordering::Acquire) == generation {
+            return;
+        }
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        if rules.generation == generation {
+            return;
+        }
+        rules.keys = key_budget_rules(&auth.list_keys().unwrap_or_default());
+        rules.generation = generation;
+        self.budgets.replace_rules(rules.all(), rules.tz.clone());
+        self.key_generation.store(generation, Ordering::Release);
     }
 
     /// Before routing: the model to route (a `downgrade` budget may change

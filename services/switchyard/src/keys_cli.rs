@@ -57,6 +57,12 @@ pub enum KeysCommand {
         /// Ceiling on a request's `max_tokens`.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// The key's own spend limit, in US dollars per `--budget-window`.
+        #[arg(long)]
+        budget_usd: Option<String>,
+        /// `daily`, `weekly` or `monthly` (in `budgets.time_zone`).
+        #[arg(long, default_value = "monthly")]
+        budget_window: String,
         /// Expires this long from now (`30d`, `12h`).
         #[arg(long)]
         expires_in: Option<String>,
@@ -92,6 +98,8 @@ async fn call(args: &KeysArgs) -> Result<String> {
             max_body_bytes,
             max_messages,
             max_tokens,
+            budget_usd,
+            budget_window,
             expires_in,
             metadata,
         } => {
@@ -113,6 +121,12 @@ async fn call(args: &KeysArgs) -> Result<String> {
                 if let Some(v) = v {
                     limits.insert(k.into(), v);
                 }
+            }
+            if let Some(usd) = budget_usd {
+                limits.insert(
+                    "budget".into(),
+                    json!({"limit_usd": usd, "window": budget_window}),
+                );
             }
             let mut body = json!({"name": name, "roles": roles, "models": models, "limits": limits, "metadata": meta});
             for (k, v) in [("team", team), ("user", user), ("expires_in", expires_in)] {

@@ -348,6 +348,12 @@ impl Auth {
         Ok(Some(record))
     }
 
+    /// Moves whenever a key is made, changed or revoked (here, or on
+    /// another router through the bucket).
+    pub fn keys_generation(&self) -> u64 {
+        self.keys.as_ref().map_or(0, |k| k.ring.generation())
+    }
+
     pub fn list_keys(&self) -> Result<Vec<Arc<KeyRecord>>, GatewayError> {
         Ok(self.keys()?.ring.list())
     }

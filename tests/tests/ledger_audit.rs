@@ -313,7 +313,8 @@ async fn every_request_is_in_the_exported_audit_trail() {
 
 /// Records of keyed requests name the key (its id, never the secret) and
 /// how the caller authenticated; `--key` and `--team` pick them out; a
-/// request refused for a forged key never reaches the trail.
+/// request refused for a forged key is in the trail too (who tried, from
+/// where), without the key.
 #[tokio::test]
 async fn keyed_requests_name_their_key_and_are_filtered_by_it() {
     let double = Double::start().await.unwrap();
@@ -363,15 +364,23 @@ auth:
 
     let all = eventually(Duration::from_secs(20), async || {
         let out = export(&base, &[]);
-        if out.lines().count() == 2 {
+        if out.lines().count() == 3 {
             Ok(out)
         } else {
-            Err(format!("expected the two keyed requests:\n{out}"))
+            Err(format!("expected the two keyed requests and the refused one:\n{out}"))
         }
     })
     .await;
-    assert!(!all.contains(&forged_id), "{all}");
     assert!(!all.contains("sk-sy-"), "a secret in the trail: {all}");
+    let refused: Value = all
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["request_id"] == forged_id.as_str())
+        .expect("the refused request is in the trail");
+    assert_eq!(refused["outcome"], "invalid_api_key", "{refused}");
+    assert_eq!(refused["client_addr"], "127.0.0.1", "{refused}");
+    assert!(refused["key"].is_null(), "{refused}");
+    assert!(refused["credential"].is_null(), "{refused}");
 
     let red_only = export(&base, &["--key", red["id"].as_str().unwrap()]);
     let records: Vec<Value> = red_only

@@ -52,7 +52,12 @@ impl GrpcGateway {
                 ctx.who.client = peer;
                 Ok(ctx)
             }
-            Err(e) => Err(with_request_id(&ctx, &e)),
+            Err(e) => {
+                self.gateway
+                    .spend()
+                    .refused(&ctx.request_id, "grpc", peer, &e);
+                Err(with_request_id(&ctx, &e))
+            }
         }
     }
 }

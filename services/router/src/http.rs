@@ -318,12 +318,34 @@ async fn authenticate(
         }
         Err(e) => {
             access.error(&e);
-            if req.uri().path() == "/v1/messages" {
+            let path = req.uri().path();
+            let request_id = headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            state
+                .gateway
+                .spend()
+                .refused(request_id, operation_of(path), peer, &e);
+            if path == "/v1/messages" {
                 crate::messages::error_response(&e)
             } else {
                 error_response(&e)
             }
         }
+    }
+}
+
+/// The operation a usage record names for a request to `path` (as the
+/// handlers do), for requests refused before a handler ran.
+fn operation_of(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" | "/v1/messages" | "/v1/responses" => "chat",
+        "/v1/embeddings" => "embeddings",
+        "/v1/images/generations" => "images",
+        p if p.starts_with("/v1/models") => "models",
+        p if p.starts_with("/v1/responses/") => "responses",
+        _ => "other",
     }
 }
 

@@ -631,6 +631,28 @@ impl Spend {
         }
     }
 
+    /// The record of a request refused before it was read (no or a bad
+    /// credential): the audit trail shows who tried, from where, when.
+    pub(crate) fn refused(
+        self: &Arc<Self>,
+        request_id: &str,
+        operation: &'static str,
+        client: Option<std::net::IpAddr>,
+        error: &GatewayError,
+    ) {
+        let who = Identity {
+            client,
+            ..Identity::default()
+        };
+        let request_id = if request_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            request_id.to_owned()
+        };
+        self.meter(&request_id, operation, &who, "")
+            .failed(&Failed::from(error.clone()));
+    }
+
     /// A meter for one request, started now.
     pub(crate) fn meter(
         self: &Arc<Self>,

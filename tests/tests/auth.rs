@@ -8,6 +8,7 @@
 // Helpers of a test file fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -313,7 +314,11 @@ async fn access_rules_by_team_and_role_and_per_key_limits() {
     let thrifty = bearer(thrifty["key"].as_str().unwrap());
     let r = post_chat(&base, &ask("chat"), &[("authorization", &thrifty)]).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let cost: f64 = r.headers["x-switchyard-cost-usd"].to_str().unwrap().parse().unwrap();
+    let cost: f64 = r.headers["x-switchyard-cost-usd"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(cost >= 0.00001, "one answer cost only {cost}");
     let r = post_chat(&base, &ask("chat"), &[("authorization", &thrifty)]).await;
     assert_eq!(r.status, 429, "{}", r.text);
@@ -380,6 +385,25 @@ async fn scaled_out_routers_share_keys_and_revocations() {
     })
     .await;
 
+    // Requests keep flowing to router b while the key is revoked on a.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let flow = {
+        let (b, auth, stop) = (b.clone(), auth.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let started = tokio::time::Instant::now();
+                let status = post_chat(&b, &ask("chat"), &[("authorization", &auth)])
+                    .await
+                    .status;
+                seen.push((started, status));
+                tokio::select! {
+                    () = stop.notified() => return seen,
+                    () = std::future::ready(()) => {}
+                }
+            }
+        })
+    };
     let id = made["id"].as_str().unwrap();
     let res = http_client()
         .delete(format!("{a}/admin/v1/keys/{id}"))
@@ -387,6 +411,8 @@ async fn scaled_out_routers_share_keys_and_revocations() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let revoked = tokio::time::Instant::now();
+    // The router that revoked refuses the very next request.
     assert_eq!(
         post_chat(&a, &ask("chat"), &[("authorization", &auth)])
             .await
@@ -403,6 +429,23 @@ async fn scaled_out_routers_share_keys_and_revocations() {
         }
     })
     .await;
+    stop.notify_one();
+    let seen = flow.await.unwrap();
+    // Once router b refused the key, it never served it again, and
+    // nothing that started a second after the revocation was served.
+    let first_refusal = seen.iter().position(|(_, s)| *s == 401);
+    let first_refusal = first_refusal.expect("router b never refused during the flow");
+    assert!(
+        seen[first_refusal..].iter().all(|(_, s)| *s == 401),
+        "served after refusing: {:?}",
+        seen.iter().map(|(_, s)| s).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter()
+            .all(|(t, s)| *s == 401 || *t < revoked + Duration::from_secs(1)),
+        "served more than a second after the revocation"
+    );
+    assert!(seen[..first_refusal].iter().all(|(_, s)| *s == 200));
 }
 
 #[tokio::test]

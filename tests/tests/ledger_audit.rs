@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_e2e::auth::{cli, create_key};
+use switchyard_e2e::auth::{bearer, cli, create_key};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::eventually;
 use switchyard_e2e::process::{Serve, serve};
@@ -227,8 +227,8 @@ async fn every_request_is_in_the_exported_audit_trail() {
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(header[0], "request_id", "{csv}");
     assert_eq!(
-        header[header.len() - 3..],
-        ["client_addr", "credential", "guardrails"],
+        header[header.len() - 4..],
+        ["client_addr", "credential", "guardrails", "payload"],
         "{csv}"
     );
     // No field here holds a comma or a line break: plain splitting works.
@@ -367,7 +367,9 @@ auth:
         if out.lines().count() == 3 {
             Ok(out)
         } else {
-            Err(format!("expected the two keyed requests and the refused one:\n{out}"))
+            Err(format!(
+                "expected the two keyed requests and the refused one:\n{out}"
+            ))
         }
     })
     .await;
@@ -403,4 +405,154 @@ auth:
     let blue_only = export(&base, &["--team", "blue", "--format", "csv"]);
     assert_eq!(blue_only.lines().count(), 2, "{blue_only}");
     assert!(blue_only.contains(&blue_id), "{blue_only}");
+}
+
+/// A key with `capture_payloads` leaves its prompts and answers in the
+/// trail, as the upstream and the client saw them: after the guardrail
+/// redacted the e-mail address, which is nowhere in the trail. Unary and
+/// streamed alike; a key without capture leaves none.
+#[tokio::test]
+async fn captured_payloads_are_exported_redacted() {
+    let double = Double::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.db");
+    let gw = serve(&format!(
+        r#"
+server:
+  http_addr: 127.0.0.1:0
+  grpc_addr: 127.0.0.1:0
+  shutdown_delay: 0s
+providers:
+  - name: up
+    kind: openai
+    base_url: {base}
+models:
+  - name: chat
+    routes:
+      - {{ provider: up, model: gpt-test }}
+guardrails:
+  rules:
+    - {{ detector: email, action: redact }}
+auth:
+  keys: {{ store: local, path: {keys} }}
+"#,
+        base = double.base_url(),
+        keys = keys.display()
+    ));
+    let base = gw.proc.http();
+    let client = switchyard_e2e::http_client();
+    let captured = create_key(&base, json!({"name": "audited", "capture_payloads": true})).await;
+    assert_eq!(captured["capture_payloads"], true, "{captured}");
+    let plain = create_key(&base, json!({"name": "plain"})).await;
+    assert!(plain.get("capture_payloads").is_none(), "{plain}");
+    // The CLI's flag makes the same key.
+    let made: Value = serde_json::from_str(&cli(
+        &base,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli-audited",
+            "--capture-payloads",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(made["capture_payloads"], true, "{made}");
+
+    let prompt = "mail ada@example.com the report";
+    let ask = async |key: &str, stream: bool| {
+        let res = client
+            .post(format!("{base}/v1/chat/completions"))
+            .header("authorization", bearer(key))
+            .json(&json!({
+                "model": "chat",
+                "stream": stream,
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": prompt},
+                ],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        (id, res.text().await.unwrap())
+    };
+    let key = captured["key"].as_str().unwrap();
+    let (unary_id, unary_body) = ask(key, false).await;
+    let (stream_id, stream_body) = ask(key, true).await;
+    let (cli_id, _) = ask(made["key"].as_str().unwrap(), false).await;
+    let (plain_id, _) = ask(plain["key"].as_str().unwrap(), false).await;
+
+    // What the client got: the double echoes the prompt it was sent.
+    let answer: Value = serde_json::from_str(&unary_body).unwrap();
+    let said = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(said, "echo: mail [REDACTED:email] the report");
+    let streamed: String = stream_body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| {
+            let v: Value = serde_json::from_str(d).unwrap();
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(streamed, said);
+
+    let jsonl = eventually(Duration::from_secs(20), async || {
+        let out = export(&base, &[]);
+        if out.lines().count() == 4 {
+            Ok(out)
+        } else {
+            Err(format!("expected four requests:\n{out}"))
+        }
+    })
+    .await;
+    assert!(!jsonl.contains("ada@example.com"), "{jsonl}");
+    let records: BTreeMap<String, Value> = jsonl
+        .lines()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            (r["request_id"].as_str().unwrap().to_owned(), r)
+        })
+        .collect();
+    let request = json!([
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "mail [REDACTED:email] the report"},
+    ]);
+    for id in [&unary_id, &stream_id, &cli_id] {
+        let r = &records[id.as_str()];
+        assert_eq!(r["payload"]["request"], request, "{r}");
+        assert_eq!(
+            r["payload"]["response"],
+            json!([{"role": "assistant", "content": said}]),
+            "{r}"
+        );
+        assert!(r["payload"].get("truncated").is_none(), "{r}");
+        assert!(
+            r["guardrails"][0].as_str().unwrap().starts_with("redact:"),
+            "{r}"
+        );
+    }
+    let r = &records[plain_id.as_str()];
+    assert!(r.get("payload").is_none(), "no capture, no payload: {r}");
+
+    // CSV: the payload's JSON in the last column, empty without one.
+    let csv = export(&base, &["--format", "csv"]);
+    assert!(!csv.contains("ada@example.com"), "{csv}");
+    let header = csv.split("\r\n").next().unwrap();
+    assert!(header.ends_with(",guardrails,payload"), "{header}");
+    let quoted = records[unary_id.as_str()]["payload"]
+        .to_string()
+        .replace('"', "\"\"");
+    assert!(csv.contains(&format!(",\"{quoted}\"\r\n")), "{csv}");
+    let plain_row = csv
+        .split("\r\n")
+        .find(|l| l.starts_with(plain_id.as_str()))
+        .unwrap();
+    assert!(plain_row.ends_with(','), "{plain_row}");
 }

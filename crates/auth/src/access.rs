@@ -24,6 +24,9 @@ pub struct Principal {
     /// The key's own model patterns; empty: no restriction of its own.
     pub models: Vec<String>,
     pub limits: KeyLimits,
+    /// The audit trail keeps this caller's prompts and answers
+    /// ([`KeyRecord::capture_payloads`]); never for a JWT caller.
+    pub capture_payloads: bool,
 }
 
 impl Principal {
@@ -38,6 +41,7 @@ impl Principal {
             roles: record.roles.clone(),
             models: record.models.clone(),
             limits: record.limits.clone(),
+            capture_payloads: record.capture_payloads,
         }
     }
 
@@ -180,6 +184,7 @@ mod tests {
             roles: roles.iter().map(|r| (*r).into()).collect(),
             models: models.iter().map(|m| (*m).into()).collect(),
             limits: KeyLimits::default(),
+            capture_payloads: false,
         }
     }
 

@@ -96,6 +96,11 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The audit trail keeps this key's prompts and answers (after the
+    /// guardrails redacted them), not only who, when and what it cost.
+    /// Off unless asked for: payloads are the sensitive part.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_payloads: bool,
 }
 
 impl KeyRecord {
@@ -130,6 +135,9 @@ pub struct NewKey {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// See [`KeyRecord::capture_payloads`].
+    #[serde(default)]
+    pub capture_payloads: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -189,6 +197,7 @@ impl KeyHasher {
             expires_at: new.expires_at,
             revoked_at: None,
             metadata: new.metadata,
+            capture_payloads: new.capture_payloads,
         };
         Ok((key, record))
     }

@@ -23,3 +23,17 @@ $$;
 CREATE TRIGGER switchyard_usage_records_append_only
     BEFORE UPDATE ON switchyard_usage_records
     FOR EACH ROW EXECUTE FUNCTION switchyard_usage_records_append_only();
+
+-- Captured payloads (keys with capture_payloads), one row per request that
+-- has one. A table of their own: the records' rows stay small for the
+-- reports that scan them, and only the audit export joins this one. They
+-- go with their record when it is deleted, and are append-only like it.
+CREATE TABLE switchyard_usage_payloads (
+    request_id TEXT  NOT NULL PRIMARY KEY
+        REFERENCES switchyard_usage_records (request_id) ON DELETE CASCADE,
+    payload    JSONB NOT NULL
+);
+
+CREATE TRIGGER switchyard_usage_payloads_append_only
+    BEFORE UPDATE ON switchyard_usage_payloads
+    FOR EACH ROW EXECUTE FUNCTION switchyard_usage_records_append_only();

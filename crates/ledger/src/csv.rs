@@ -19,7 +19,7 @@ const ROW_METRICS: [&str; 10] = [
 
 // New columns go at the end: readers that pick columns by position keep
 // working.
-const RECORD_HEADER: [&str; 25] = [
+const RECORD_HEADER: [&str; 26] = [
     "request_id",
     "time",
     "router",
@@ -45,6 +45,7 @@ const RECORD_HEADER: [&str; 25] = [
     "client_addr",
     "credential",
     "guardrails",
+    "payload",
 ];
 
 fn field(out: &mut String, value: &str) {
@@ -102,7 +103,8 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
 }
 
 /// Raw records as CSV, one column per field; the guardrail actions in one
-/// field, separated by `;` (empty when there were none).
+/// field, separated by `;` (empty when there were none); the payload as
+/// its JSON text (empty when there is none).
 pub fn records_to_csv(records: &[UsageRecord]) -> String {
     let mut out = String::new();
     line(&mut out, RECORD_HEADER);
@@ -134,6 +136,10 @@ pub fn records_to_csv(records: &[UsageRecord]) -> String {
             opt(&r.client_addr),
             opt(&r.credential),
             r.guardrails.join(";"),
+            r.payload
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         ];
         line(&mut out, fields.iter().map(String::as_str));
     }

@@ -188,10 +188,11 @@ async fn pump(
     let max_in_flight = settings.max_in_flight.max(1);
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let settings = Arc::new(settings);
+    let client = js.client();
     while let Some(msg) = rx.recv().await {
         match msg {
             Msg::Record(record) => {
-                let payload = match serde_json::to_vec(&record) {
+                let payload = match encode(&record, client.max_payload()) {
                     Ok(p) => Bytes::from(p),
                     Err(e) => {
                         tracing::error!(request_id = %record.request_id, error = %e, "usage record not serializable; lost");
@@ -221,6 +222,34 @@ async fn pump(
             }
         }
     }
+}
+
+/// Room a message needs besides the record: its headers (`Nats-Msg-Id`)
+/// and protocol line.
+const MESSAGE_OVERHEAD: usize = 1024;
+
+/// The record as a stream message of at most `max_payload` bytes (the
+/// server's limit; the client refuses bigger ones, every retry alike).
+/// Payloads are bounded ([`crate::MAX_PAYLOAD_BYTES`]) well under NATS's
+/// default of 1 MiB; on a server configured smaller, a record that does not
+/// fit loses its payload, replaced by `{"truncated": true, "bytes": N}`,
+/// rather than the record being lost.
+fn encode(record: &UsageRecord, max_payload: usize) -> Result<Vec<u8>, serde_json::Error> {
+    let bytes = serde_json::to_vec(record)?;
+    let limit = max_payload.saturating_sub(MESSAGE_OVERHEAD);
+    let Some(payload) = record.payload.as_ref().filter(|_| bytes.len() > limit) else {
+        return Ok(bytes);
+    };
+    let size = serde_json::to_vec(payload).map_or(0, |p| p.len());
+    tracing::warn!(
+        request_id = %record.request_id,
+        bytes = bytes.len(),
+        max_payload,
+        "usage record over the NATS server's max_payload: its payload is left out"
+    );
+    let mut slim = record.clone();
+    slim.payload = Some(serde_json::json!({"truncated": true, "bytes": size}));
+    serde_json::to_vec(&slim)
 }
 
 async fn publish(
@@ -462,4 +491,29 @@ pub async fn replay_since(
         tracing::debug!(consumer = %name, error = %e, "replay consumer not deleted; it expires when idle");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_record_over_max_payload_goes_without_its_payload() {
+        let mut r = UsageRecord::new("r1", Timestamp::UNIX_EPOCH, "a", "chat", "m");
+        r.payload =
+            Some(serde_json::json!({"request": [{"role": "user", "content": "x".repeat(5000)}]}));
+        let whole = encode(&r, 1024 * 1024).unwrap();
+        let back: UsageRecord = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(back, r);
+
+        let slim = encode(&r, 4096).unwrap();
+        assert!(slim.len() <= 4096 - MESSAGE_OVERHEAD);
+        let back: UsageRecord = serde_json::from_slice(&slim).unwrap();
+        assert_eq!(back.payload.as_ref().unwrap()["truncated"], true);
+        assert!(back.payload.as_ref().unwrap()["bytes"].as_u64().unwrap() > 5000);
+        r.payload = back.payload.clone();
+        assert_eq!(back, r, "everything else is kept");
+    }
 }

@@ -14,7 +14,9 @@
 //!
 //! The records are also the audit trail (who, from where, what the
 //! guardrails did): append-only in every store, both databases refusing
-//! UPDATE, and exported page by page with [`RecordCursor`].
+//! UPDATE, and exported page by page with [`RecordCursor`]. Payloads
+//! captured for keys that ask for it travel on the record and are stored
+//! in a table of their own, read back only by the export.
 
 mod csv;
 mod error;
@@ -34,7 +36,8 @@ pub use crate::postgres::WriterHook;
 pub use crate::postgres::{PgSettings, PostgresStore, run_writer};
 pub use crate::query::{Dimension, RecordCursor, UsageQuery, UsageRow, UsageStore, parse_time};
 pub use crate::record::{
-    MemorySink, OUTCOME_CLIENT_CLOSED, OUTCOME_OK, SinkStats, UsageRecord, UsageSink,
+    MAX_PAYLOAD_BYTES, MemorySink, OUTCOME_CLIENT_CLOSED, OUTCOME_OK, SinkStats, UsageRecord,
+    UsageSink, bounded_payload,
 };
 /// The time type of records and queries, for callers without their own
 /// `jiff` dependency (the CLI).

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::query::{
     Metrics, SpendBucket, days_between, rows_from, spend_records, to_i64, to_u64, ts_from_us,
 };
-use crate::record::{Counters, guardrails_from_json, guardrails_to_json};
+use crate::record::{Counters, guardrails_from_json, guardrails_to_json, payload_from_json};
 use crate::sql::{self, Dialect, Param, Sql};
 use crate::{LedgerError, SinkStats, UsageQuery, UsageRecord, UsageRow, UsageSink, UsageStore};
 
@@ -66,6 +66,12 @@ CREATE INDEX usage_records_time     ON usage_records (time_us);
 /// Records are append-only: the trigger refuses any UPDATE, so no code
 /// path (nor a stray statement in the sqlite3 shell) rewrites history.
 /// Deleting old records stays possible, for retention.
+///
+/// Captured payloads (JSON text) live in a table of their own, keyed by
+/// request id: the records' pages stay small for the reports that scan
+/// them, and only the audit export reads payloads. Append-only too, and
+/// deleted with their record by a trigger (not a foreign key: the sqlite3
+/// shell, where retention deletes run, does not enforce those by default).
 const SCHEMA_V2: &str = "
 ALTER TABLE usage_records ADD COLUMN client_addr TEXT;
 ALTER TABLE usage_records ADD COLUMN credential  TEXT;
@@ -75,6 +81,18 @@ DROP INDEX usage_records_time;
 CREATE TRIGGER usage_records_append_only BEFORE UPDATE ON usage_records
 BEGIN
     SELECT RAISE(ABORT, 'usage records are append-only');
+END;
+CREATE TABLE usage_payloads (
+    request_id TEXT NOT NULL PRIMARY KEY,
+    payload    TEXT NOT NULL
+);
+CREATE TRIGGER usage_payloads_append_only BEFORE UPDATE ON usage_payloads
+BEGIN
+    SELECT RAISE(ABORT, 'usage records are append-only');
+END;
+CREATE TRIGGER usage_records_delete_payload AFTER DELETE ON usage_records
+BEGIN
+    DELETE FROM usage_payloads WHERE request_id = OLD.request_id;
 END;
 ";
 
@@ -88,6 +106,11 @@ const INSERT: &str = "INSERT OR IGNORE INTO usage_records (
     client_addr, credential, guardrails
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
           ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+
+/// Only with a record that is new: a re-delivered record (ignored above)
+/// keeps the payload it was stored with.
+const INSERT_PAYLOAD: &str =
+    "INSERT OR IGNORE INTO usage_payloads (request_id, payload) VALUES (?1, ?2)";
 
 /// How long a connection waits for another one's lock (a backup, the
 /// sqlite3 shell) before a write attempt fails.
@@ -334,6 +357,7 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> Result<(), rusqlite::
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare(INSERT)?;
+        let mut payloads = tx.prepare(INSERT_PAYLOAD)?;
         for (i, r) in batch.iter().enumerate() {
             // A full batch is about a millisecond of CPU; on a gateway
             // pinned to one core that would stall requests behind it, so
@@ -341,7 +365,7 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> Result<(), rusqlite::
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
                 std::thread::yield_now();
             }
-            stmt.execute(params![
+            let inserted = stmt.execute(params![
                 r.request_id,
                 r.time.as_microsecond(),
                 r.router,
@@ -368,6 +392,11 @@ fn insert(conn: &mut Connection, batch: &[UsageRecord]) -> Result<(), rusqlite::
                 r.credential,
                 guardrails_to_json(&r.guardrails),
             ])?;
+            if inserted == 1
+                && let Some(p) = &r.payload
+            {
+                payloads.execute(params![r.request_id, p.to_string()])?;
+            }
         }
     }
     tx.commit()
@@ -449,6 +478,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(UsageRecordRaw, i
             client_addr: r.get(22)?,
             credential: r.get(23)?,
             guardrails: r.get(24)?,
+            payload: r.get(25)?,
         },
         r.get(1)?,
     ))
@@ -476,6 +506,8 @@ struct UsageRecordRaw {
     credential: Option<String>,
     /// JSON array text.
     guardrails: String,
+    /// JSON text.
+    payload: Option<String>,
 }
 
 impl UsageRecordRaw {
@@ -507,6 +539,7 @@ impl UsageRecordRaw {
             client_addr: self.client_addr,
             credential: self.credential,
             guardrails: guardrails_from_json(&self.guardrails)?,
+            payload: self.payload.as_deref().map(payload_from_json).transpose()?,
         })
     }
 }

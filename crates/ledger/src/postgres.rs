@@ -21,7 +21,7 @@ use crate::jetstream::ensure_stream;
 use crate::query::{
     Metrics, SpendBucket, days_between, rows_from, spend_records, to_i64, to_u64, ts_from_us,
 };
-use crate::record::{guardrails_from_json, guardrails_to_json};
+use crate::record::{bounded_payload, guardrails_from_json, guardrails_to_json, payload_from_json};
 use crate::sql::{self, Dialect, Param, Sql};
 use crate::{
     Dimension, LedgerError, StreamSettings, UsageQuery, UsageRecord, UsageRow, UsageStore,
@@ -52,8 +52,13 @@ const MIGRATIONS: &[Migration] = &[
 const MIGRATION_LOCK: i64 = 0x5357_4c45_4447_4552;
 
 // The guardrail actions travel as JSON text (an array of arrays cannot be
-// ragged) and become jsonb in the select.
-const INSERT: &str = "INSERT INTO switchyard_usage_records (
+// ragged) and become jsonb in the select. The payloads go in the same
+// statement (one statement, one transaction), and only for records that
+// are new: a re-delivered record keeps the payload it was stored with.
+// The foreign key is checked at the end of the statement, when the new
+// records are there.
+const INSERT: &str = "WITH new AS (
+INSERT INTO switchyard_usage_records (
     request_id, time, router, operation, key_id, team_id, user_id, model, provider,
     served_model, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
     reasoning_tokens, images, cost_pico, saved_pico, estimated, cache_hit, latency_ms, outcome,
@@ -67,7 +72,17 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
     $25::text[])
     AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
          c20, c21, c22, c23, c24, c25)
-ON CONFLICT (request_id) DO NOTHING";
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id
+), payloads AS (
+INSERT INTO switchyard_usage_payloads (request_id, payload)
+SELECT p.id, p.payload::jsonb
+FROM unnest($1::text[], $26::text[]) AS p(id, payload)
+JOIN new ON new.request_id = p.id
+WHERE p.payload IS NOT NULL
+ON CONFLICT (request_id) DO NOTHING
+)
+SELECT count(*) FROM new";
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -413,7 +428,11 @@ impl Session<'_> {
         let mut keep = Vec::with_capacity(messages.len());
         for m in messages {
             match serde_json::from_slice::<UsageRecord>(&m.payload) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    // Routers bound payloads already; bounded again here,
+                    // since one PostgreSQL refuses (a NUL) would cost the
+                    // whole record.
+                    r.payload = r.payload.take().map(bounded_payload);
                     records.push(r);
                     keep.push(m);
                 }
@@ -548,37 +567,44 @@ async fn insert_records(
         .iter()
         .map(|r| guardrails_to_json(&r.guardrails))
         .collect();
-    db.execute(
-        insert,
-        &[
-            &ids,
-            &times,
-            &routers,
-            &operations,
-            &keys,
-            &teams,
-            &users,
-            &models,
-            &providers,
-            &served,
-            &input,
-            &cached,
-            &cache_write,
-            &output,
-            &reasoning,
-            &images,
-            &cost,
-            &saved,
-            &estimated,
-            &cache_hit,
-            &latency,
-            &outcomes,
-            &addrs,
-            &credentials,
-            &guardrails,
-        ],
-    )
-    .await
+    let payloads: Vec<Option<String>> = records
+        .iter()
+        .map(|r| r.payload.as_ref().map(ToString::to_string))
+        .collect();
+    let row = db
+        .query_one(
+            insert,
+            &[
+                &ids,
+                &times,
+                &routers,
+                &operations,
+                &keys,
+                &teams,
+                &users,
+                &models,
+                &providers,
+                &served,
+                &input,
+                &cached,
+                &cache_write,
+                &output,
+                &reasoning,
+                &images,
+                &cost,
+                &saved,
+                &estimated,
+                &cache_hit,
+                &latency,
+                &outcomes,
+                &addrs,
+                &credentials,
+                &guardrails,
+                &payloads,
+            ],
+        )
+        .await?;
+    Ok(to_u64(row.try_get(0)?))
 }
 
 /// Queries usage in PostgreSQL (what the writer loaded). Reconnects on the
@@ -685,6 +711,10 @@ fn record_from_row(r: &Row) -> Result<UsageRecord, LedgerError> {
         client_addr: r.try_get(22)?,
         credential: r.try_get(23)?,
         guardrails: guardrails_from_json(r.try_get(24)?)?,
+        payload: r
+            .try_get::<_, Option<&str>>(25)?
+            .map(payload_from_json)
+            .transpose()?,
     })
 }
 

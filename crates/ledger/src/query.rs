@@ -95,6 +95,9 @@ impl FromStr for Dimension {
 ///   repeats are ignored. Empty: one row with the totals.
 /// - `after`: only records past this position in the records' order (time,
 ///   then request id): the next page of an export.
+/// - `payloads`: [`UsageStore::records`] also reads the captured payloads
+///   (kept in a table of their own, so only the audit export pays for
+///   them); otherwise every record's `payload` is `None`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageQuery {
     pub from: Option<Timestamp>,
@@ -104,6 +107,7 @@ pub struct UsageQuery {
     /// Where days begin and end for [`Dimension::Day`].
     pub time_zone: TimeZone,
     pub after: Option<RecordCursor>,
+    pub payloads: bool,
 }
 
 impl Default for UsageQuery {
@@ -115,6 +119,7 @@ impl Default for UsageQuery {
             filters: Vec::new(),
             time_zone: TimeZone::UTC,
             after: None,
+            payloads: false,
         }
     }
 }
@@ -151,6 +156,12 @@ impl UsageQuery {
 
     pub fn after(mut self, cursor: RecordCursor) -> Self {
         self.after = Some(cursor);
+        self
+    }
+
+    /// Records come with their payloads.
+    pub fn with_payloads(mut self) -> Self {
+        self.payloads = true;
         self
     }
 
@@ -496,6 +507,7 @@ pub(crate) fn spend_records(
             client_addr: None,
             credential: None,
             guardrails: Vec::new(),
+            payload: None,
         });
     }
     Ok(out)

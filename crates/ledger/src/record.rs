@@ -80,6 +80,12 @@ pub struct UsageRecord {
     /// ledger.
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// What was said, for callers whose key captures payloads (see
+    /// [`bounded_payload`] for the shape and the size cap); `None` for
+    /// everyone else. Stored apart from the record's row, and read only by
+    /// the audit export ([`crate::UsageQuery::with_payloads`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 impl UsageRecord {
@@ -117,6 +123,7 @@ impl UsageRecord {
             client_addr: None,
             credential: None,
             guardrails: Vec::new(),
+            payload: None,
         }
     }
 
@@ -137,6 +144,112 @@ pub(crate) fn guardrails_to_json(actions: &[String]) -> String {
 pub(crate) fn guardrails_from_json(text: &str) -> Result<Vec<String>, LedgerError> {
     serde_json::from_str(text)
         .map_err(|e| LedgerError::Corrupt(format!("guardrail actions `{text}`: {e}")))
+}
+
+pub(crate) fn payload_from_json(text: &str) -> Result<serde_json::Value, LedgerError> {
+    serde_json::from_str(text).map_err(|e| LedgerError::Corrupt(format!("payload: {e}")))
+}
+
+/// Most bytes a record's payload takes as JSON text. Well under NATS's
+/// default `max_payload` (1 MiB), so a record with its payload always
+/// fits one stream message, and one request cannot bloat the ledger.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// A payload as the ledger keeps it, at most [`MAX_PAYLOAD_BYTES`] of JSON:
+///
+/// - NUL characters become U+FFFD: PostgreSQL stores no NUL in text or
+///   `jsonb`, and a record it refuses would be lost whole.
+/// - Too big: the texts are cut, in document order (the request's
+///   messages before the answer's), the first one over the budget ending
+///   in `…`, the ones after it emptied, and the payload gains
+///   `"truncated": true` and `"bytes"`, the size it had. The structure (the
+///   messages, their roles, ids and tool names: strings of up to 64 bytes)
+///   stays. If even that does not fit (tens
+///   of thousands of messages), only `{"truncated": true, "bytes": N}` is
+///   left.
+///
+/// Bounded work: a payload within the cap is serialized once.
+pub fn bounded_payload(mut payload: serde_json::Value) -> serde_json::Value {
+    strip_nul(&mut payload);
+    let bytes = json_len(&payload);
+    if bytes <= MAX_PAYLOAD_BYTES {
+        return payload;
+    }
+    let marked = |mut v: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("truncated".into(), true.into());
+            o.insert("bytes".into(), bytes.into());
+        }
+        v
+    };
+    // Escaping (quotes, control characters) and the structure take room
+    // besides the strings' bytes: cut deeper until it fits.
+    let mut budget = MAX_PAYLOAD_BYTES * 3 / 4;
+    while budget >= MAX_PAYLOAD_BYTES / 16 {
+        let mut cut = payload.clone();
+        let mut left = budget;
+        cut_strings(&mut cut, &mut left);
+        let cut = marked(cut);
+        if json_len(&cut) <= MAX_PAYLOAD_BYTES {
+            return cut;
+        }
+        budget /= 2;
+    }
+    marked(serde_json::Value::Object(serde_json::Map::new()))
+}
+
+fn json_len(v: &serde_json::Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+fn strip_nul(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{fffd}"),
+        Value::Array(a) => a.iter_mut().for_each(strip_nul),
+        Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(o);
+                o.extend(
+                    old.into_iter()
+                        .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v)),
+                );
+            }
+            o.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
+}
+
+/// Strings this short (roles, ids, tool names) are never cut: they are
+/// the payload's structure, not its bulk.
+const KEPT_STRING: usize = 64;
+
+/// Cuts the strings of `v` longer than [`KEPT_STRING`] to `left` bytes in
+/// all, in document order.
+fn cut_strings(v: &mut serde_json::Value, left: &mut usize) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.len() <= KEPT_STRING => {}
+        Value::String(s) => {
+            if s.len() <= *left {
+                *left -= s.len();
+            } else {
+                let mut end = *left;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                if end > 0 {
+                    s.push('…');
+                }
+                *left = 0;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|v| cut_strings(v, left)),
+        Value::Object(o) => o.values_mut().for_each(|v| cut_strings(v, left)),
+        _ => {}
+    }
 }
 
 pub const OUTCOME_OK: &str = "ok";
@@ -315,5 +428,74 @@ mod tests {
         assert_eq!(guardrails_from_json(&text).unwrap(), actions);
         assert_eq!(guardrails_to_json(&[]), "[]");
         assert!(guardrails_from_json("not json").is_err());
+    }
+
+    #[test]
+    fn payloads_travel_only_when_captured() {
+        let mut r = UsageRecord::new("r1", Timestamp::UNIX_EPOCH, "a", "chat", "m");
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("payload").is_none(), "no payload key: {json}");
+        r.payload = Some(serde_json::json!({"request": [{"role": "user", "content": "hi"}]}));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["payload"]["request"][0]["content"], "hi");
+        assert_eq!(serde_json::from_value::<UsageRecord>(json).unwrap(), r);
+    }
+
+    #[test]
+    fn small_payloads_are_kept_as_they_are_but_for_nul() {
+        let p = serde_json::json!({
+            "request": [{"role": "user", "content": "a\u{0}b"}],
+            "response": [{"role": "assistant", "content": "ok"}],
+        });
+        let got = bounded_payload(p);
+        assert_eq!(got["request"][0]["content"], "a\u{fffd}b");
+        assert_eq!(got["response"][0]["content"], "ok");
+        assert!(got.get("truncated").is_none());
+    }
+
+    #[test]
+    fn big_payloads_are_cut_to_the_cap_keeping_their_structure() {
+        let big = "x".repeat(MAX_PAYLOAD_BYTES);
+        let p = serde_json::json!({
+            "request": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": big},
+            ],
+            "response": [{"role": "assistant", "content": "y".repeat(1000)}],
+        });
+        let size = json_len(&p);
+        let got = bounded_payload(p);
+        assert!(json_len(&got) <= MAX_PAYLOAD_BYTES);
+        assert_eq!(got["truncated"], true);
+        assert_eq!(got["bytes"], size);
+        assert_eq!(got["request"][0]["content"], "be brief");
+        let cut = got["request"][1]["content"].as_str().unwrap();
+        assert!(
+            cut.ends_with('…') && cut.len() > MAX_PAYLOAD_BYTES / 2,
+            "{}",
+            cut.len()
+        );
+        // Cut in order: the answer after the long prompt is emptied, its
+        // role kept.
+        assert_eq!(got["response"][0]["role"], "assistant");
+        assert_eq!(got["response"][0]["content"], "");
+
+        // Escaping that doubles the size is cut deeper until it fits.
+        let quotes = serde_json::json!({"request": [{"role": "user", "content": "\"".repeat(MAX_PAYLOAD_BYTES)}]});
+        let got = bounded_payload(quotes);
+        assert!(json_len(&got) <= MAX_PAYLOAD_BYTES);
+        assert_eq!(got["truncated"], true);
+        // Multi-byte characters are cut on a character boundary.
+        let wide = serde_json::json!({"request": [{"role": "user", "content": "é".repeat(MAX_PAYLOAD_BYTES)}]});
+        let got = bounded_payload(wide);
+        assert!(json_len(&got) <= MAX_PAYLOAD_BYTES);
+
+        // Nothing but structure: only the marker is left.
+        let many: Vec<_> = (0..MAX_PAYLOAD_BYTES / 8)
+            .map(|_| serde_json::json!({"role": "user"}))
+            .collect();
+        let got = bounded_payload(serde_json::json!({"request": many}));
+        assert_eq!(got.as_object().unwrap().len(), 2, "{got}");
+        assert_eq!(got["truncated"], true);
     }
 }

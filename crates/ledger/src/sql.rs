@@ -58,6 +58,14 @@ impl Dialect {
         }
     }
 
+    /// The captured payloads, one row per request id that has one.
+    pub fn payload_table(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "usage_payloads",
+            Dialect::Postgres => "switchyard_usage_payloads",
+        }
+    }
+
     /// The time column (in SQLite its unit is in the name, for whoever
     /// opens the file with the sqlite3 shell).
     pub fn time(self) -> &'static str {
@@ -296,12 +304,34 @@ pub(crate) fn aggregate(
     Ok(sql)
 }
 
-/// Raw records in [`RECORD_COLUMNS`] order, oldest first.
+/// Raw records in [`RECORD_COLUMNS`] order, oldest first, then the payload
+/// as JSON text (NULL without one, or when `q` does not ask for payloads).
 pub(crate) fn records(dialect: Dialect, q: &UsageQuery, limit: usize) -> Result<Sql, LedgerError> {
     let mut sql = Sql::new(dialect);
     let cols: Vec<String> = RECORD_COLUMNS.iter().map(|c| dialect.select(c)).collect();
+    // A primary-key probe per record of the page, and only for the audit
+    // export: reports and the usage tables never touch the payloads.
+    let (payload, join) = if q.payloads {
+        let col = match dialect {
+            Dialect::Sqlite => "p.payload",
+            Dialect::Postgres => "p.payload::text",
+        };
+        (
+            col.to_owned(),
+            format!(
+                " LEFT JOIN {} p ON p.request_id = u.request_id",
+                dialect.payload_table()
+            ),
+        )
+    } else {
+        let null = match dialect {
+            Dialect::Sqlite => "NULL",
+            Dialect::Postgres => "NULL::text",
+        };
+        (null.to_owned(), String::new())
+    };
     sql.push(&format!(
-        "SELECT {} FROM {} u",
+        "SELECT {}, {payload} FROM {} u{join}",
         cols.join(", "),
         dialect.table()
     ));

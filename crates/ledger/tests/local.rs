@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{record, ts, varied_records};
+use common::{payload, record, ts, varied_records};
 use jiff::tz::TimeZone;
 use switchyard_ledger::{
     Dimension, LedgerError, LocalLedger, LocalOptions, RecordCursor, UsageQuery, UsageRecord,
@@ -461,16 +461,19 @@ async fn audit_fields_are_stored_and_exported() {
     let header = csv.split("\r\n").next().unwrap();
     // New columns at the end: positions of the old ones are unchanged.
     assert!(
-        header.ends_with(",latency_ms,outcome,client_addr,credential,guardrails"),
+        header.ends_with(",latency_ms,outcome,client_addr,credential,guardrails,payload"),
         "{header}"
     );
     assert!(header.starts_with("request_id,time,router,operation,key,"));
     assert!(
-        csv.contains(",ok,10.0.0.7,key,redact:pii/email*2;flag:tone/angry\r\n"),
+        csv.contains(",ok,10.0.0.7,key,redact:pii/email*2;flag:tone/angry,\r\n"),
         "{csv}"
     );
-    assert!(csv.contains(",ok,,jwt,block:no-cards/card\r\n"), "{csv}");
-    assert!(csv.contains(",upstream_timeout,2001:db8::1,,\r\n"), "{csv}");
+    assert!(csv.contains(",ok,,jwt,block:no-cards/card,\r\n"), "{csv}");
+    assert!(
+        csv.contains(",upstream_timeout,2001:db8::1,,,\r\n"),
+        "{csv}"
+    );
 }
 
 /// The schema of version 1, as released: the migration test starts from
@@ -528,11 +531,16 @@ async fn a_version_1_file_upgrades_in_place() {
     assert_eq!(old.credential, None);
     assert!(old.guardrails.is_empty());
 
-    let new = record("new-1", ts("2026-01-01T11:00:00Z"));
+    let mut new = record("new-1", ts("2026-01-01T11:00:00Z"));
+    new.payload = Some(payload("after the upgrade"));
     ledger.record(new.clone());
     ledger.flush().await.unwrap();
-    let all = ledger.records(&UsageQuery::new(), 10).await.unwrap();
+    let all = ledger
+        .records(&UsageQuery::new().with_payloads(), 10)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
+    assert_eq!(all[0].payload, None);
     assert_eq!(all[1], new);
     drop(ledger);
 
@@ -551,10 +559,20 @@ async fn a_version_1_file_upgrades_in_place() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(indexes, ["usage_records_time_id"]);
+    let payloads: i64 = conn
+        .query_row("SELECT count(*) FROM usage_payloads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(payloads, 1);
     drop(conn);
     // Opening again changes nothing.
     let ledger = LocalLedger::open(&path).unwrap();
-    assert_eq!(ledger.records(&UsageQuery::new(), 10).await.unwrap(), all);
+    assert_eq!(
+        ledger
+            .records(&UsageQuery::new().with_payloads(), 10)
+            .await
+            .unwrap(),
+        all
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,4 +595,58 @@ async fn records_cannot_be_rewritten() {
         .unwrap();
     assert_eq!(n, 8);
     assert_eq!(total(&ledger).await.0, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_are_stored_apart_and_read_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let ledger = LocalLedger::open(&path).unwrap();
+    let mut with = record("with", ts("2026-01-01T10:00:00Z"));
+    with.payload = Some(payload("hello, [REDACTED:email]"));
+    let without = record("without", ts("2026-01-01T10:00:01Z"));
+    ledger.record(with.clone());
+    ledger.record(without.clone());
+    // A re-delivery keeps the first copy, payload included.
+    let mut again = with.clone();
+    again.payload = Some(payload("something else"));
+    ledger.record(again);
+    ledger.flush().await.unwrap();
+
+    let q = UsageQuery::new().with_payloads();
+    assert_eq!(
+        ledger.records(&q, 10).await.unwrap(),
+        [with.clone(), without.clone()]
+    );
+    // Reports and plain record listings do not read them.
+    let plain = ledger.records(&UsageQuery::new(), 10).await.unwrap();
+    assert!(plain.iter().all(|r| r.payload.is_none()));
+    assert_eq!(total(&ledger).await.0, 2);
+    // Filters and pages work the same with the join.
+    let keyed = q.clone().filter(Dimension::Outcome, "ok");
+    assert_eq!(ledger.records(&keyed, 1).await.unwrap(), [with.clone()]);
+    let next = q.clone().after(RecordCursor::of(&with));
+    assert_eq!(ledger.records(&next, 10).await.unwrap(), [without]);
+
+    // The CSV's last column is the payload's JSON, quoted as needed.
+    let csv = records_to_csv(&ledger.records(&q, 10).await.unwrap());
+    let header = csv.split("\r\n").next().unwrap();
+    assert!(header.ends_with(",guardrails,payload"), "{header}");
+    let json = with.payload.as_ref().unwrap().to_string();
+    let quoted = format!(",\"{}\"\r\n", json.replace('"', "\"\""));
+    assert!(csv.contains(&quoted), "{csv}");
+    assert!(csv.ends_with(",\r\n"), "no payload: an empty field: {csv}");
+
+    // Append-only like the records, and deleted with them.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let err = conn
+        .execute("UPDATE usage_payloads SET payload = '{}'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    conn.execute("DELETE FROM usage_records WHERE request_id = 'with'", [])
+        .unwrap();
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM usage_payloads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
 }

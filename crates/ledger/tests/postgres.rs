@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{nats, record, stream_settings, varied_records, wait_for};
+use common::{nats, payload, record, stream_settings, varied_records, wait_for};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use switchyard_e2e::postgres::TestDb;
@@ -290,7 +290,9 @@ async fn postgres_answers_like_the_local_ledger() {
     let mut big = record("big", "2026-01-02T03:04:05.678901Z".parse().unwrap());
     big.cost = Usd::from_pico(9_000_000_000_000_000);
     big.input_tokens = 1 << 40;
+    big.payload = Some(payload("a big one, \u{1F600} and all"));
     records.push(big);
+    records[0].payload = Some(payload("the first"));
     load(&db, &records).await;
     let pg = PostgresStore::connect(&db.url).await.unwrap();
 
@@ -357,6 +359,18 @@ async fn postgres_answers_like_the_local_ledger() {
     }
     assert_eq!(got.len(), records.len());
     assert_eq!(got, want);
+    // Payloads only when asked, alike in both.
+    assert!(got.iter().all(|r| r.payload.is_none()));
+    let q = UsageQuery::new().with_payloads();
+    let with = pg.records(&q, 1000).await.unwrap();
+    assert_eq!(with, local.records(&q, 1000).await.unwrap());
+    assert_eq!(with.iter().filter(|r| r.payload.is_some()).count(), 2);
+    let mut sorted = records.clone();
+    sorted.sort_by(|a, b| (a.time, &a.request_id).cmp(&(b.time, &b.request_id)));
+    assert_eq!(
+        with, sorted,
+        "every field, the payload included, round-trips"
+    );
     assert!(
         got.iter()
             .any(|r| r.credential.as_deref() == Some("jwt") && r.guardrails.len() == 1)
@@ -404,12 +418,28 @@ async fn a_version_1_table_upgrades_in_place_and_refuses_updates() {
     assert_eq!(old[0].credential, None);
     assert!(old[0].guardrails.is_empty());
 
-    // New records, through the stream and the writer, keep their fields.
-    let new = record("new-1", "2026-01-01T11:00:00Z".parse().unwrap());
-    load_more(&db, std::slice::from_ref(&new), 2).await;
-    let all = store.records(&UsageQuery::new(), 10).await.unwrap();
-    assert_eq!(all.len(), 2);
+    // New records, through the stream and the writer, keep their fields,
+    // their payloads included.
+    let mut new = record("new-1", "2026-01-01T11:00:00Z".parse().unwrap());
+    new.payload = Some(payload("after the upgrade"));
+    // A NUL PostgreSQL cannot store: the writer replaces it rather than
+    // losing the record.
+    let mut nul = record("nul-1", "2026-01-01T12:00:00Z".parse().unwrap());
+    nul.payload = Some(payload("a\u{0}b"));
+    load_more(&db, &[new.clone(), nul], 3).await;
+    let all = store
+        .records(&UsageQuery::new().with_payloads(), 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].payload, None);
     assert_eq!(all[1], new);
+    assert_eq!(
+        all[2].payload.as_ref().unwrap()["request"][1]["content"],
+        "a\u{fffd}b"
+    );
+    let plain = store.records(&UsageQuery::new(), 10).await.unwrap();
+    assert!(plain.iter().all(|r| r.payload.is_none()));
     let matched: i64 = pg
         .query_one(
             "SELECT count(*) FROM switchyard_usage_records \
@@ -419,7 +449,7 @@ async fn a_version_1_table_upgrades_in_place_and_refuses_updates() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(matched, 1, "guardrail actions are queryable jsonb");
+    assert_eq!(matched, 2, "guardrail actions are queryable jsonb");
 
     let err = pg
         .execute(
@@ -429,6 +459,27 @@ async fn a_version_1_table_upgrades_in_place_and_refuses_updates() {
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("append-only"), "{err:?}");
+    let err = pg
+        .execute("UPDATE switchyard_usage_payloads SET payload = '{}'", &[])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("append-only"), "{err:?}");
+    // A payload goes with its record.
+    pg.execute(
+        "DELETE FROM switchyard_usage_records WHERE request_id = 'new-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let left: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM switchyard_usage_payloads WHERE request_id = 'new-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
     // Retention stays possible.
     let n = pg
         .execute(

@@ -40,6 +40,9 @@ pub struct CreateKey {
     expires_in: Option<Duration>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// The audit trail keeps this key's prompts and answers.
+    #[serde(default)]
+    capture_payloads: bool,
 }
 
 fn invalid(message: String, param: &str) -> GatewayError {
@@ -107,6 +110,7 @@ fn checked(body: &[u8]) -> Result<NewKey, GatewayError> {
         limits: req.limits,
         expires_at,
         metadata: req.metadata,
+        capture_payloads: req.capture_payloads,
     })
 }
 

@@ -133,6 +133,7 @@ fn parse(
         filters,
         time_zone: gateway.spend().report_time_zone().clone(),
         after: None,
+        payloads: false,
     };
     Ok((query, format))
 }
@@ -291,6 +292,8 @@ pub(crate) async fn audit(gateway: Arc<Gateway>, mut params: BTreeMap<String, St
         Err(bad) => return bad.response(),
     };
     query.after = after;
+    // The audit trail is the one place payloads are read back.
+    query.payloads = true;
     let Some(store) = gateway.spend().store() else {
         return no_ledger();
     };

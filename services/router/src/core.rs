@@ -496,7 +496,7 @@ impl Gateway {
         let trace = RequestTrace::begin(&spec, false, self.record_content);
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
-                return Ok(self.cached_answer(*hit, meter, admission, &trace, &asked, &ctx.who)?);
+                return Ok(self.cached_answer(*hit, meter, admission, &trace, &asked, ctx)?);
             }
             Lookup::Miss(status, store) => (status, store),
         };
@@ -518,14 +518,20 @@ impl Gateway {
                 },
             )
             .await;
-        let (mut served, mut result) = settle_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
+        let (mut meter, mut served, mut result) =
+            serve_unary(meter, out, |r| r.usage.as_mut(), |_| 0)?;
         // Before the cache: a redacted answer is what gets stored, and a
         // blocked one is not stored at all.
-        if let Err(error) = self
+        let answer = self
             .guardrails
             .load()
-            .apply_response(&mut result, &asked, &ctx.who)
-        {
+            .apply_response(&mut result, &asked, &ctx.who);
+        // The answer as the client gets it; a blocked one is not kept.
+        if answer.is_ok() && captures(ctx) {
+            meter.payload("response", crate::payload::response(&result));
+        }
+        meter.finish();
+        if let Err(error) = answer {
             return Err(Failed {
                 error,
                 attempts: served.attempts,
@@ -551,16 +557,19 @@ impl Gateway {
         admission: Admission,
         trace: &RequestTrace,
         asked: &str,
-        who: &Identity,
+        ctx: &RequestContext,
     ) -> Result<(ServedBy, ChatResult), Box<Failed>> {
         trace.result(&result);
         meter.cache_hit(&served, result.usage.as_mut());
-        meter.finish();
-        if let Err(error) = self
+        let answer = self
             .guardrails
             .load()
-            .apply_response(&mut result, asked, who)
-        {
+            .apply_response(&mut result, asked, &ctx.who);
+        if answer.is_ok() && captures(ctx) {
+            meter.payload("response", crate::payload::response(&result));
+        }
+        meter.finish();
+        if let Err(error) = answer {
             return Err(Box::new(Failed {
                 error,
                 attempts: served.attempts,
@@ -653,6 +662,11 @@ impl Gateway {
                 }
             }
         }
+        // After the redaction: the audit trail keeps what went upstream,
+        // never what the rules took out. A blocked request keeps none.
+        if captures(ctx) {
+            meter.payload("request", crate::payload::request(spec));
+        }
         let checked = key_request_limits(ctx, spec).and_then(|()| {
             let routed = take_controls(spec, ctx)?;
             self.check_control_models(&routed)?;
@@ -724,7 +738,7 @@ impl Gateway {
         let (status, store) = match self.cache_lookup(&spec, ctx).await {
             Lookup::Hit(hit) => {
                 let (served, result) =
-                    self.cached_answer(*hit, meter, admission, &trace, &asked, &ctx.who)?;
+                    self.cached_answer(*hit, meter, admission, &trace, &asked, ctx)?;
                 return Ok((served, cache::replay(&result)));
             }
             Lookup::Miss(status, store) => (status, store),
@@ -1021,23 +1035,42 @@ impl cache::Embedder for GatewayEmbedder<'_> {
 /// Settles a unary answer's meter: its cost stamped into the usage the
 /// client gets, or the failure recorded.
 fn settle_unary<T>(
-    mut meter: Meter,
+    meter: Meter,
     out: Result<(ServedBy, T), Failed>,
     usage: impl FnOnce(&mut T) -> Option<&mut Usage>,
     images: impl FnOnce(&T) -> u32,
 ) -> Result<(ServedBy, T), Box<Failed>> {
+    let (meter, served, result) = serve_unary(meter, out, usage, images)?;
+    meter.finish();
+    Ok((served, result))
+}
+
+/// [`settle_unary`] with the meter handed back unfinished on success, for
+/// what still belongs in the record (the answer's payload).
+fn serve_unary<T>(
+    mut meter: Meter,
+    out: Result<(ServedBy, T), Failed>,
+    usage: impl FnOnce(&mut T) -> Option<&mut Usage>,
+    images: impl FnOnce(&T) -> u32,
+) -> Result<(Meter, ServedBy, T), Box<Failed>> {
     match out {
         Ok((mut served, mut result)) => {
             let images = images(&result);
             meter.served(&mut served, usage(&mut result), images);
-            meter.finish();
-            Ok((served, result))
+            Ok((meter, served, result))
         }
         Err(f) => {
             meter.failed(&f);
             Err(Box::new(f))
         }
     }
+}
+
+/// Whether the request's payloads go into its usage record: its caller's
+/// key says so. Embeddings and images never: no guardrail redacts their
+/// inputs.
+fn captures(ctx: &RequestContext) -> bool {
+    ctx.caller.as_ref().is_some_and(|c| c.capture_payloads)
 }
 
 /// Embeddings and image generation: the same route walk as chat (fallback,

@@ -30,6 +30,7 @@ pub mod limits;
 mod media;
 pub mod messages;
 pub mod metrics;
+mod payload;
 pub mod response_store;
 mod responses;
 pub mod spend;

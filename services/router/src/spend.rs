@@ -782,6 +782,23 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
+    /// Keeps `value` as `part` (`request`, `response`) of the record's
+    /// payload, bounded by the ledger's cap. Called only for callers whose
+    /// key captures payloads ([`crate::payload`]).
+    pub(crate) fn payload(&mut self, part: &'static str, value: serde_json::Value) {
+        let Some(r) = self.record.as_mut() else {
+            return;
+        };
+        let mut whole = match r.payload.take() {
+            Some(serde_json::Value::Object(o)) => o,
+            _ => serde_json::Map::new(),
+        };
+        whole.insert(part.to_owned(), value);
+        r.payload = Some(switchyard_ledger::bounded_payload(
+            serde_json::Value::Object(whole),
+        ));
+    }
+
     /// What the guardrails did to the request, for its record.
     pub(crate) fn guardrails(&mut self, actions: Vec<String>) {
         if let Some(r) = self.record.as_mut() {
@@ -894,9 +911,15 @@ pub(crate) fn metered(
     served: &ServedBy,
     work: Work,
 ) -> ChatStream {
+    // Decided once per stream: a request part means the caller's key
+    // captures payloads, and only then are the deltas gathered.
+    let mut capture = None;
     if let Some(r) = meter.record.as_mut() {
         r.provider = Some(served.provider.clone());
         r.served_model = Some(served.upstream_model.clone());
+        if r.payload.is_some() {
+            capture = Some(crate::payload::StreamCapture::default());
+        }
     }
     Box::pin(Metered {
         events,
@@ -906,6 +929,7 @@ pub(crate) fn metered(
         work,
         completion: String::new(),
         dropped_bytes: 0,
+        capture,
     })
 }
 
@@ -926,6 +950,8 @@ struct Metered {
     completion: String,
     /// Bytes of completion that no longer fit in `completion`.
     dropped_bytes: u64,
+    /// The answer as the client got it, for a key that captures payloads.
+    capture: Option<crate::payload::StreamCapture>,
 }
 
 impl Metered {
@@ -981,6 +1007,9 @@ impl Metered {
             fill_counts(r, usage);
             r.cost = cost.unwrap_or(Usd::ZERO);
         }
+        if let Some(capture) = self.capture.take() {
+            meter.payload("response", capture.into_response());
+        }
         meter.settle(Some(outcome));
     }
 }
@@ -996,6 +1025,9 @@ impl Stream for Metered {
         };
         match item {
             Some(StreamItem::Chunk(chunk)) => {
+                if let Some(capture) = this.capture.as_mut() {
+                    capture.chunk(&chunk);
+                }
                 for c in &chunk.choices {
                     for text in [&c.content, &c.reasoning_content].into_iter().flatten() {
                         this.keep(text);

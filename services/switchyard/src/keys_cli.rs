@@ -69,6 +69,10 @@ pub enum KeysCommand {
         /// `key=value`; repeatable.
         #[arg(long = "meta")]
         metadata: Vec<String>,
+        /// Keep this key's prompts and answers (after the guardrails
+        /// redacted them) in the audit trail.
+        #[arg(long)]
+        capture_payloads: bool,
     },
     /// Every key (revoked ones too), never their secrets.
     List,
@@ -102,6 +106,7 @@ async fn call(args: &KeysArgs) -> Result<String> {
             budget_window,
             expires_in,
             metadata,
+            capture_payloads,
         } => {
             let mut meta = BTreeMap::new();
             for m in metadata {
@@ -133,6 +138,9 @@ async fn call(args: &KeysArgs) -> Result<String> {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
+            }
+            if *capture_payloads {
+                body["capture_payloads"] = json!(true);
             }
             client
                 .post(base.join("/admin/v1/keys")?)

@@ -34,6 +34,20 @@ pub fn record(id: &str, time: Timestamp) -> UsageRecord {
     r
 }
 
+/// A captured payload as the router writes it, with text that needs
+/// escaping in JSON and CSV.
+pub fn payload(prompt: &str) -> serde_json::Value {
+    serde_json::json!({
+        "request": [
+            {"role": "system", "content": "Answer \"briefly\",\nplease."},
+            {"role": "user", "content": prompt},
+        ],
+        "response": [{"role": "assistant", "content": format!("echo: {prompt}"),
+            "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": "{\"q\":1}"}}]}],
+    })
+}
+
 pub fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }

@@ -264,6 +264,8 @@ impl Auth {
                         roles: id.roles,
                         models: Vec::new(),
                         limits: Default::default(),
+                        // A per-key choice: tokens carry no such claim.
+                        capture_payloads: false,
                     }))),
                     Err(e) => Err(GatewayError::Unauthenticated(format!(
                         "the bearer token was refused: {e}"

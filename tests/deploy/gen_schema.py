@@ -376,6 +376,8 @@ RATE_LIMIT = obj(
                 # A single key's limits are set on the key.
                 "key": {"type": "string", "enum": ["*"]},
                 **{k: {"type": "string", "minLength": 1} for k in ("team", "user", "model")},
+                # One role, never each apart.
+                "role": {"type": "string", "minLength": 1, "not": {"const": "*"}},
             },
         },
         "rpm": POS,

@@ -43,6 +43,7 @@ auth:
 rate_limits:
   - {{ name: per-team, scope: {{ team: "*" }}, rpm: 5 }}
   - {{ name: team-tokens, scope: {{ team: tokens }}, tpm: 4 }}
+  - {{ name: interns, scope: {{ role: intern }}, rpm: 2 }}
 "#,
         base = double.base_url(),
         keys = dir.path().join("keys.db").display()
@@ -100,6 +101,25 @@ rate_limits:
             .status,
         200
     );
+
+    // A role: every caller with it counts together.
+    let i1 = key_for(&base, json!({"name": "i1", "roles": ["intern"]})).await;
+    let i2 = key_for(&base, json!({"name": "i2", "roles": ["reader", "intern"]})).await;
+    assert_eq!(
+        post_chat(&base, &ask(), &[("authorization", &i1)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post_chat(&base, &ask(), &[("authorization", &i2)])
+            .await
+            .status,
+        200
+    );
+    let r = post_chat(&base, &ask(), &[("authorization", &i1)]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.text.contains("`interns`"), "{}", r.text);
 
     // Tokens: counted when the answer's usage is known; once the window
     // holds 4, the next request waits.

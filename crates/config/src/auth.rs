@@ -149,7 +149,8 @@ pub struct AccessRuleConfig {
 pub struct RateLimitConfig {
     pub name: String,
     /// Whose requests: `{team: research}` for one team, `{team: "*"}` for
-    /// each team apart, `{key: "*"}` for each key. Absent: all together.
+    /// each team apart, `{key: "*"}` for each key, `{role: intern}` for
+    /// every caller with that role together. Absent: all together.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -172,4 +173,6 @@ pub enum RateLimitScope {
     Team(String),
     User(String),
     Model(String),
+    /// One role (a caller with it counts in it); no `*`.
+    Role(String),
 }

@@ -114,6 +114,10 @@ pub(crate) fn validate(config: &Config, problems: &mut Vec<Problem>) {
                 lp.key("scope").key("key"),
                 "only `*` (each key apart): a single key's limits are set on the key (`rpm`, `tpm`)",
             ),
+            Some(RateLimitScope::Role(v)) if v.is_empty() || v == "*" => push(
+                lp.key("scope").key("role"),
+                "name one role: a caller has several, each counted in the rules naming it",
+            ),
             Some(RateLimitScope::Team(v) | RateLimitScope::User(v) | RateLimitScope::Model(v))
                 if v.is_empty() =>
             {
@@ -151,6 +155,7 @@ rate_limits:
   - {name: r, scope: {key: ci-bot}, rpm: 10}
   - {name: r, tpm: 0}
   - {name: s}
+  - {name: t, scope: {role: "*"}, rpm: 5}
 "#,
         )
         .join("\n");
@@ -166,6 +171,7 @@ rate_limits:
             "rate_limits[1].name",
             "rate_limits[1].tpm",
             "rate_limits[2]",
+            "rate_limits[3].scope.role",
         ] {
             assert!(out.contains(want), "{want} missing from:\n{out}");
         }

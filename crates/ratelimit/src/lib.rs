@@ -32,7 +32,7 @@
 //!     rpm: Some(600),
 //!     tpm: Some(100_000),
 //! }]);
-//! let who = Subject { key: Some("vk-1"), team: Some("red"), user: None, model: "gpt-4o" };
+//! let who = Subject { key: Some("vk-1"), team: Some("red"), user: None, model: "gpt-4o", roles: &[] };
 //! let now = tokio::time::Instant::now();
 //! match limiter.admit(&who, &[], now) {
 //!     // Send `h.pairs()` with the answer.
@@ -136,6 +136,9 @@ pub enum Dimension {
     User,
     /// The model name the client asked for.
     Model,
+    /// A role the caller has (from its key or token). Role rules name
+    /// their role: a caller has several, each counted in its own rule.
+    Role,
 }
 
 /// One limit.
@@ -148,7 +151,8 @@ pub struct Rule {
     pub name: String,
     pub dimension: Dimension,
     /// `Some`: only that value, one counter. `None`: every value, each
-    /// with its own counter. Ignored for [`Dimension::Global`].
+    /// with its own counter. Ignored for [`Dimension::Global`]; required
+    /// for [`Dimension::Role`] (a rule without one never applies).
     pub value: Option<String>,
     /// Requests per minute.
     pub rpm: Option<u64>,
@@ -173,6 +177,10 @@ impl Rule {
         }
         let actual = match self.dimension {
             Dimension::Global => return Some(""),
+            Dimension::Role => {
+                let role = self.value.as_deref()?;
+                return subject.roles.iter().any(|r| r == role).then_some(role);
+            }
             Dimension::Key => subject.key?,
             Dimension::Team => subject.team?,
             Dimension::User => subject.user?,
@@ -195,6 +203,8 @@ pub struct Subject<'a> {
     pub team: Option<&'a str>,
     pub user: Option<&'a str>,
     pub model: &'a str,
+    /// The caller's roles.
+    pub roles: &'a [String],
 }
 
 /// A request let through.

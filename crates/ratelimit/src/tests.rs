@@ -47,6 +47,7 @@ fn subject<'a>(key: &'a str, team: &'a str) -> Subject<'a> {
         team: Some(team),
         user: None,
         model: "gpt-4o",
+        roles: &[],
     }
 }
 
@@ -55,6 +56,7 @@ const ALICE: Subject<'static> = Subject {
     team: Some("red"),
     user: Some("alice"),
     model: "gpt-4o",
+    roles: &[],
 };
 
 #[test]
@@ -153,6 +155,7 @@ fn tpm_refuses_once_recorded_tokens_reach_the_limit() {
     // Another model has its own counter.
     let other = Subject {
         model: "claude",
+        roles: &[],
         ..ALICE
     };
     f.limiter.admit(&other, &[], f.at(20.0)).unwrap();
@@ -534,6 +537,7 @@ fn bench_admit() {
             team: Some(&teams[i % 10]),
             user: None,
             model: "gpt-4o",
+            roles: &[],
         })
         .collect();
     let now = Instant::now();
@@ -559,4 +563,32 @@ fn the_limiter_is_shared_between_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<Limiter>();
     shared::<Limited>();
+}
+
+#[test]
+fn role_rules_count_callers_with_that_role_together() {
+    let interns = Rule {
+        value: Some("intern".into()),
+        ..rule("interns", Dimension::Role, Some(2), None)
+    };
+    // A role rule must name its role: without one it never applies.
+    let unnamed = rule("any-role", Dimension::Role, Some(1), None);
+    let f = Fixture::new(vec![interns, unnamed]);
+    let roles = ["reader".to_owned(), "intern".to_owned()];
+    let a = Subject {
+        roles: &roles,
+        ..subject("sk-a", "red")
+    };
+    let b = Subject {
+        roles: &roles[1..],
+        ..subject("sk-b", "blue")
+    };
+    assert!(f.limiter.admit(&a, &[], f.at(1.0)).is_ok());
+    assert!(f.limiter.admit(&b, &[], f.at(1.0)).is_ok());
+    let refused = f.limiter.admit(&a, &[], f.at(1.0)).unwrap_err();
+    assert_eq!(refused.rule, "interns");
+    // Callers without the role are not under it.
+    for _ in 0..5 {
+        assert!(f.limiter.admit(&ALICE, &[], f.at(1.0)).is_ok());
+    }
 }

@@ -45,6 +45,7 @@ const WHO: Subject<'static> = Subject {
     team: None,
     user: None,
     model: "gpt-4o",
+    roles: &[],
 };
 
 /// How many admissions `limiter` knows of, its own and the other's: the

@@ -30,6 +30,7 @@ pub struct Charge {
     team: Option<String>,
     user: Option<String>,
     model: String,
+    roles: Vec<String>,
     /// The caller's key's own limits.
     extra: Vec<Rule>,
 }
@@ -41,6 +42,7 @@ impl Charge {
             team: self.team.as_deref(),
             user: self.user.as_deref(),
             model: &self.model,
+            roles: &self.roles,
         }
     }
 
@@ -62,6 +64,7 @@ pub fn rules(config: &Config) -> Vec<Rule> {
                 Some(RateLimitScope::Team(v)) => (Dimension::Team, star(v)),
                 Some(RateLimitScope::User(v)) => (Dimension::User, star(v)),
                 Some(RateLimitScope::Model(v)) => (Dimension::Model, star(v)),
+                Some(RateLimitScope::Role(v)) => (Dimension::Role, Some(v.clone())),
             };
             Rule {
                 name: r.name.clone(),
@@ -112,6 +115,7 @@ pub fn admit(
         team: who.team.clone(),
         user: who.user.clone(),
         model: model.to_owned(),
+        roles: caller.map(|c| c.roles.clone()).unwrap_or_default(),
         extra: key_rules(caller, who.key.as_deref()),
     };
     match limiter.admit(&charge.subject(), &charge.extra, Instant::now()) {

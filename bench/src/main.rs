@@ -25,8 +25,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -112,6 +112,10 @@ fn pinned(core: usize, program: &Path) -> Command {
     }
 }
 
+/// The gateways' data folder for this run (see [`start`]); removed by
+/// `main` at the end, as statics are never dropped.
+static DATA_DIR: OnceLock<std::io::Result<tempfile::TempDir>> = OnceLock::new();
+
 /// Starts a process and waits for a line containing `ready` on stdout or
 /// stderr; returns the process and that line.
 fn start(mut cmd: Command, ready: &str, on_stdout: bool) -> Result<(Proc, String)> {
@@ -123,13 +127,18 @@ fn start(mut cmd: Command, ready: &str, on_stdout: bool) -> Result<(Proc, String
         )
         .env("SWITCHYARD_LOG_FORMAT", "text")
         .env("NO_COLOR", "1");
-    // The gateway's usage ledger goes to a scratch folder, not the user's
-    // home (the benchmark measures with it on, as `serve` runs by default).
+    // The gateway's usage ledger goes to a scratch folder of this run, not
+    // the user's home (the benchmark measures with it on, as `serve` runs
+    // by default): a ledger kept from earlier runs would grow start-up and
+    // idle memory from run to run, and one written by another build's
+    // schema would be refused.
     if std::env::var_os("SWITCHYARD_DATA_DIR").is_none() {
-        cmd.env(
-            "SWITCHYARD_DATA_DIR",
-            std::env::temp_dir().join("switchyard-bench-data"),
-        );
+        match DATA_DIR.get_or_init(tempfile::tempdir) {
+            Ok(dir) => {
+                cmd.env("SWITCHYARD_DATA_DIR", dir.path());
+            }
+            Err(e) => anyhow::bail!("cannot make the gateway's data folder: {e}"),
+        }
     }
     if on_stdout {
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
@@ -559,7 +568,14 @@ fn added(gw: &Value, direct: &Value) -> Value {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let out = run(Args::parse()).await;
+    if let Some(Ok(dir)) = DATA_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+    out
+}
+
+async fn run(args: Args) -> Result<()> {
     let double_bin = args.bin_dir.join("upstream-double");
     if !double_bin.exists() || !args.bin_dir.join("switchyard").exists() {
         bail!(

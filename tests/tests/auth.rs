@@ -516,4 +516,20 @@ async fn jwts_from_the_identity_provider_carry_team_and_role() {
         }
     })
     .await;
+
+    // The keys cannot be fetched: a token with an unknown key id is a 503
+    // to retry, not the caller's fault; known keys keep working.
+    std::fs::remove_file(&jwks_path).unwrap();
+    let unknown = bearer(&Idp::new("k3").token(&claims("switchyard", hour, &[])));
+    let r = post_chat(&base, &ask("chat"), &[("authorization", &unknown)]).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "identity_provider_unavailable",
+        "{}",
+        r.text
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    let r = post_chat(&base, &ask("chat"), &[("authorization", &token)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -124,6 +124,7 @@ fn next_step(e: &GatewayError) -> Next {
         | GatewayError::Unroutable(_)
         | GatewayError::AdminForbidden
         | GatewayError::Unauthenticated(_)
+        | GatewayError::IdentityProviderUnavailable(_)
         | GatewayError::ModelForbidden { .. }
         | GatewayError::RateLimited { .. }
         | GatewayError::RequestLimit { .. }
@@ -182,6 +183,7 @@ fn failure(e: &GatewayError) -> Failure {
         | GatewayError::Unroutable(_)
         | GatewayError::AdminForbidden
         | GatewayError::Unauthenticated(_)
+        | GatewayError::IdentityProviderUnavailable(_)
         | GatewayError::ModelForbidden { .. }
         | GatewayError::RateLimited { .. }
         | GatewayError::RequestLimit { .. }

@@ -64,6 +64,10 @@ pub enum GatewayError {
     /// key; a refused JWT). Never echoes the credential.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A bearer JWT could not be checked: the identity provider's keys
+    /// could not be fetched. Not the caller's fault; worth a retry.
+    #[error("the identity provider's signing keys cannot be fetched: {0}")]
+    IdentityProviderUnavailable(String),
     /// The caller's key, or an access rule that applies to it, does not
     /// allow this model.
     #[error("{}", forbidden_message(.model, .by))]
@@ -264,6 +268,12 @@ impl GatewayError {
                 Some("invalid_api_key"),
                 Code::Unauthenticated,
             ),
+            GatewayError::IdentityProviderUnavailable(_) => c(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                Some("identity_provider_unavailable"),
+                Code::Unavailable,
+            ),
             GatewayError::ModelForbidden { .. } => c(
                 StatusCode::FORBIDDEN,
                 "permission_error",
@@ -352,6 +362,8 @@ impl GatewayError {
                 Some(*retry_after)
             }
             GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
+            // The JWKS is fetched again at most every `min_refresh_interval`.
+            GatewayError::IdentityProviderUnavailable(_) => Some(Duration::from_secs(5)),
             GatewayError::BudgetExceeded(r) => {
                 let left = r.resets_at.duration_since(jiff::Timestamp::now());
                 Some(

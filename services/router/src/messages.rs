@@ -57,6 +57,7 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
             error_type::PERMISSION
         }
         GatewayError::Unauthenticated(_) => error_type::AUTHENTICATION,
+        GatewayError::IdentityProviderUnavailable(_) => error_type::OVERLOADED,
         GatewayError::RateLimited { .. } => error_type::RATE_LIMIT,
         GatewayError::RequestLimit { .. } => error_type::INVALID_REQUEST,
         GatewayError::ShuttingDown => error_type::OVERLOADED,

@@ -267,6 +267,10 @@ impl Auth {
                         // A per-key choice: tokens carry no such claim.
                         capture_payloads: false,
                     }))),
+                    Err(e @ switchyard_auth::jwt::JwtError::Jwks { .. }) => {
+                        tracing::warn!(error = %e, "a bearer token could not be checked");
+                        Err(GatewayError::IdentityProviderUnavailable(e.to_string()))
+                    }
                     Err(e) => Err(GatewayError::Unauthenticated(format!(
                         "the bearer token was refused: {e}"
                     ))),

@@ -266,3 +266,13 @@ pub fn two_routers(nats_url: &str, upstream: &str, extra: &str) -> TwoRouters {
         _dir: dir,
     }
 }
+
+/// The usual `switchyard serve` config of an e2e test: both listeners on
+/// port 0, provider `up` (OpenAI wire format at `upstream`, no key) and
+/// model `chat` on `up/gpt-test`; `rest` is appended (more `models` items,
+/// then other sections).
+pub fn serve_config(upstream: &str, rest: &str) -> String {
+    format!(
+        "server:\n  http_addr: 127.0.0.1:0\n  grpc_addr: 127.0.0.1:0\nproviders:\n  - name: up\n    kind: openai\n    base_url: {upstream}\nmodels:\n  - name: chat\n    routes:\n      - {{ provider: up, model: gpt-test }}\n{rest}"
+    )
+}

@@ -15,24 +15,14 @@ use serde_json::{Value, json};
 use switchyard_e2e::auth::{Idp, bearer, cli, create_key, unix_now};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
-use switchyard_e2e::process::{serve, two_routers};
+use switchyard_e2e::process::{serve, serve_config, two_routers};
 use switchyard_e2e::{eventually, http_client, post_chat};
 
 fn config(double: &Double, keys_path: &str) -> String {
-    format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-  - name: big
+    serve_config(
+        &double.base_url(),
+        &format!(
+            r#"  - name: big
     routes:
       - {{ provider: up, model: gpt-big }}
   - name: chat-mini
@@ -49,8 +39,8 @@ auth:
   access:
     - {{ name: interns-mini-only, roles: [intern], models: ["*-mini"] }}
     - {{ name: research-no-big, teams: [research], models: ["chat*"] }}
-"#,
-        base = double.base_url()
+"#
+        ),
     )
 }
 

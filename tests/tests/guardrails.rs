@@ -14,32 +14,20 @@
 use serde_json::{Value, json};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::post_chat;
-use switchyard_e2e::process::{Serve, serve};
+use switchyard_e2e::process::{Serve, serve, serve_config};
 
 const CARD: &str = "4111 1111 1111 1111";
 
 fn start(double: &Double) -> Serve {
-    serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-guardrails:
+    serve(&serve_config(
+        &double.base_url(),
+        r#"guardrails:
   rules:
-    - {{ detector: card, action: block }}
-    - {{ detector: email, action: redact }}
-    - {{ name: red-ssn, detector: ssn, action: block, teams: [red] }}
-    - {{ name: codename, detector: regex, pattern: '(?i)project\s+falcon', action: redact }}
+    - { detector: card, action: block }
+    - { detector: email, action: redact }
+    - { name: red-ssn, detector: ssn, action: block, teams: [red] }
+    - { name: codename, detector: regex, pattern: '(?i)project\s+falcon', action: redact }
 "#,
-        base = double.base_url()
     ))
 }
 
@@ -136,26 +124,14 @@ async fn a_team_rule_applies_to_that_team_only() {
 /// A gateway whose rules scan answers only: the double echoes the prompt,
 /// so what the prompt carries comes back in the answer.
 fn start_answers(double: &Double) -> Serve {
-    serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-guardrails:
+    serve(&serve_config(
+        &double.base_url(),
+        r#"guardrails:
   rules:
-    - {{ detector: card, action: redact, applies_to: response }}
-    - {{ detector: secret, action: block, applies_to: response }}
-    - {{ detector: email, action: log, applies_to: both }}
+    - { detector: card, action: redact, applies_to: response }
+    - { detector: secret, action: block, applies_to: response }
+    - { detector: email, action: log, applies_to: both }
 "#,
-        base = double.base_url()
     ))
 }
 

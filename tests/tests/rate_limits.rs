@@ -11,7 +11,7 @@ use switchyard_e2e::auth::{bearer, create_key};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::nats::NatsServer;
 use switchyard_e2e::post_chat;
-use switchyard_e2e::process::{serve, two_routers};
+use switchyard_e2e::process::{serve, serve_config, two_routers};
 
 fn ask() -> Value {
     json!({"model": "chat", "messages": [{"role": "user", "content": "hello there"}]})
@@ -25,28 +25,18 @@ async fn key_for(base: &str, body: Value) -> String {
 async fn keys_and_teams_are_limited_per_minute() {
     let double = Double::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let gw = serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-auth:
+    let gw = serve(&serve_config(
+        &double.base_url(),
+        &format!(
+            r#"auth:
   keys: {{ store: local, path: {keys} }}
 rate_limits:
   - {{ name: per-team, scope: {{ team: "*" }}, rpm: 5 }}
   - {{ name: team-tokens, scope: {{ team: tokens }}, tpm: 4 }}
   - {{ name: interns, scope: {{ role: intern }}, rpm: 2 }}
 "#,
-        base = double.base_url(),
-        keys = dir.path().join("keys.db").display()
+            keys = dir.path().join("keys.db").display()
+        ),
     ));
     let base = gw.proc.http();
 

@@ -31,7 +31,7 @@ use serde_json::{Value as Json, json};
 use switchyard_e2e::auth::{Idp, bearer, unix_now};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::otlp::{Receiver, Span, Value};
-use switchyard_e2e::process::{Proc, Serve, serve, write_config};
+use switchyard_e2e::process::{Proc, Serve, serve, serve_config, write_config};
 use switchyard_e2e::{Reply, http_client, post_chat};
 use switchyard_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use switchyard_proto::gateway::v1::{
@@ -1207,22 +1207,7 @@ async fn hostile_inputs_get_clean_4xx_and_the_gateway_keeps_serving() {
 #[tokio::test]
 async fn a_browser_on_the_same_machine_cannot_drive_an_open_gateway() {
     let double = Double::start().await.unwrap();
-    let gw = serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-"#,
-        base = double.base_url()
-    ));
+    let gw = serve(&serve_config(&double.base_url(), ""));
     let base = gw.proc.http();
     // What `fetch(url, {method: "POST", mode: "no-cors", body})` sends.
     let browser = |path: &str, body: &Json| {

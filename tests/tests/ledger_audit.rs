@@ -15,32 +15,19 @@ use serde_json::{Value, json};
 use switchyard_e2e::auth::{bearer, cli, create_key};
 use switchyard_e2e::double::Double;
 use switchyard_e2e::eventually;
-use switchyard_e2e::process::{Serve, serve};
+use switchyard_e2e::process::{Serve, serve, serve_config};
 use switchyard_pricing::Usd;
 
 fn start(double: &Double) -> Serve {
-    serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-  shutdown_delay: 0s
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-pricing:
+    serve(&serve_config(
+        &double.base_url(),
+        r#"pricing:
   models:
-    - {{ provider: openai, model: gpt-test, input: 2, output: 8 }}
+    - { provider: openai, model: gpt-test, input: 2, output: 8 }
 guardrails:
   rules:
-    - {{ detector: email, action: redact }}
+    - { detector: email, action: redact }
 "#,
-        base = double.base_url()
     ))
 }
 
@@ -320,25 +307,14 @@ async fn keyed_requests_name_their_key_and_are_filtered_by_it() {
     let double = Double::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.db");
-    let gw = serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-  shutdown_delay: 0s
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-auth:
+    let gw = serve(&serve_config(
+        &double.base_url(),
+        &format!(
+            r#"auth:
   keys: {{ store: local, path: {keys} }}
 "#,
-        base = double.base_url(),
-        keys = keys.display()
+            keys = keys.display()
+        ),
     ));
     let base = gw.proc.http();
     let client = switchyard_e2e::http_client();
@@ -416,28 +392,17 @@ async fn captured_payloads_are_exported_redacted() {
     let double = Double::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.db");
-    let gw = serve(&format!(
-        r#"
-server:
-  http_addr: 127.0.0.1:0
-  grpc_addr: 127.0.0.1:0
-  shutdown_delay: 0s
-providers:
-  - name: up
-    kind: openai
-    base_url: {base}
-models:
-  - name: chat
-    routes:
-      - {{ provider: up, model: gpt-test }}
-guardrails:
+    let gw = serve(&serve_config(
+        &double.base_url(),
+        &format!(
+            r#"guardrails:
   rules:
     - {{ detector: email, action: redact }}
 auth:
   keys: {{ store: local, path: {keys} }}
 "#,
-        base = double.base_url(),
-        keys = keys.display()
+            keys = keys.display()
+        ),
     ));
     let base = gw.proc.http();
     let client = switchyard_e2e::http_client();

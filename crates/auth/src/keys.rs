@@ -16,6 +16,8 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+use crate::access::Principal;
+
 /// Every virtual key starts with this, so secret scanners (and our own
 /// guardrails) can recognise one.
 pub const KEY_PREFIX: &str = "sk-sy-";
@@ -258,11 +260,18 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A record and the caller it authenticates as, made once per record
+/// rather than on every request.
+struct Held {
+    record: Arc<KeyRecord>,
+    principal: Arc<Principal>,
+}
+
 /// Every key this router knows, by id: loaded from the key store at start
 /// and kept current by its updates (a revocation is one update).
 pub struct Keyring {
     hasher: KeyHasher,
-    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    keys: RwLock<HashMap<String, Held>>,
     generation: AtomicU64,
 }
 
@@ -284,7 +293,13 @@ impl Keyring {
         self.keys
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(record.id.clone(), Arc::new(record));
+            .insert(
+                record.id.clone(),
+                Held {
+                    principal: Arc::new(Principal::from_key(&record)),
+                    record: Arc::new(record),
+                },
+            );
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -299,7 +314,7 @@ impl Keyring {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .cloned()
+            .map(|h| h.record.clone())
     }
 
     /// Every record, revoked ones included, oldest first.
@@ -309,7 +324,7 @@ impl Keyring {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|h| h.record.clone())
             .collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         all
@@ -326,11 +341,15 @@ impl Keyring {
             .is_empty()
     }
 
-    /// The record of a presented key, if it is one we issued and it is
-    /// still good at `now_ms`.
-    pub fn authenticate(&self, key: &str, now_ms: i64) -> Result<Arc<KeyRecord>, KeyError> {
+    /// The caller a presented key authenticates as, if it is one we issued
+    /// and it is still good at `now_ms`.
+    pub fn authenticate(&self, key: &str, now_ms: i64) -> Result<Arc<Principal>, KeyError> {
         let id = key_id(key).ok_or(KeyError::Invalid)?;
-        let record = self.get(id).ok_or(KeyError::Invalid)?;
+        let (record, principal) = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let held = keys.get(id).ok_or(KeyError::Invalid)?;
+            (held.record.clone(), held.principal.clone())
+        };
         if !self.hasher.verify(key, &record.hash) {
             return Err(KeyError::Invalid);
         }
@@ -344,7 +363,7 @@ impl Keyring {
                 name: record.name.clone(),
             });
         }
-        Ok(record)
+        Ok(principal)
     }
 }
 
@@ -376,7 +395,11 @@ mod tests {
         assert!(!stored.contains(&key[KEY_PREFIX.len() + ID_LEN + 1..]));
         assert!(!record.public().to_string().contains(&record.hash));
         ring.upsert(record.clone());
-        assert_eq!(ring.authenticate(&key, 2_000).unwrap().name, "ci");
+        let caller = ring.authenticate(&key, 2_000).unwrap();
+        assert!(
+            matches!(&caller.credential, crate::Credential::Key { name, .. } if name == "ci"),
+            "{caller:?}"
+        );
     }
 
     #[test]

@@ -298,6 +298,16 @@ impl RouteTable {
             .map(|t| Plan::single(model, t))
     }
 
+    /// Whether [`Self::resolve`] would find `model`, without building its
+    /// plan (for counting a request under its model name).
+    pub fn knows(&self, model: &str) -> bool {
+        self.named.contains_key(model)
+            || model.split_once('/').is_some_and(|(provider, upstream)| {
+                !upstream.is_empty() && self.providers.contains_key(provider)
+            })
+            || self.listed_by_provider.contains_key(model)
+    }
+
     /// Every model a client can name, configured routes first.
     pub fn list(&self) -> &[ListedModel] {
         &self.listing
@@ -396,6 +406,22 @@ mod tests {
         let plan = t.resolve("shared").unwrap();
         assert_eq!(plan.routes[0].target, Target::new("a", "shared"));
         assert!(t.resolve("unknown").is_none());
+    }
+
+    #[test]
+    fn knows_agrees_with_resolve() {
+        let t = RouteTable::from_config(&config());
+        for m in [
+            "chat",
+            "a/gpt-x",
+            "nope/gpt-x",
+            "a/",
+            "shared",
+            "unknown",
+            "",
+        ] {
+            assert_eq!(t.knows(m), t.resolve(m).is_some(), "{m}");
+        }
     }
 
     #[test]

@@ -606,7 +606,7 @@ impl Gateway {
                     // Model names the route table does not know (a 404 to
                     // come) share one counter: the client picks them, and
                     // each distinct one would be a counter kept for minutes.
-                    let counted = if self.routes.load().resolve(model).is_some() {
+                    let counted = if self.routes.load().knows(model) {
                         model.as_str()
                     } else {
                         "(unknown)"

@@ -247,7 +247,7 @@ impl Auth {
                 && token.starts_with(KEY_PREFIX)
             {
                 return match keys.ring.authenticate(token, switchyard_localdb::now_ms()) {
-                    Ok(record) => Ok(Some(Arc::new(Principal::from_key(&record)))),
+                    Ok(caller) => Ok(Some(caller)),
                     Err(e) => Err(GatewayError::Unauthenticated(e.to_string())),
                 };
             }

@@ -52,6 +52,10 @@ struct Args {
     /// Requests for the concurrency-1 latency run.
     #[arg(long, default_value_t = 2000)]
     c1_requests: usize,
+    /// Streams run one after another for time to first token and the
+    /// per-delta delay (64 deltas each).
+    #[arg(long, default_value_t = 8)]
+    stream_runs: usize,
     /// Open streams for the memory measurement.
     #[arg(long, default_value_t = 10_000)]
     open_streams: usize,
@@ -511,6 +515,63 @@ async fn streams(client: &reqwest::Client, t: &Target, conc: usize) -> StreamSta
     out
 }
 
+/// Time to first token and each delta's own trip at concurrency 1, over
+/// `runs` streams one after another. The double stamps every content delta
+/// with the wall-clock time it sends it (`-stamped` models), so the delay
+/// of each delta is measured, not the gap between two (which would hide a
+/// delta held back and then sent with the next one).
+async fn stamped_streams(client: &reqwest::Client, t: &Target, runs: usize) -> StreamStats {
+    let url = format!("{}/chat/completions", t.base);
+    let body = body(&model(t, "slow-20-stamped"), 63, true);
+    let mut out = StreamStats {
+        ttft: histogram(),
+        gaps: histogram(),
+        stalled: 0,
+        failed: 0,
+    };
+    for _ in 0..runs {
+        let start = Instant::now();
+        let res = match client.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => r,
+            _ => {
+                out.failed += 1;
+                continue;
+            }
+        };
+        let mut first = true;
+        let mut s = res.bytes_stream();
+        while let Some(chunk) = s.next().await {
+            let Ok(chunk) = chunk else {
+                out.failed += 1;
+                break;
+            };
+            let now = unix_micros();
+            if first && chunk.windows(6).any(|w| w == b"data: ") {
+                let _ = out.ttft.record(start.elapsed().as_micros() as u64);
+                first = false;
+            }
+            for sent in stamps(&chunk) {
+                let _ = out.gaps.record(now.saturating_sub(sent));
+            }
+        }
+    }
+    out
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The `@<µs>` stamps in a piece of an SSE body.
+fn stamps(chunk: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    chunk.split(|b| *b == b'@').skip(1).filter_map(|rest| {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    })
+}
+
 /// Opens `n` streams that stay open (the double stalls them) and returns
 /// the gateway's RSS with all of them open.
 async fn rss_with_open_streams(client: &reqwest::Client, gw: &Gateway, n: usize) -> (f64, usize) {
@@ -643,8 +704,8 @@ async fn run(args: Args) -> Result<()> {
         direct_rates.push(json!({"rate": r, "latency": summary(&h), "errors": errors}));
     }
     eprintln_progress("direct: streams");
-    let ds = streams(&client, &direct, 1).await;
-    let direct_stream = json!({"ttft": summary(&ds.ttft), "gap": summary(&ds.gaps)});
+    let ds = stamped_streams(&client, &direct, args.stream_runs).await;
+    let direct_stream = json!({"ttft": summary(&ds.ttft), "delta_delay": summary(&ds.gaps)});
 
     let mut modes = Vec::new();
     for mode in &args.modes {
@@ -689,12 +750,15 @@ async fn run(args: Args) -> Result<()> {
             sustained = r;
         }
         eprintln_progress(&format!("{}: streams", t.name));
-        let s1 = streams(&client, &t, 1).await;
+        let s1 = stamped_streams(&client, &t, args.stream_runs).await;
+        let delay = summary(&s1.gaps);
         let stream1 = json!({
             "ttft": summary(&s1.ttft),
-            "gap": summary(&s1.gaps),
+            "delta_delay": delay,
+            "failed": s1.failed,
             "added_ttft_us": us(&summary(&s1.ttft), "p50_us") - us(&direct_stream["ttft"], "p50_us"),
-            "added_gap_p99_us": us(&summary(&s1.gaps), "p99_us") - us(&direct_stream["gap"], "p99_us"),
+            "added_delta_p50_us": us(&delay, "p50_us") - us(&direct_stream["delta_delay"], "p50_us"),
+            "added_delta_p99_us": us(&delay, "p99_us") - us(&direct_stream["delta_delay"], "p99_us"),
         });
         let mut stall_free = 0usize;
         for c in [10usize, 100, 500, 1000, 2000] {
@@ -804,8 +868,11 @@ fn print_table(r: &Value) -> Result<()> {
     row(&mut out, "added TTFT (µs)", &|m| {
         m["stream_c1"]["added_ttft_us"].to_string()
     })?;
-    row(&mut out, "added per-delta p99 (µs)", &|m| {
-        m["stream_c1"]["added_gap_p99_us"].to_string()
+    row(&mut out, "added per-delta delay p50 (µs)", &|m| {
+        m["stream_c1"]["added_delta_p50_us"].to_string()
+    })?;
+    row(&mut out, "added per-delta delay p99 (µs)", &|m| {
+        m["stream_c1"]["added_delta_p99_us"].to_string()
     })?;
     row(&mut out, "stall-free concurrent streams", &|m| {
         m["stall_free_streams"].to_string()

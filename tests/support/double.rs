@@ -6,6 +6,7 @@
 //! |-----------------|-----------|
 //! | (anything else) | answers `echo: <last user text>`; streams it word by word |
 //! | `slow-<ms>`     | as above, `<ms>` between streamed chunks (and before a JSON answer) |
+//! | `…-stamped`     | (with any of the above) each streamed content delta is `@<µs since the Unix epoch> `, stamped as it is sent, so a client can time every delta's trip |
 //! | `error-429`     | 429 with `retry-after: 2` and OpenAI's rate-limit error body |
 //! | `error-429-<s>` | the same with `retry-after: <s>` |
 //! | `cut`           | streams two chunks, then breaks the connection (no `[DONE]`) |
@@ -92,6 +93,13 @@ impl Double {
             .route("/v1/responses", post(responses))
             .route("/_double/stats", get(stats_handler))
             .with_state(stats.clone());
+        // TCP_NODELAY, as providers' servers have it: without it a streamed
+        // delta can sit in the double's socket until the gateway acknowledges
+        // the one before (Nagle against delayed ACKs), a stall of up to a
+        // delta's interval that is the double's, not the gateway's.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -349,6 +357,7 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .unwrap_or(false);
     let hang = model == "hang";
     let cut = model == "cut";
+    let stamped = model.ends_with("-stamped");
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
                "system_fingerprint": "fp_double",
@@ -391,10 +400,15 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
                 }
             }
             match it.next() {
-                Some(ev) => Some((
-                    Ok::<_, std::io::Error>(Bytes::from(format!("data: {ev}\n\n"))),
-                    (it, guard, n + 1),
-                )),
+                Some(mut ev) => {
+                    if stamped {
+                        stamp(&mut ev);
+                    }
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from(format!("data: {ev}\n\n"))),
+                        (it, guard, n + 1),
+                    ))
+                }
                 None => {
                     guard.finish();
                     Some((
@@ -410,6 +424,18 @@ async fn chat(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) 
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A `-stamped` model's content delta: its text becomes the time it is sent.
+fn stamp(event: &mut Value) {
+    if let Some(content) = event.pointer_mut("/choices/0/delta/content")
+        && content.as_str().is_some_and(|c| !c.is_empty())
+    {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        *content = Value::String(format!("@{micros} "));
+    }
 }
 
 /// `tool-call`: calls the request's first tool with `{"city": "Paris"}`;

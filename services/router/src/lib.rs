@@ -206,6 +206,13 @@ pub async fn start(
     );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
+        // Streamed answers are many small writes: without TCP_NODELAY a delta
+        // can wait for the client's ACK of the one before (Nagle).
+        let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(
             http_listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -227,7 +234,7 @@ pub async fn start(
             .add_service(reflection_v1alpha)
             .add_service(grpc_service)
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 grpc_shutdown.cancelled_owned(),
             )
             .await

@@ -26,6 +26,11 @@ use switchyard_config::{Config, ConfigWatcher};
 use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
+// glibc's malloc took a fifth of the instructions of a proxied request
+// (docs/benchmarks.md, "Where the instructions go").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",

@@ -16,16 +16,13 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use switchyard_config::{OtlpProtocol, TelemetryConfig};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::export::{BoundedProcessor, OnRuntime, Queue};
+use crate::log_fields::{JsonSpanFields, TextFields};
 
 /// `json` or `text`; unset: JSON unless stderr is a terminal.
 pub const LOG_FORMAT_ENV: &str = "SWITCHYARD_LOG_FORMAT";
@@ -215,6 +212,10 @@ fn init_with_env(service: &str, cfg: &TelemetryConfig, env: Env<'_>) -> Telemetr
         .with_target(false)
         .with_location(false)
         .with_tracked_inactivity(false)
+        // Nothing reads OpenTelemetry's own current context (propagation
+        // asks the span for its context), so entering a span need not
+        // attach one.
+        .with_context_activation(false)
         .with_filter(otel_filter())
         .boxed();
     let installed = tracing_subscriber::registry()
@@ -248,12 +249,14 @@ fn init_with_env(service: &str, cfg: &TelemetryConfig, env: Env<'_>) -> Telemetr
             runtime: None,
         };
     }
+    crate::span::set_recording(spans);
     if let Some(to) = export_to {
         tracing::info!(service, export = %to, "exporting traces over OTLP");
     }
     if let (Some(m), Some(to)) = (&meters, metrics_to) {
         // Instruments made from `crate::meter()` from now on record.
         opentelemetry::global::set_meter_provider(m.clone());
+        crate::metrics::set_exported(true);
         tracing::info!(service, export = %to, "exporting metrics over OTLP");
     }
     TelemetryGuard {
@@ -286,6 +289,7 @@ fn log_layer(notes: &mut Vec<String>, env: Env<'_>) -> Box<dyn Layer<Registry> +
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .fmt_fields(JsonSpanFields)
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed()
@@ -297,57 +301,6 @@ fn log_layer(notes: &mut Vec<String>, env: Env<'_>) -> Box<dyn Layer<Registry> +
             .with_target(true)
             .with_filter(filter)
             .boxed()
-    }
-}
-
-/// The default text field format minus the `otel.*` fields (span name and
-/// kind for the trace), which would open every log line of a request.
-struct TextFields;
-
-impl<'w> FormatFields<'w> for TextFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
-        let mut v = TextVisitor {
-            writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut v);
-        v.result
-    }
-}
-
-struct TextVisitor<'w> {
-    writer: Writer<'w>,
-    first: bool,
-    result: std::fmt::Result,
-}
-
-impl TextVisitor<'_> {
-    fn write(&mut self, field: &Field, value: std::fmt::Arguments<'_>) {
-        if self.result.is_err() || field.name().starts_with("otel.") {
-            return;
-        }
-        let sep = if self.first { "" } else { " " };
-        self.first = false;
-        self.result = if field.name() == "message" {
-            write!(self.writer, "{sep}{value}")
-        } else {
-            write!(self.writer, "{sep}{}={value}", field.name())
-        };
-    }
-}
-
-impl Visit for TextVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.write(field, format_args!("{value}"));
-        } else {
-            self.write(field, format_args!("{value:?}"));
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.write(field, format_args!("{value:?}"));
     }
 }
 

@@ -28,6 +28,7 @@
 
 mod export;
 mod init;
+mod log_fields;
 mod metrics;
 mod propagation;
 pub mod semconv;
@@ -35,7 +36,7 @@ mod span;
 
 pub use export::dropped_spans;
 pub use init::{LOG_FORMAT_ENV, TelemetryGuard, init, init_logging};
-pub use metrics::meter;
+pub use metrics::{meter, metrics_exported};
 pub use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 pub use opentelemetry::{KeyValue, Value};
 pub use propagation::{continue_trace, extract, inject, inject_from, set_parent};

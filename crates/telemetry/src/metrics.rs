@@ -18,6 +18,19 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use switchyard_config::OtlpProtocol;
 
+/// Whether a meter provider that exports is installed.
+static EXPORTED: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_exported(on: bool) {
+    EXPORTED.store(on, Ordering::Relaxed);
+}
+
+/// Whether metrics recorded on [`meter`]'s instruments go anywhere: callers
+/// skip building attributes (owned strings, per request) when they do not.
+pub fn metrics_exported() -> bool {
+    EXPORTED.load(Ordering::Relaxed)
+}
+
 /// The meter every switchyard instrument is made from. Call it after
 /// [`crate::init`]: instruments made earlier stay no-ops.
 pub fn meter() -> Meter {

@@ -3,16 +3,31 @@
 //! every log line inside it, so only `request_id` and `trace_id` are fields.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Whether spans go anywhere. Without export every span is dropped at its
+/// end (sampler off), so attributes, events and statuses would be collected
+/// for nothing; the spans themselves stay, for the trace ids in logs and
+/// the `traceparent` passed to workers.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+fn recorded(span: &Span) -> bool {
+    RECORDING.load(Ordering::Relaxed) && !span.is_disabled()
+}
+
 /// Sets an attribute on `span`'s OpenTelemetry span (no-op when the span is
-/// disabled or not sampled).
+/// disabled, not sampled, or spans are not exported).
 pub fn set_attribute(span: &Span, key: &'static str, value: impl Into<Value>) {
-    if !span.is_disabled() {
+    if recorded(span) {
         span.set_attribute(key, value);
     }
 }
@@ -25,14 +40,14 @@ pub fn set_string_array(span: &Span, key: &'static str, values: Vec<String>) {
 
 /// Adds an event, timestamped now, to `span`'s OpenTelemetry span.
 pub fn add_event(span: &Span, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
-    if !span.is_disabled() {
+    if recorded(span) {
         span.add_event(name, attributes);
     }
 }
 
 /// Marks `span` failed: status error with `message`, and `error.type`.
 pub fn set_error(span: &Span, error_type: &str, message: impl Into<Cow<'static, str>>) {
-    if span.is_disabled() {
+    if !recorded(span) {
         return;
     }
     span.set_attribute(crate::semconv::ERROR_TYPE, error_type.to_owned());

@@ -572,6 +572,9 @@ impl OtelSink {
     }
 
     fn record(&self, r: &RequestRecord<'_>) {
+        if !switchyard_telemetry::metrics_exported() {
+            return;
+        }
         // The GenAI operation is `chat` whichever front end took it.
         let operation = r.operation.strip_prefix("grpc_").unwrap_or(r.operation);
         let mut attrs = vec![

@@ -449,7 +449,9 @@ async fn throughput(
 
 struct StreamStats {
     ttft: Histogram<u64>,
-    gaps: Histogram<u64>,
+    /// One value per delta: the gap since the delta before ([`streams`]),
+    /// or the delta's own trip from the double ([`stamped_streams`]).
+    deltas: Histogram<u64>,
     stalled: u64,
     failed: u64,
 }
@@ -494,7 +496,7 @@ async fn streams(client: &reqwest::Client, t: &Target, conc: usize) -> StreamSta
     }
     let mut out = StreamStats {
         ttft: histogram(),
-        gaps: histogram(),
+        deltas: histogram(),
         stalled: 0,
         failed: 0,
     };
@@ -503,7 +505,7 @@ async fn streams(client: &reqwest::Client, t: &Target, conc: usize) -> StreamSta
             Ok(Some((ttft, gaps))) => {
                 let _ = out.ttft.record(ttft.as_micros() as u64);
                 for g in gaps {
-                    let _ = out.gaps.record(g.as_micros() as u64);
+                    let _ = out.deltas.record(g.as_micros() as u64);
                     if g > Duration::from_millis(120) {
                         out.stalled += 1;
                     }
@@ -525,7 +527,7 @@ async fn stamped_streams(client: &reqwest::Client, t: &Target, runs: usize) -> S
     let body = body(&model(t, "slow-20-stamped"), 63, true);
     let mut out = StreamStats {
         ttft: histogram(),
-        gaps: histogram(),
+        deltas: histogram(),
         stalled: 0,
         failed: 0,
     };
@@ -551,7 +553,7 @@ async fn stamped_streams(client: &reqwest::Client, t: &Target, runs: usize) -> S
                 first = false;
             }
             for sent in stamps(&chunk) {
-                let _ = out.gaps.record(now.saturating_sub(sent));
+                let _ = out.deltas.record(now.saturating_sub(sent));
             }
         }
     }
@@ -705,7 +707,7 @@ async fn run(args: Args) -> Result<()> {
     }
     eprintln_progress("direct: streams");
     let ds = stamped_streams(&client, &direct, args.stream_runs).await;
-    let direct_stream = json!({"ttft": summary(&ds.ttft), "delta_delay": summary(&ds.gaps)});
+    let direct_stream = json!({"ttft": summary(&ds.ttft), "delta_delay": summary(&ds.deltas)});
 
     let mut modes = Vec::new();
     for mode in &args.modes {
@@ -751,7 +753,7 @@ async fn run(args: Args) -> Result<()> {
         }
         eprintln_progress(&format!("{}: streams", t.name));
         let s1 = stamped_streams(&client, &t, args.stream_runs).await;
-        let delay = summary(&s1.gaps);
+        let delay = summary(&s1.deltas);
         let stream1 = json!({
             "ttft": summary(&s1.ttft),
             "delta_delay": delay,

@@ -27,7 +27,8 @@ use switchyard_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
 // glibc's malloc took a fifth of the instructions of a proxied request
-// (docs/benchmarks.md, "Where the instructions go").
+// (docs/benchmarks.md, "Hot path, first pass"); built with `no_thp`, as
+// transparent huge pages took idle RSS from 25 to 40 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
